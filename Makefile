@@ -1,0 +1,53 @@
+# SparsityLab: `make test` runs every test, `make book` builds the book. Both start from nothing:
+# they create .venv, install the pinned dependencies, and make Fashion-MNIST available.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: test book book-quick lab install system lock clean help
+
+help:
+	@echo "make test        run every test (unit, kernels, notebooks in quick mode, book build)"
+	@echo "make book        build the full book into _build/html (all chapters executed in full mode)"
+	@echo "make book-quick  build a quick-mode preview into _build_quick/html"
+	@echo "make lab         open JupyterLab on book/ with the project installed"
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch==2.13.0
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[book,test,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(STAMP)
+
+system: $(STAMP)
+	bash scripts/setup-system.sh $(PY)
+
+test: install system
+	$(PY) -c "import matplotlib.pyplot"  # warm the font cache outside the timed notebooks
+	SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
+		--durations=15 tests book
+
+book: install system
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+book-quick: install system
+	SPARSITYLAB_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build_quick
+	@echo "open _build_quick/_build/html/index.html"
+
+lab: install system
+	$(VENV)/bin/jupyter lab book/
+
+lock:  # refresh the constraints from the current .venv (after changing pyproject.toml)
+	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==.*/torch==2.13.0/' > $(CONSTRAINTS)
+
+clean:
+	rm -rf _build _build_quick _build_test

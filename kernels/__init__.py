@@ -1,0 +1,1 @@
+"""CUDA C sources (``*.cu``, ``*.cuh``) shipped as package data ``sparsitylab.kernels_src``."""
