@@ -1,0 +1,133 @@
+"""Fixed-mask reparametrisation: exact zeros through momentum/weight decay, save/load, bake-in."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsitylab import masking, metrics, models
+from sparsitylab.masks import topk_mask
+
+
+def magnitude_masks(model, sparsity):
+    return {name: topk_mask(m.weight, sparsity) for name, m in metrics.prunable_layers(model).items()}
+
+
+def train_steps(model, optimizer, steps, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+@pytest.fixture
+def lenet():
+    torch.manual_seed(0)
+    return models.lenet5()
+
+
+def test_forward_equals_dense_model_with_zeroed_weights(lenet):
+    masks = magnitude_masks(lenet, 0.7)
+    dense = copy.deepcopy(lenet)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            dense.get_submodule(name).weight.mul_(mask)
+    masking.apply_masks(lenet, masks)
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(lenet(x), dense(x))
+    assert all(abs(s - 0.7) < 1e-3 for s in metrics.layer_sparsity(lenet).values())
+
+
+def test_pruned_weights_stay_exactly_zero_through_momentum_and_weight_decay(lenet):
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-3)
+    train_steps(lenet, opt, 3)  # momentum buffers are now non-zero everywhere
+    masks = magnitude_masks(lenet, 0.9)
+    masking.apply_masks(lenet, masks)  # optimiser built BEFORE masking keeps working
+    before = {n: lenet.get_submodule(n).weight.detach().clone() for n in masks}
+    train_steps(lenet, opt, 10, seed=1)
+    for name, mask in masks.items():
+        layer = lenet.get_submodule(name)
+        assert (layer.weight[~mask] == 0).all()  # exact zeros, not just small
+        assert not torch.equal(layer.weight.detach(), before[name])  # kept weights did train
+    nonzeros = sum(int(m.sum()) for m in masks.values())
+    assert metrics.count_nonzeros(masking.remove_masks(lenet)) - sum(
+        m.bias.count_nonzero().item() for m in metrics.prunable_layers(lenet).values()) == nonzeros
+
+
+def test_zeroing_weights_once_is_not_enough_control(lenet):
+    """Control experiment: without the reparametrisation, momentum revives pruned weights."""
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-3)
+    train_steps(lenet, opt, 3)
+    masks = magnitude_masks(lenet, 0.9)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            lenet.get_submodule(name).weight.mul_(mask)
+    train_steps(lenet, opt, 2, seed=1)
+    assert metrics.global_sparsity(lenet) < 0.5
+
+
+def test_loss_gradient_of_pruned_original_is_zero(lenet):
+    masks = magnitude_masks(lenet, 0.8)
+    masking.apply_masks(lenet, masks)
+    F.cross_entropy(lenet(torch.randn(8, 1, 28, 28)), torch.arange(8)).backward()
+    for name, mask in masks.items():
+        grad = lenet.get_submodule(name).parametrizations.weight.original.grad
+        assert (grad[~mask] == 0).all() and grad[mask].abs().sum() > 0
+
+
+def test_state_dict_round_trip_weights_only(lenet):
+    masking.apply_masks(lenet, magnitude_masks(lenet, 0.75))
+    buffer = io.BytesIO()
+    torch.save(lenet.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert sorted(masking.masked_layer_names(state)) == sorted(metrics.prunable_layers(lenet))
+    fresh = masking.load_masked_state_dict(models.lenet5(), state)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(fresh(x), lenet(x))
+    assert metrics.layer_sparsity(fresh) == metrics.layer_sparsity(lenet)
+    with pytest.raises(RuntimeError):  # a plain model cannot take the masked keys: that is why the helper exists
+        models.lenet5().load_state_dict(state)
+
+
+def test_update_replaces_mask_and_zeroes_original(lenet):
+    masking.apply_masks(lenet, magnitude_masks(lenet, 0.5))
+    masking.apply_masks(lenet, magnitude_masks(lenet, 0.9))
+    fc = lenet.get_submodule("5")
+    assert len(fc.parametrizations.weight) == 1  # replaced, not stacked
+    assert abs(metrics.layer_sparsity(lenet)["5"] - 0.9) < 1e-3
+    assert (fc.parametrizations.weight.original[~masking.get_masks(lenet)["5"]] == 0).all()
+
+
+def test_remove_bakes_in_plain_parameters(lenet):
+    masking.apply_masks(lenet, magnitude_masks(lenet, 0.6))
+    expected = metrics.layer_sparsity(lenet)
+    masking.remove_masks(lenet)
+    assert not masking.is_masked(lenet)
+    assert not any("parametrizations" in k for k in lenet.state_dict())
+    assert all(isinstance(m.weight, torch.nn.Parameter) for m in metrics.prunable_layers(lenet).values())
+    assert metrics.layer_sparsity(lenet) == expected
+
+
+def test_deepcopy_and_partial_masking(lenet):
+    masking.apply_masks(lenet, {"0": topk_mask(lenet[0].weight, 0.5)})
+    clone = copy.deepcopy(lenet)
+    assert list(masking.get_masks(clone)) == ["0"]
+    assert torch.equal(clone[0].weight, lenet[0].weight)
+
+
+@pytest.mark.parametrize("masks,err,msg", [
+    ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
+    ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
+    ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+    ({"0": [[1]]}, TypeError, "torch.Tensor"),
+])
+def test_bad_masks_raise(lenet, masks, err, msg):
+    with pytest.raises(err, match=msg):
+        masking.apply_masks(lenet, masks)
