@@ -18,7 +18,7 @@ fine-tuning (SSL, Network Slimming, ASP) in later chapters.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn

@@ -25,8 +25,9 @@ Primitives:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from numbers import Real
-from typing import Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 
