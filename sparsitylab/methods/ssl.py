@@ -1,0 +1,97 @@
+"""SSL: Structured Sparsity Learning by group lasso (Wen et al., NIPS 2016; REFERENCE §1.4).
+
+Life cycle on the shared :class:`~sparsitylab.methods.base.Method` interface::
+
+    ssl = SSL({"filter": 5e-3, "shape": 5e-3})          # λ_g per group kind
+    fit(model, loader, epochs, optimizer=opt, callbacks=[ssl])   # E_D + λ·R + Σ λ_g R_g
+    ssl.freeze(model)                                    # fix the learned zero structure …
+    fit(model, loader, epochs, callbacks=[ssl])          # … and fine-tune without the penalty
+    small = ssl.finalize(model)                          # compacted dense model, same outputs
+
+Exact zeros come either from the paper's rule (``exact="zero"``: |w| < 1e-4 → 0 after every
+update) or from a proximal block soft-threshold after every update (``exact="prox"``; derived —
+not from the paper; it needs the optimizer to read the current learning rate η).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..compact import compact
+from ..masking import apply_masks, is_masked, remove_masks
+from ..metrics import prunable_layers
+from ..penalties import ZEROUT_THRESHOLD, StructuredPenalty, prox_group_, prox_l1_, zero_small_
+from .base import Method
+
+EXACT_MODES = ("zero", "prox")
+
+
+class SSL(Method):
+    """Group-lasso training with exact zeros, structure freezing for fine-tuning, and compaction.
+
+    strengths: {group kind: λ_g} (kinds of :mod:`sparsitylab.groups`). ``l1``: λ of the ℓ1 term R.
+    layers: {kind: module names} to restrict a kind. exact: "zero" (paper) or "prox".
+    """
+
+    def __init__(self, strengths: Mapping[str, float], l1: float = 0.0, layers: Mapping[str, list[str]] | None = None,
+                 exact: str = "zero", threshold: float = ZEROUT_THRESHOLD,
+                 optimizer: torch.optim.Optimizer | None = None):
+        if exact not in EXACT_MODES:
+            raise ValueError(f"exact={exact!r} must be one of {EXACT_MODES}")
+        if exact == "prox" and optimizer is None:
+            raise ValueError("exact='prox' needs optimizer=... to read the learning rate of each step")
+        self.exact, self.optimizer = exact, optimizer
+        self.objective = StructuredPenalty(strengths, l1, layers, threshold if exact == "zero" else None)
+        self.frozen: dict[nn.Parameter, torch.Tensor] | None = None
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | float:
+        if self.frozen is not None:
+            return 0.0
+        if self.exact == "zero":
+            return self.objective.penalty(model)
+        return 0.0  # prox: every penalty term is applied as a proximal step in after_step
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if self.frozen is not None:
+            for p, keep in self.frozen.items():
+                p.mul_(keep)
+        elif self.exact == "zero":
+            self.objective.after_step(model, step)
+        else:
+            step = self.prox_step_size()
+            for kind, lam in self.objective.strengths.items():
+                prox_group_(model, kind, step * lam, self.objective.layers.get(kind))
+            if self.objective.l1:
+                prox_l1_(model, step * self.objective.l1)
+
+    def prox_step_size(self) -> float:
+        """η/(1 − μ): with heavy-ball momentum μ a constant gradient moves weights η/(1 − μ) per step,
+        so the proximal step shrinks as much as the penalty's (sub)gradient would (derived)."""
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / (1.0 - group.get("momentum", 0.0))
+
+    @torch.no_grad()
+    def freeze(self, model: nn.Module) -> None:
+        """Fix the learned structure for fine-tuning; the penalty is switched off from now on.
+
+        Linear/Conv2d weights get a fixed mask (:func:`sparsitylab.masking.apply_masks`), so their
+        zeros are exact in every forward pass; the other members of zero groups (biases, BN γ, β)
+        are re-zeroed after every step.
+        """
+        apply_masks(model, {name: m.weight != 0 for name, m in prunable_layers(model).items()})
+        self.frozen = {p: (p != 0).to(p.dtype) for name, p in model.named_parameters()
+                       if ".parametrizations." not in name}
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """The compacted dense model (:func:`sparsitylab.compact.compact`); ``model`` is left as is."""
+        if is_masked(model):
+            model = remove_masks(copy.deepcopy(model))
+        return compact(model)
+
+
+__all__ = ["SSL", "EXACT_MODES"]
