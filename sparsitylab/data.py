@@ -83,7 +83,7 @@ def parse_idx(raw: bytes) -> np.ndarray:
 def read_verified(path: Path, sha256: str) -> bytes:
     """Read an IDX file (``.gz`` or plain) and check the SHA-256 of its decompressed bytes."""
     raw = path.read_bytes()
-    if path.suffix == ".gz":
+    if raw[:2] == b"\x1f\x8b":  # gzip magic: decompress whatever the file is called
         raw = gzip.decompress(raw)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
@@ -248,7 +248,11 @@ def subset(split: ImageSplit, n: int | None, seed: int = 0) -> ImageSplit:
 
 def make_loader(split: ImageSplit, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
                 normalize: bool = True) -> DataLoader:
-    """A DataLoader over an in-memory split; shuffling is reproducible through ``seed``."""
+    """A DataLoader over an in-memory split; shuffling is reproducible through ``seed``.
+
+    The shuffle generator is seeded once, here: a fresh loader with the same seed gives the same
+    order, while iterating one loader again continues the sequence (a new order each epoch).
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be positive")
     generator = torch.Generator().manual_seed(seed) if shuffle else None

@@ -1,0 +1,85 @@
+"""Metrics: sparsity conventions, counts, FLOPs/MACs of known layers, latency helper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from sparsitylab import metrics, models
+
+
+class Mask(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, w):
+        return w * self.mask
+
+
+def test_linear_and_conv_macs():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 6, 3, stride=2), nn.Flatten(), nn.Linear(6 * 13 * 13, 5))
+    costs = {c.name: c for c in metrics.layer_costs(net, (1, 1, 28, 28))}
+    assert costs["0"].macs == 28 * 28 * 4 * 1 * 9
+    assert costs["1"].macs == 13 * 13 * 6 * 4 * 9
+    assert costs["3"].macs == 6 * 13 * 13 * 5
+    assert costs["3"].flops == 2 * costs["3"].macs
+    assert metrics.total_macs(net) == sum(c.macs for c in costs.values())
+
+
+def test_grouped_conv_macs():
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+    (cost,) = metrics.layer_costs(nn.Sequential(conv), (1, 8, 10, 10))
+    assert cost.macs == 10 * 10 * 8 * 2 * 9
+
+
+def test_lenet_macs_match_hand_count():
+    expected = 24 * 24 * 20 * 25 + 8 * 8 * 50 * 20 * 25 + 800 * 500 + 500 * 10
+    assert metrics.total_macs(models.lenet5()) == expected
+
+
+def test_sparse_macs_and_sparsity_with_parametrized_mask():
+    layer = nn.Linear(10, 4)
+    mask = torch.ones(4, 10)
+    mask[:, :7] = 0
+    parametrize.register_parametrization(layer, "weight", Mask(mask))
+    net = nn.Sequential(layer)
+    assert metrics.layer_sparsity(net) == {"0": pytest.approx(0.7)}
+    assert metrics.global_sparsity(net) == pytest.approx(0.7)
+    (cost,) = metrics.layer_costs(net, (1, 10))
+    assert cost.macs == 40 and cost.sparse_macs == 12
+    assert metrics.count_parameters(net) == 44
+    assert metrics.count_nonzeros(net) == 12 + layer.bias.count_nonzero().item()
+
+
+def test_global_sparsity_weights_by_size():
+    net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 1))
+    with torch.no_grad():
+        net[0].weight.zero_()
+    assert metrics.global_sparsity(net) == pytest.approx(100 / 110)
+    assert metrics.sparsity(torch.tensor([0.0, 1.0, 0.0, 2.0])) == 0.5
+
+
+def test_costs_table_has_total_row():
+    table = metrics.costs_table(metrics.layer_costs(models.mlp()))
+    assert table.loc["total", "params"] == 784 * 500 + 500 * 300 + 300 * 10
+    assert table.loc["total", "sparsity"] == 0.0
+
+
+def test_layers_off_the_forward_path_are_skipped():
+    net = models.resnet20()
+    full = len(metrics.layer_costs(net))
+    net.blocks[0].drop_branch()
+    assert len(metrics.layer_costs(net)) == full - 2
+
+
+def test_latency_helper():
+    calls = []
+    result = metrics.measure_latency(lambda: calls.append(1), warmup=2, repeats=5)
+    assert len(calls) == 7 and result.median >= 0 and result.q1 <= result.median <= result.q3
+    assert "ms" in str(result)
+    assert metrics.model_latency(models.mlp(), (4, 1, 28, 28), repeats=3).repeats == 3
+    with pytest.raises(ValueError, match="repeats=0"):
+        metrics.measure_latency(lambda: None, repeats=0)
