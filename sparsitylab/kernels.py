@@ -148,7 +148,8 @@ def _sparse24_plan(a: Sparse24, n: int, be: Backend) -> Callable[[Any], Any]:
 
 
 def _compacted_plan(a: Compacted, n: int, be: Backend, fused: bool = True) -> Callable[[Any], Any]:
-    """Fused gather-GEMM kernel, or (``fused=False``) gather kernel + dense GEMM (cuBLAS)."""
+    """Fused gather-GEMM kernel, or (``fused=False``) gather kernel + dense GEMM (cuBLAS).
+    Pruned rows of C are zeros; with no pruned row the output needs no zero fill or scatter."""
     (m, _), (mc, kc) = a.shape, tuple(a.values.shape)
     values, rows, cols = be.array(a.values), be.array(a.rows), be.array(a.cols)
     if fused:
@@ -158,14 +159,19 @@ def _compacted_plan(a: Compacted, n: int, be: Backend, fused: bool = True) -> Ca
         fn = be.function("compact_gemm.cu", "gather_rows")
         grid, block = (max(kc, 1), _blocks(n, 256), 1), (256, 1, 1)
 
+    all_rows = _all_rows(a)
+
     def run(b: Any) -> Any:
-        c = be.xp.zeros((m, n), dtype=be.xp.float32)
-        if fused:
-            fn(grid, block, (values, rows, cols, b, c, np.int32(mc), np.int32(kc), np.int32(n)))
-        else:
+        if not fused:
             gathered = be.xp.empty((kc, n), dtype=be.xp.float32)
             fn(grid, block, (b, cols, gathered, np.int32(kc), np.int32(n)))
+            if all_rows:
+                return values @ gathered
+            c = be.xp.zeros((m, n), dtype=be.xp.float32)
             c[rows] = values @ gathered
+            return c
+        c = (be.xp.empty if all_rows else be.xp.zeros)((m, n), dtype=be.xp.float32)
+        fn(grid, block, (values, rows, cols, b, c, np.int32(mc), np.int32(kc), np.int32(n)))
         return c
     return run
 
@@ -178,20 +184,13 @@ def _csr_cpu(a: CSR) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _bsr_cpu(a: BSR) -> Callable[[torch.Tensor], torch.Tensor]:
-    """torch.sparse BSR (MKL) for square blocks; MKL rejects rectangular ones, so those use
-    a batched product of the stored blocks with the B slices they touch, summed per block row."""
-    (m, k), (br, bc) = a.shape, a.block
-    if br == bc:
-        s = torch.sparse_bsr_tensor(a.row_ptr, a.col_idx, a.values, a.shape)
-        return lambda b: s @ b
-    block_rows = torch.repeat_interleave(torch.arange(m // br), (a.row_ptr[1:] - a.row_ptr[:-1]).long())
-    cols = a.col_idx.long()
-
-    def run(b: torch.Tensor) -> torch.Tensor:
-        slices = b.reshape(k // bc, bc, -1)[cols]  # [nnzb, bc, n]
-        out = torch.zeros(m // br, br, b.shape[1], dtype=b.dtype)
-        return out.index_add_(0, block_rows, torch.bmm(a.values, slices)).reshape(m, -1)
-    return run
+    """torch.sparse BSR (MKL) for square blocks. MKL rejects rectangular blocks ("non-square
+    blocks"), so those run as MKL CSR over the same non-zeros: on the CPU the block structure of,
+    say, 4×1 blocks buys nothing beyond CSR."""
+    if a.block[0] != a.block[1]:
+        return _csr_cpu(CSR.from_dense(a.to_dense()))
+    s = torch.sparse_bsr_tensor(a.row_ptr, a.col_idx, a.values, a.shape)
+    return lambda b: s @ b
 
 
 def sparse24_as_csr(a: Sparse24) -> CSR:
@@ -207,9 +206,16 @@ def _compacted_cpu(a: Compacted) -> Callable[[torch.Tensor], torch.Tensor]:
     rows, cols = a.rows.long(), a.cols.long()
 
     def run(b: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(a.shape[0], b.shape[1], dtype=b.dtype)
-        return out.index_copy_(0, rows, a.values @ b.index_select(0, cols))
+        product = a.values @ b.index_select(0, cols)
+        if _all_rows(a):
+            return product
+        return torch.zeros(a.shape[0], b.shape[1], dtype=b.dtype).index_copy_(0, rows, product)
     return run
+
+
+def _all_rows(a: Compacted) -> bool:
+    """True when no row is pruned (column compaction only): the output needs no scatter."""
+    return a.rows.numel() == a.shape[0] and torch.equal(a.rows.cpu().long(), torch.arange(a.shape[0]))
 
 
 def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
