@@ -10,12 +10,12 @@ Life cycle on the shared :class:`~sparsitylab.methods.base.Method` interface::
 
 Exact zeros come either from the paper's rule (``exact="zero"``: |w| < 1e-4 → 0 after every
 update) or from a proximal block soft-threshold after every update (``exact="prox"``; derived —
-not from the paper; it needs the optimizer to read the current learning rate η).
+not from the paper; it needs the optimizer to read the current learning rate η; the step is the
+textbook η·λ_g, so with momentum μ the gradient form shrinks up to 1/(1 − μ) times harder per step).
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Mapping
 
 import torch
@@ -63,17 +63,21 @@ class SSL(Method):
         elif self.exact == "zero":
             self.objective.after_step(model, step)
         else:
-            step = self.prox_step_size()
+            lr = self.optimizer.param_groups[0]["lr"]
             for kind, lam in self.objective.strengths.items():
-                prox_group_(model, kind, step * lam, self.objective.layers.get(kind))
+                prox_group_(model, kind, lr * lam, self.objective.layers.get(kind))
             if self.objective.l1:
-                prox_l1_(model, step * self.objective.l1)
+                prox_l1_(model, lr * self.objective.l1)
+            self._clear_momentum_of_zeros()
 
-    def prox_step_size(self) -> float:
-        """η/(1 − μ): with heavy-ball momentum μ a constant gradient moves weights η/(1 − μ) per step,
-        so the proximal step shrinks as much as the penalty's (sub)gradient would (derived)."""
-        group = self.optimizer.param_groups[0]
-        return group["lr"] / (1.0 - group.get("momentum", 0.0))
+    @torch.no_grad()
+    def _clear_momentum_of_zeros(self) -> None:
+        """Zeroed groups forget their SGD momentum, else the stale velocity revives them next step (derived)."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buffer is not None:
+                    buffer.mul_(p != 0)
 
     @torch.no_grad()
     def freeze(self, model: nn.Module) -> None:
@@ -88,9 +92,13 @@ class SSL(Method):
                        if ".parametrizations." not in name}
 
     def finalize(self, model: nn.Module) -> nn.Module:
-        """The compacted dense model (:func:`sparsitylab.compact.compact`); ``model`` is left as is."""
+        """The compacted dense model (:func:`sparsitylab.compact.compact`).
+
+        Fixed masks are baked into ``model`` first (in place: it becomes an ordinary model with exact zeros).
+        """
         if is_masked(model):
-            model = remove_masks(copy.deepcopy(model))
+            remove_masks(model)
+        self.frozen = None
         return compact(model)
 
 
