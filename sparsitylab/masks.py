@@ -67,12 +67,13 @@ def _keep_flat(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
     if n_prune >= n:
         return torch.zeros(n, dtype=torch.bool, device=scores.device)
-    threshold = scores.kthvalue(n_prune).values
-    below, tied = scores < threshold, scores == threshold
-    prune_among_tied = n_prune - int(below.sum())
-    keep_tied = tied.sum() - prune_among_tied  # the first keep_tied tied entries survive
-    tied_rank = torch.cumsum(tied, 0, dtype=torch.int64)
-    return (scores > threshold) | (tied & (tied_rank <= keep_tied))
+    threshold = scores.kthvalue(n_prune).values  # the largest pruned score
+    keep = scores > threshold
+    keep_tied = (n - n_prune) - int(keep.sum())  # how many scores equal to the threshold survive
+    if keep_tied > 0:  # only with ties: keep the first keep_tied of them in flat order
+        tied = torch.nonzero(scores == threshold).squeeze(1)
+        keep[tied[:keep_tied]] = True
+    return keep
 
 
 def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -82,8 +83,7 @@ def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     (|w|, |w·∇w|, block sums, …).
     """
     _check_tensor(scores, "scores")
-    n_prune = pruned_count(scores.numel(), sparsity)
-    return _keep_flat(scores.reshape(-1), n_prune).reshape(scores.shape)
+    return _keep_flat(scores.reshape(-1), pruned_count(scores.numel(), sparsity)).reshape(scores.shape)
 
 
 def topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -92,7 +92,8 @@ def topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     m = 1{|w| ranks among the top (1 − s)·n}, ties kept in row-major order.
     """
     _check_tensor(w)
-    return mask_from_scores(w.detach().abs(), sparsity)
+    n_prune = pruned_count(w.numel(), sparsity)
+    return _keep_flat(w.detach().abs().reshape(-1), n_prune).reshape(w.shape)
 
 
 def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
@@ -114,7 +115,7 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
     for t in items[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     flat = torch.cat([t.detach().abs().reshape(-1).to(dtype) for t in items])
-    keep = mask_from_scores(flat, sparsity)
+    keep = _keep_flat(flat, pruned_count(flat.numel(), sparsity))
     masks = [m.reshape(t.shape) for m, t in zip(keep.split([t.numel() for t in items]), items)]
     if isinstance(tensors, Mapping):
         return dict(zip(tensors.keys(), masks))  # type: ignore[return-value]
