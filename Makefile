@@ -35,16 +35,21 @@ test: install system
 	SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		--durations=15 tests book
 
-book: install system
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	@echo "open _build/html/index.html"
+# MathJax and the widget JavaScript, vendored from the npm registry so the HTML renders offline.
+VENDOR := book/_vendor/VERSIONS
+$(VENDOR): scripts/vendor/package.json scripts/vendor_assets.sh
+	bash scripts/vendor_assets.sh
 
-book-quick: install system
+book: install system $(VENDOR)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html (works offline)"
+
+book-quick: install system $(VENDOR)
 	SPARSITYLAB_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build_quick
-	@echo "open _build_quick/_build/html/index.html"
+	@echo "open _build_quick/_build/html/index.html (works offline)"
 
 lab: install system
-	$(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=book
 
 lock:  # refresh the constraints from the current .venv (after changing pyproject.toml)
 	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==.*/torch==2.13.0/' > $(CONSTRAINTS)

@@ -1,0 +1,258 @@
+"""The book: it builds with warnings as errors (quick mode), and every page works in a real browser.
+
+One quick-mode build per session (module fixture) into ``_build_test/`` feeds both tests. The browser
+test opens every page of the table of contents in headless Chromium with every non-``file://``
+request blocked, and checks: no console errors or failed loads, MathJax rendered (no raw ``\\(``),
+every image loaded, every frame slider steps to a different frame, stored ipywidgets rendered, and the
+download and launch buttons present. Screenshots go to ``screenshots/`` (gitignored), with the list
+of pages checked in ``screenshots/pages_checked.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = ROOT / "_build_test"
+SCREENSHOTS = ROOT / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+LAUNCH_SERVICES = {"colab_url": "Colab", "binderhub_url": "Binder", "jupyterhub_url": "JupyterHub"}
+
+
+@dataclass
+class Build:
+    returncode: int
+    log: str
+    html: Path
+    seconds: float
+
+
+def _vendor_is_current() -> bool:
+    """book/_vendor holds exactly the versions pinned in scripts/vendor/package.json."""
+    pinned = json.loads((ROOT / "scripts/vendor/package.json").read_text())["dependencies"]
+    stamp = ROOT / "book/_vendor/VERSIONS"
+    return stamp.is_file() and stamp.read_text().split() == [f"{n}@{v}" for n, v in pinned.items()]
+
+
+@pytest.fixture(scope="module")
+def quick_build() -> Build:
+    """Vendor the offline JavaScript if needed, then build the book once in quick mode."""
+    if not _vendor_is_current():
+        subprocess.run(["bash", "scripts/vendor_assets.sh"], cwd=ROOT, check=True)
+    shutil.rmtree(BUILD_DIR, ignore_errors=True)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", BUILD_DIR.name],
+        cwd=ROOT, env={**os.environ, "SPARSITYLAB_QUICK": "1"}, capture_output=True, text=True)
+    return Build(proc.returncode, proc.stdout + proc.stderr, BUILD_DIR / "_build" / "html",
+                 time.perf_counter() - start)
+
+
+def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
+    problems = [line for line in quick_build.log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(problems or quick_build.log.splitlines()[-40:])
+    assert (quick_build.html / "index.html").is_file()
+    print(f"quick build took {quick_build.seconds:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------
+# Browser test
+
+
+def toc_pages() -> list[str]:
+    """Every document of _toc.yml, in reading order (root first)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("parts"))
+    walk(toc.get("chapters"))
+    return pages
+
+
+def _launch_expectations() -> dict[str, str]:
+    """Launch button label → URL prefix, for the services _config.yml configures (none without a repository URL)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    if not str((config.get("repository") or {}).get("url") or "").strip():
+        return {}
+    launch = config.get("launch_buttons") or {}
+    return {label: str(launch[key]).rstrip("/") for key, label in LAUNCH_SERVICES.items() if launch.get(key)}
+
+
+@dataclass
+class PageReport:
+    page: str
+    problems: list[str] = field(default_factory=list)
+    images: int = 0
+    math: int = 0
+    sliders_moved: int = 0
+    widgets: int = 0
+
+
+# The page's own state, read in the browser.
+_MATH_STATE = """() => {
+  const math = Array.from(document.querySelectorAll('.math'));
+  const unrendered = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+  const body = document.querySelector('main') || document.body;
+  const clone = body.cloneNode(true);
+  clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml').forEach(n => n.remove());
+  const raw = ['\\\\(', '\\\\[', '$$'].filter(t => clone.textContent.includes(t));
+  return {count: math.length, unrendered: unrendered, raw: raw};
+}"""
+_IMAGES = """() => Array.from(document.querySelectorAll('img')).map(
+  im => ({src: im.getAttribute('src').slice(0, 80), ok: im.complete && im.naturalWidth > 0}))"""
+_SLIDER_STATE = """(slider) => {
+  const frames = Array.from(slider.querySelectorAll('img.sl-frame'));
+  const shown = frames.map((im, i) => [i, im]).filter(([i, im]) => im.style.display !== 'none');
+  const range = slider.querySelector('input[type=range]');
+  return {n: frames.length, shown: shown.map(([i]) => i), src: shown.length ? shown[0][1].src : '',
+          value: +range.value, label: slider.querySelector('output').textContent,
+          labels: JSON.parse(slider.dataset.labels)};
+}"""
+_WIDGETS = """() => {
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  return {views: views.length,
+          rendered: views.filter(v => v.parentElement.querySelector('.widget-subarea .jupyter-widgets')).length};
+}"""
+
+
+def _check_slider(slider, report: PageReport) -> None:
+    """Step one frame slider with the keyboard and with its buttons; the shown frame must change."""
+    before = slider.evaluate(_SLIDER_STATE)
+    if before["n"] < 2:
+        return
+    where = f"slider {before['labels']}"
+    if before["shown"] != [before["value"]] or before["label"] != before["labels"][before["value"]]:
+        report.problems.append(f"{where}: initial frame {before['shown']} does not match value {before['value']}")
+        return
+    forward = before["value"] < before["n"] - 1
+    slider.query_selector("input[type=range]").press("ArrowRight" if forward else "ArrowLeft")
+    after = slider.evaluate(_SLIDER_STATE)
+    moved = (after["value"] != before["value"] and after["shown"] == [after["value"]]
+             and after["label"] == after["labels"][after["value"]])
+    if not moved:
+        report.problems.append(f"{where}: the arrow key did not show a new frame ({before['shown']} -> {after['shown']})")
+        return
+    if after["src"] == before["src"]:
+        report.problems.append(f"{where}: frames {before['value']} and {after['value']} are the same image")
+        return
+    slider.query_selector(".sl-prev" if forward else ".sl-next").click()
+    if slider.evaluate(_SLIDER_STATE)["shown"] != [before["value"]]:
+        report.problems.append(f"{where}: the step button did not go back to frame {before['value']}")
+        return
+    report.sliders_moved += 1
+
+
+def _check_buttons(page, name: str, is_notebook: bool, html: Path, report: PageReport) -> None:
+    links = page.eval_on_selector_all(
+        ".article-header-buttons a, .dropdown-menu a",
+        "as => as.map(a => ({text: a.textContent.trim(), href: a.getAttribute('href') || ''}))")
+    by_text = {link["text"]: link["href"] for link in links}
+    download = [href for text, href in by_text.items() if text in (".ipynb", ".md", ".pdf")]
+    if not download:
+        report.problems.append("no download button")
+    if not is_notebook:
+        return
+    notebook = by_text.get(".ipynb")
+    if not notebook or not (html / Path(name).parent / notebook).resolve().is_file():
+        report.problems.append(f"download button for the notebook missing or broken ({notebook!r})")
+    for label, prefix in _launch_expectations().items():
+        if not by_text.get(label, "").startswith(prefix):
+            report.problems.append(f"launch button {label} missing (expected a link to {prefix})")
+
+
+def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
+    """Open one page offline and collect everything wrong with it."""
+    report = PageReport(name)
+    path = html / f"{name}.html"
+    if not path.is_file():
+        report.problems.append("page was not built")
+        return report
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and report.problems.append(f"console error: {m.text}"))
+    page.on("pageerror", lambda e: report.problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: r.url.startswith("file:")
+            and report.problems.append(f"failed to load {r.url}: {r.failure}"))
+    page.goto(path.as_uri(), wait_until="load")
+    if page.evaluate("() => Boolean(window.MathJax && window.MathJax.startup)"):
+        page.evaluate("() => window.MathJax.startup.promise")
+    page.wait_for_timeout(500)  # widgets render asynchronously after load
+
+    math = page.evaluate(_MATH_STATE)
+    report.math = math["count"]
+    if math["unrendered"]:
+        report.problems.append(f"math not rendered by MathJax: {math['unrendered'][:3]}")
+    if math["raw"]:
+        report.problems.append(f"raw TeX delimiters {math['raw']} left in the text")
+    images = page.evaluate(_IMAGES)
+    report.images = len(images)
+    report.problems += [f"image not loaded: {im['src']}" for im in images if not im["ok"]]
+    widgets = page.evaluate(_WIDGETS)
+    report.widgets = widgets["rendered"]
+    if widgets["rendered"] < widgets["views"]:
+        report.problems.append(f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not rendered")
+    for slider in page.query_selector_all(".sl-frame-slider"):
+        _check_slider(slider, report)
+    is_notebook = (ROOT / f"{name}.ipynb").is_file()
+    _check_buttons(page, name, is_notebook, html, report)
+    page.screenshot(path=str(shot_dir / f"{name.replace('/', '__')}.png"), full_page=True)
+    page.close()
+    return report
+
+
+def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium); "
+                    "the offline browser test needs it")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    blocked: list[str] = []
+
+    def only_local_files(route):
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    start = time.perf_counter()
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context.route("**/*", only_local_files)
+        reports = [check_page(context, quick_build.html, name, SCREENSHOTS) for name in toc_pages()]
+        context.close()
+    seconds = time.perf_counter() - start
+
+    lines = [f"{r.page}: {r.images} images, {r.math} math, {r.sliders_moved} sliders moved, "
+             f"{r.widgets} widgets, {'OK' if not r.problems else '; '.join(r.problems)}" for r in reports]
+    summary = "\n".join(lines + [f"blocked network requests: {blocked or 'none'}",
+                                 f"browser checks took {seconds:.0f} s"])
+    (SCREENSHOTS / "pages_checked.txt").write_text(summary + "\n")
+    print("pages checked in an offline browser:\n" + summary)
+
+    assert not blocked, f"pages tried to reach the network: {blocked[:5]}\n{summary}"
+    assert all(not r.problems for r in reports), summary
+    assert sum(r.sliders_moved for r in reports) >= 1, "no frame slider in the book moved\n" + summary

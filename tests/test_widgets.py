@@ -1,0 +1,228 @@
+"""sparsitylab.widgets: the frame slider's HTML and limits, and what explore displays.
+
+The slider's JavaScript is exercised in a real browser by tests/test_book.py (every chapter's
+sliders) and here on a standalone page, so it is tested even before any chapter uses a sweep.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+from IPython.utils.capture import capture_output  # noqa: E402
+
+from sparsitylab import widgets  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def tiny_png(width: int = 4, height: int = 3, padding: int = 0) -> bytes:
+    """A valid PNG of the given size; ``padding`` adds an ancillary chunk to inflate its bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    extra = chunk(b"teXt", b"pad\x00" + b"x" * padding) if padding else b""
+    return (widgets.PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def line_plot(slope=1.0, colour="C0"):
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, slope], color=colour)
+    return fig
+
+
+@pytest.fixture()
+def shell():
+    return InteractiveShell.instance()
+
+
+# ----------------------------------------------------------------------------- figure_png, png_size
+
+def test_figure_png_renders_and_closes_the_figure():
+    fig = line_plot()
+    png = widgets.figure_png(fig, dpi=50)
+    assert png.startswith(widgets.PNG_SIGNATURE)
+    assert not plt.fignum_exists(fig.number)
+    width, height = widgets.png_size(png)
+    width2, height2 = widgets.png_size(widgets.figure_png(line_plot(), dpi=100))
+    assert abs(width2 - 2 * width) <= 4 and abs(height2 - 2 * height) <= 4  # pixels scale with dpi
+
+
+def test_figure_png_rejects_non_figures():
+    with pytest.raises(TypeError, match="matplotlib Figure"):
+        widgets.figure_png("not a figure")
+
+
+def test_png_size_reads_the_header_and_rejects_other_bytes():
+    assert widgets.png_size(tiny_png(7, 5)) == (7, 5)
+    with pytest.raises(ValueError, match="not PNG"):
+        widgets.png_size(b"GIF89a" + b"\x00" * 30)
+
+
+# ----------------------------------------------------------------------------- frame_slider_html
+
+def _frames_in(html: str) -> list[tuple[bool, bytes]]:
+    """(visible, png bytes) of each frame image in the slider HTML."""
+    found = re.findall(r'<img class="sl-frame"[^>]*style="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', html)
+    return [("display:none" not in style, base64.b64decode(data)) for style, data in found]
+
+
+def test_slider_holds_every_frame_and_shows_only_the_start():
+    frames = [tiny_png(4 + i, 3) for i in range(5)]
+    html = widgets.frame_slider_html(frames, ["a", "b", "c", "d", "e"], name="sparsity", start=2)
+    shown = _frames_in(html)
+    assert [png for _, png in shown] == frames
+    assert [visible for visible, _ in shown] == [False, False, True, False, False]
+    assert 'max="4"' in html and 'value="2"' in html and "<output" in html and ">c</output>" in html
+    labels = json.loads(re.search(r'data-labels="([^"]*)"', html).group(1).replace("&quot;", '"'))
+    assert labels == ["a", "b", "c", "d", "e"]
+    assert "<script" not in html and "http" not in html  # inline handlers only, nothing fetched
+
+
+def test_slider_escapes_names_and_labels():
+    html = widgets.frame_slider_html([tiny_png(), tiny_png(5, 3)], ['<b>"x"</b>', "y&z"], name="<knob>")
+    assert "<knob>" not in html and "&lt;knob&gt;" in html
+    assert "<b>" not in html and "y&amp;z" in html
+
+
+@pytest.mark.parametrize("frames, labels, start, message", [
+    ([], [], 0, "frames is empty"),
+    ([tiny_png()], ["a", "b"], 0, "must match"),
+    ([tiny_png()] * (widgets.MAX_FRAMES + 1), ["x"] * (widgets.MAX_FRAMES + 1), 0, "MAX_FRAMES"),
+    ([tiny_png(), tiny_png()], ["a", "b"], 2, "start=2"),
+    ([tiny_png(), tiny_png()], ["a", "b"], -1, "start=-1"),
+    ([b"not a png" * 5], ["a"], 0, "not PNG"),
+    ([tiny_png(widgets.MAX_FRAME_PIXELS + 1, 2)], ["a"], 0, "MAX_FRAME_PIXELS"),
+    ([tiny_png(padding=widgets.MAX_FRAME_BYTES)], ["a"], 0, "MAX_FRAME_BYTES"),
+    ([tiny_png(padding=widgets.MAX_FRAME_BYTES - 1000)] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
+     ["a"] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1), 0, "MAX_SLIDER_BYTES"),
+])
+def test_slider_rejects_bad_frames(frames, labels, start, message):
+    with pytest.raises(ValueError, match=message):
+        widgets.frame_slider_html(frames, labels, "k", start)
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
+def test_slider_steps_in_a_browser(tmp_path):
+    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
+    from playwright.sync_api import sync_playwright
+
+    frames = [widgets.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
+    page_file = tmp_path / "slider.html"
+    page_file.write_text("<html><body>" + widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)
+                         + "</body></html>")
+    state = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
+                      label: s.querySelector('output').textContent})"""
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        slider = page.query_selector(".sl-frame-slider")
+        assert slider.evaluate(state) == {"shown": [False, True, False], "label": "2"}
+        slider.query_selector("input[type=range]").press("ArrowRight")
+        assert slider.evaluate(state) == {"shown": [False, False, True], "label": "3"}
+        slider.query_selector(".sl-next").click()  # already at the end: stays
+        assert slider.evaluate(state) == {"shown": [False, False, True], "label": "3"}
+        slider.query_selector(".sl-prev").click()
+        slider.query_selector(".sl-prev").click()
+        assert slider.evaluate(state) == {"shown": [True, False, False], "label": "1"}
+        context.close()
+
+
+# ----------------------------------------------------------------------------- explore
+
+class CountingPlot:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **values):
+        self.calls.append(values)
+        return line_plot(**values)
+
+
+def test_explore_without_sweep_shows_one_default_figure(shell):
+    plot = CountingPlot()
+    with capture_output() as captured:
+        widgets.explore(plot, {"slope": [1.0, 2.0], "colour": ["C0", "C1"]}, defaults={"colour": "C1"})
+    assert plot.calls == [{"slope": 1.0, "colour": "C1"}]
+    assert [sorted(o.data) for o in captured.outputs] == [["image/png", "text/plain"]]
+
+
+def test_explore_with_sweep_shows_a_slider_over_every_value(shell):
+    plot = CountingPlot()
+    with capture_output() as captured:
+        widgets.explore(plot, {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]}, defaults={"slope": 2.0},
+                        sweep="slope")
+    assert sorted(c["slope"] for c in plot.calls) == [1.0, 2.0, 3.0]  # the default frame is drawn once
+    assert all(c["colour"] == "C0" for c in plot.calls)
+    (output,) = captured.outputs
+    shown = _frames_in(output.data["text/html"])
+    assert [visible for visible, _ in shown] == [False, True, False]
+    assert base64.b64decode(output.data["image/png"]) == shown[1][1]  # PNG fallback = the default frame
+
+
+def test_explore_live_controls_redraw_the_figure(shell, monkeypatch):
+    import ipywidgets
+    from ipywidgets.widgets.widget import _instances
+
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
+    plot = CountingPlot()
+    with capture_output() as captured:
+        widgets.explore(plot, {"slope": [1.0, 2.0], "colour": ["C0", "C1"]}, sweep="slope")
+    view = captured.outputs[0].data["application/vnd.jupyter.widget-view+json"]
+    box = _instances[view["model_id"]]
+    slope, colour = box.children[1:]
+    assert isinstance(slope, ipywidgets.SelectionSlider) and isinstance(colour, ipywidgets.Dropdown)
+    with capture_output():
+        colour.value = "C1"
+    assert plot.calls[-1] == {"slope": 1.0, "colour": "C1"}
+
+
+@pytest.mark.parametrize("knobs, kwargs, error, message", [
+    ({}, {}, ValueError, "knobs is empty"),
+    ({"slope": []}, {}, ValueError, "has no values"),
+    ({"slope": 1.0}, {}, TypeError, "must be a list"),
+    ({"slope": "abc"}, {}, TypeError, "must be a list"),
+    ({"slope": [1.0, 1.0]}, {}, ValueError, "repeated values"),
+    ({"slope": [1.0, 2.0]}, {"defaults": {"slope": 3.0}}, ValueError, "not among its values"),
+    ({"slope": [1.0, 2.0]}, {"defaults": {"angle": 1.0}}, ValueError, "not a knob"),
+    ({"slope": [1.0, 2.0]}, {"sweep": "angle"}, ValueError, "sweep='angle' is not a knob"),
+    ({"slope": list(range(widgets.MAX_FRAMES + 1))}, {"sweep": "slope"}, ValueError, "MAX_FRAMES"),
+    ({"slope": [1.0, 2.0]}, {"dpi": 5}, ValueError, "dpi=5"),
+    ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, ValueError, "dpi=80.0"),
+])
+def test_explore_rejects_bad_arguments_before_plotting(shell, knobs, kwargs, error, message):
+    plot = CountingPlot()
+    with pytest.raises(error, match=message):
+        widgets.explore(plot, knobs, **kwargs)
+    assert plot.calls == []
+
+
+def test_explore_rejects_a_plot_that_returns_no_figure(shell):
+    with pytest.raises(TypeError, match="matplotlib Figure, got NoneType"):
+        widgets.explore(lambda slope: None, {"slope": [1.0]})
+    with pytest.raises(TypeError, match="plot must be a function"):
+        widgets.explore("plot", {"slope": [1.0]})
+
+
+def test_numeric_knobs_become_sliders_with_readable_labels():
+    import numpy as np
+
+    slider = widgets._control("sparsity", [np.float64(0.5), np.float64(0.75)], np.float64(0.75))
+    assert slider.__class__.__name__ == "SelectionSlider" and slider.options[0][0] == "0.5"
+    menu = widgets._control("layer", ["fc1", "fc2"], "fc2")
+    assert menu.__class__.__name__ == "Dropdown" and menu.value == "fc2"
