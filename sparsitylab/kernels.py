@@ -203,11 +203,11 @@ def sparse24_as_csr(a: Sparse24) -> CSR:
 
 
 def _compacted_cpu(a: Compacted) -> Callable[[torch.Tensor], torch.Tensor]:
-    rows, cols = a.rows.long(), a.cols.long()
+    rows, cols, values, all_rows = a.rows.long(), a.cols.long(), a.values, _all_rows(a)
 
     def run(b: torch.Tensor) -> torch.Tensor:
-        product = a.values @ b.index_select(0, cols)
-        if _all_rows(a):
+        product = values @ b.index_select(0, cols)
+        if all_rows:
             return product
         return torch.zeros(a.shape[0], b.shape[1], dtype=b.dtype).index_copy_(0, rows, product)
     return run

@@ -52,13 +52,15 @@ class Config:
     sparsities: tuple[float, ...] = SPARSITIES
     blocks: tuple[tuple[int, int], ...] = BLOCKS
     repeats: int = 10
+    threads: int = 1  # CPU threads for torch: 1 compares like with like (SciPy is single-threaded)
+                      # and stays stable on a shared machine
 
     @classmethod
     def default(cls, gpu: bool) -> Config:
         if gpu:
             return cls(4096, 4096, 256, repeats=50)
         return modes.pick(full=cls(2048, 2048, 256), quick=cls(1024, 1024, 128, (0.5, 0.8, 0.9, 0.95, 0.99),
-                                                                 ((4, 1), (16, 16), (32, 32)), 5))
+                                                                 ((4, 1), (16, 16), (32, 32)), 7))
 
 
 def pruned(w: torch.Tensor, kind: str, sparsity: float, block: tuple[int, int] | None = None) -> torch.Tensor:
@@ -80,17 +82,18 @@ def row(fmt: str, impl: str, sparsity: float, seconds: float, baseline: float, b
             "median_ms": seconds * 1e3, "baseline_ms": baseline * 1e3, "speedup": baseline / seconds}
 
 
-def paired_medians(fn: Callable[[], object], dense: Callable[[], object], repeats: int) -> tuple[float, float]:
+def paired_medians(fn: Callable[[], object], dense: Callable[[], object], repeats: int,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """Median seconds of ``fn`` and of ``dense``, timed alternately so both see the same machine
-    load (the CPU is shared; drift between two separate loops would bias the ratio)."""
+    state (drift between two separate loops would bias the ratio)."""
     fn(), dense()  # warm-up: thread pools, MKL inspector, caches
     ours, base = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         dense()
-        t1 = time.perf_counter()
+        t1 = clock()
         fn()
-        ours.append(time.perf_counter() - t1)
+        ours.append(clock() - t1)
         base.append(t1 - t0)
     return statistics.median(ours), statistics.median(base)
 
@@ -121,9 +124,12 @@ def _bound(fmt: Any, b: torch.Tensor) -> Callable[[], torch.Tensor]:
 
 
 def _cpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
+    """With one thread, time is the CPU time of the calling thread (``time.thread_time``): other
+    processes on a shared machine then do not distort it. With more threads, wall time."""
+    clock = time.thread_time if cfg.threads == 1 else time.perf_counter
     rows = []
     for fmt, impl, s, blk, call in _cpu_contenders(cfg, w, b):
-        ours, dense = paired_medians(call, lambda: w @ b, cfg.repeats)
+        ours, dense = paired_medians(call, lambda: w @ b, cfg.repeats, clock)
         rows.append(row(fmt, impl, s, ours, dense, blk))
     return rows
 
@@ -185,7 +191,7 @@ def cpu_name() -> str:
         name = re.search(r"model name\s*:\s*(.+)", text).group(1).strip()  # type: ignore[union-attr]
     except (OSError, AttributeError):
         name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} torch threads"
+    return f"{name}, {torch.get_num_threads()} torch thread(s)"
 
 
 def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
@@ -198,7 +204,12 @@ def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
 
         rows, device = gpu_rows(cfg, w, b), device_name()
     else:
-        rows, device = _cpu_rows(cfg, w, b), cpu_name()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads)
+        try:
+            rows, device = _cpu_rows(cfg, w, b), cpu_name()
+        finally:
+            torch.set_num_threads(threads)
     result = {"kind": "gpu" if gpu else "cpu", "device": device, "versions": versions(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "mode": modes.mode_name(), "config": asdict(cfg), "rows": rows, "break_even": break_even(rows)}
@@ -281,13 +292,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--k", type=int)
     parser.add_argument("--n", type=int)
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default 1)")
     parser.add_argument("--out", type=Path, default=Path("data"), help="folder for the JSON and PNG")
     args = parser.parse_args(argv)
     gpu = kernels.gpu_available() if args.device == "auto" else args.device == "gpu"
     if gpu and not kernels.gpu_available():
         parser.error("--device gpu: CuPy sees no CUDA device here")
     cfg = Config.default(gpu)
-    overrides = {k: v for k, v in vars(args).items() if k in ("m", "k", "n", "repeats") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in ("m", "k", "n", "repeats", "threads") and v is not None}
     cfg = Config(**{**asdict(cfg), **overrides})
     result = run(cfg, gpu)
     print(summary(result))
