@@ -48,19 +48,23 @@ def _vendor_is_current() -> bool:
     return stamp.is_file() and stamp.read_text().split() == [f"{n}@{v}" for n, v in pinned.items()]
 
 
-@pytest.fixture(scope="module")
-def quick_build() -> Build:
-    """Vendor the offline JavaScript if needed, then build the book once in quick mode."""
+def build_book(source: Path, output: Path) -> Build:
+    """``jupyter-book build -W -n --keep-going`` in quick mode, after vendoring the offline JavaScript."""
     if not _vendor_is_current():
         subprocess.run(["bash", "scripts/vendor_assets.sh"], cwd=ROOT, check=True)
-    shutil.rmtree(BUILD_DIR, ignore_errors=True)
+    shutil.rmtree(output, ignore_errors=True)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", BUILD_DIR.name],
-        cwd=ROOT, env={**os.environ, "SPARSITYLAB_QUICK": "1"}, capture_output=True, text=True)
-    return Build(proc.returncode, proc.stdout + proc.stderr, BUILD_DIR / "_build" / "html",
-                 time.perf_counter() - start)
+        [str(jupyter_book), "build", str(source), "-W", "-n", "--keep-going", "--path-output", str(output)],
+        env={**os.environ, "SPARSITYLAB_QUICK": "1"}, capture_output=True, text=True)
+    return Build(proc.returncode, proc.stdout + proc.stderr, output / "_build" / "html", time.perf_counter() - start)
+
+
+@pytest.fixture(scope="module")
+def quick_build() -> Build:
+    """The whole book, built once in quick mode for both tests below."""
+    return build_book(ROOT, BUILD_DIR)
 
 
 def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
@@ -68,6 +72,30 @@ def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
     assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(problems or quick_build.log.splitlines()[-40:])
     assert (quick_build.html / "index.html").is_file()
     print(f"quick build took {quick_build.seconds:.0f} s")
+
+
+def test_blank_repository_url_builds_without_launch_buttons(tmp_path: Path) -> None:
+    """A one-notebook book with the project's configuration but ``repository.url: ""`` still builds."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["repository"]["url"] = ""
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: tiny\n")
+    (tmp_path / "intro.md").write_text("# Tiny book\n\nMath $x^2$.\n")
+    notebook = {"cells": [{"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# Tiny chapter"},
+                          {"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+                           "outputs": [], "source": "print(6 * 7)"}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "tiny.ipynb").write_text(json.dumps(notebook))
+    shutil.copy(ROOT / "references.bib", tmp_path)
+    (tmp_path / "book").mkdir()
+    for folder in ("_ext", "_vendor"):
+        (tmp_path / "book" / folder).symlink_to(ROOT / "book" / folder)
+    build = build_book(tmp_path, tmp_path / "out")
+    assert build.returncode == 0, build.log[-3000:]
+    page = (build.html / "tiny.html").read_text()
+    assert "42" in page and "_sources/tiny.ipynb" in page  # the notebook download button stays
+    assert "colab.research.google.com" not in page and "mybinder.org" not in page
 
 
 # ----------------------------------------------------------------------------------------------
