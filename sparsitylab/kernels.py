@@ -123,7 +123,7 @@ def _bsr_plan(a: BSR, n: int, be: Backend) -> Callable[[Any], Any]:
     """Shared-memory tiled kernel, one module per block shape (``-DBSR_BR``, ``-DBSR_BC``)."""
     (m, _), (br, bc) = a.shape, a.block
     fn = be.function("bsr_spmm.cu", "bsr_spmm", (("BSR_BR", br), ("BSR_BC", bc)))
-    grid, block = (m // br, _blocks(n, 32), 1), (32, min(br, 8), 1)
+    grid, block = (m // br, _blocks(n, 64), 1), (32, min(br, 8), 1)  # 64 columns per block
     arrs = [be.array(t) for t in (a.row_ptr, a.col_idx, a.values)]
 
     def run(b: Any) -> Any:
@@ -176,10 +176,16 @@ def _compacted_plan(a: Compacted, n: int, be: Backend, fused: bool = True) -> Ca
     return run
 
 
-def _csr_cpu(a: CSR) -> Callable[[torch.Tensor], torch.Tensor]:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta" — known, not actionable
+def _torch_sparse(make: Callable[..., torch.Tensor], a: CSR | BSR) -> torch.Tensor:
+    """A torch.sparse CSR/BSR tensor sharing ``a``'s arrays. Our encoder guarantees the
+    invariants, so PyTorch's checks are off; its "support is in beta" notice is not actionable."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        s = torch.sparse_csr_tensor(a.row_ptr, a.col_idx, a.values, a.shape)
+        return make(a.row_ptr, a.col_idx, a.values, a.shape, check_invariants=False)
+
+
+def _csr_cpu(a: CSR) -> Callable[[torch.Tensor], torch.Tensor]:
+    s = _torch_sparse(torch.sparse_csr_tensor, a)
     return lambda b: s @ b
 
 
@@ -189,7 +195,7 @@ def _bsr_cpu(a: BSR) -> Callable[[torch.Tensor], torch.Tensor]:
     say, 4×1 blocks buys nothing beyond CSR."""
     if a.block[0] != a.block[1]:
         return _csr_cpu(CSR.from_dense(a.to_dense()))
-    s = torch.sparse_bsr_tensor(a.row_ptr, a.col_idx, a.values, a.shape)
+    s = _torch_sparse(torch.sparse_bsr_tensor, a)
     return lambda b: s @ b
 
 
