@@ -152,12 +152,23 @@ _IMAGES = """() => Array.from(document.querySelectorAll('img')).map(
   im => ({src: im.getAttribute('src').slice(0, 80), ok: im.complete && im.naturalWidth > 0}))"""
 _SLIDER_STATE = """(slider) => {
   const frames = Array.from(slider.querySelectorAll('img.sl-frame'));
-  const shown = frames.map((im, i) => [i, im]).filter(([i, im]) => im.style.display !== 'none');
-  const range = slider.querySelector('input[type=range]');
-  return {n: frames.length, shown: shown.map(([i]) => i), src: shown.length ? shown[0][1].src : '',
-          value: +range.value, label: slider.querySelector('output').textContent,
-          labels: JSON.parse(slider.dataset.labels)};
+  const shown = frames.map((im, i) => im.style.display !== 'none' ? i : -1).filter(i => i >= 0);
+  return {shown: shown, src: shown.length ? frames[shown[0]].src : '',
+          positions: Array.from(slider.querySelectorAll('input[type=range]')).map(r => +r.value),
+          outputs: Array.from(slider.querySelectorAll('output')).map(o => o.textContent),
+          shape: JSON.parse(slider.dataset.shape), labels: JSON.parse(slider.dataset.labels)};
 }"""
+
+
+def _consistent(state: dict) -> bool:
+    """Exactly the frame at the sliders' positions is shown (row-major), with their value labels."""
+    index = 0
+    for position, size in zip(state["positions"], state["shape"]):
+        index = index * size + position
+    return (state["shown"] == [index]
+            and state["outputs"] == [labels[p] for labels, p in zip(state["labels"], state["positions"])])
+
+
 _WIDGETS = """() => {
   const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
   return {views: views.length,
@@ -166,28 +177,29 @@ _WIDGETS = """() => {
 
 
 def _check_slider(slider, report: PageReport) -> None:
-    """Step one frame slider with the keyboard and with its buttons; the shown frame must change."""
+    """Step a frame slider (its first axis with several values) by keyboard and back by its button."""
     before = slider.evaluate(_SLIDER_STATE)
-    if before["n"] < 2:
-        return
     where = f"slider {before['labels']}"
-    if before["shown"] != [before["value"]] or before["label"] != before["labels"][before["value"]]:
-        report.problems.append(f"{where}: initial frame {before['shown']} does not match value {before['value']}")
+    if not _consistent(before):
+        report.problems.append(f"{where}: the frame shown {before['shown']} does not match the sliders")
         return
-    forward = before["value"] < before["n"] - 1
-    slider.query_selector("input[type=range]").press("ArrowRight" if forward else "ArrowLeft")
+    movable = [a for a, size in enumerate(before["shape"]) if size > 1]
+    if not movable:
+        return
+    axis = movable[0]
+    forward = before["positions"][axis] < before["shape"][axis] - 1
+    row = slider.query_selector_all(".sl-frame-controls")[axis]
+    row.query_selector("input[type=range]").press("ArrowRight" if forward else "ArrowLeft")
     after = slider.evaluate(_SLIDER_STATE)
-    moved = (after["value"] != before["value"] and after["shown"] == [after["value"]]
-             and after["label"] == after["labels"][after["value"]])
-    if not moved:
+    if after["positions"] == before["positions"] or not _consistent(after):
         report.problems.append(f"{where}: the arrow key did not show a new frame ({before['shown']} -> {after['shown']})")
         return
     if after["src"] == before["src"]:
-        report.problems.append(f"{where}: frames {before['value']} and {after['value']} are the same image")
+        report.problems.append(f"{where}: frames {before['shown']} and {after['shown']} are the same image")
         return
-    slider.query_selector(".sl-prev" if forward else ".sl-next").click()
-    if slider.evaluate(_SLIDER_STATE)["shown"] != [before["value"]]:
-        report.problems.append(f"{where}: the step button did not go back to frame {before['value']}")
+    row.query_selector(".sl-prev" if forward else ".sl-next").click()
+    if slider.evaluate(_SLIDER_STATE)["shown"] != before["shown"]:
+        report.problems.append(f"{where}: the step button did not go back to frame {before['shown']}")
         return
     report.sliders_moved += 1
 
@@ -212,6 +224,8 @@ def _check_buttons(page, name: str, is_notebook: bool, html: Path, report: PageR
 
 def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     """Open one page offline and collect everything wrong with it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     report = PageReport(name)
     path = html / f"{name}.html"
     if not path.is_file():
@@ -225,7 +239,10 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     page.goto(path.as_uri(), wait_until="load")
     if page.evaluate("() => Boolean(window.MathJax && window.MathJax.startup)"):
         page.evaluate("() => window.MathJax.startup.promise")
-    page.wait_for_timeout(500)  # widgets render asynchronously after load
+    try:  # the widget manager renders stored ipywidgets asynchronously after load
+        page.wait_for_function(f"() => {{ const w = ({_WIDGETS})(); return w.rendered >= w.views; }}", timeout=20_000)
+    except PlaywrightTimeout:
+        pass  # reported below
 
     math = page.evaluate(_MATH_STATE)
     report.math = math["count"]
@@ -240,11 +257,11 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     report.widgets = widgets["rendered"]
     if widgets["rendered"] < widgets["views"]:
         report.problems.append(f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not rendered")
+    page.screenshot(path=str(shot_dir / f"{name.replace('/', '__')}.png"), full_page=True)
     for slider in page.query_selector_all(".sl-frame-slider"):
         _check_slider(slider, report)
     is_notebook = (ROOT / f"{name}.ipynb").is_file()
     _check_buttons(page, name, is_notebook, html, report)
-    page.screenshot(path=str(shot_dir / f"{name.replace('/', '__')}.png"), full_page=True)
     page.close()
     return report
 

@@ -7,6 +7,7 @@ sliders) and here on a standalone page, so it is tested even before any chapter 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import struct
@@ -87,7 +88,7 @@ def test_slider_holds_every_frame_and_shows_only_the_start():
     assert [visible for visible, _ in shown] == [False, False, True, False, False]
     assert 'max="4"' in html and 'value="2"' in html and "<output" in html and ">c</output>" in html
     labels = json.loads(re.search(r'data-labels="([^"]*)"', html).group(1).replace("&quot;", '"'))
-    assert labels == ["a", "b", "c", "d", "e"]
+    assert labels == [["a", "b", "c", "d", "e"]] and 'data-shape="[5]"' in html
     assert "<script" not in html and "http" not in html  # inline handlers only, nothing fetched
 
 
@@ -114,33 +115,78 @@ def test_slider_rejects_bad_frames(frames, labels, start, message):
         widgets.frame_slider_html(frames, labels, "k", start)
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
-def test_slider_steps_in_a_browser(tmp_path):
-    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
+def test_grid_shows_the_row_major_frame_of_the_start_positions():
+    frames = [tiny_png(2 + i, 2) for i in range(6)]
+    html = widgets.frame_grid_html(frames, {"kind": ["filter", "channel"], "t": [0.1, 0.2, 0.3]}, start=[1, 2])
+    assert [visible for visible, _ in _frames_in(html)] == [False] * 5 + [True]  # (1, 2) -> 1 * 3 + 2
+    assert html.count('type="range"') == 2 and ">channel</output>" in html and ">0.3</output>" in html
+    assert 'data-shape="[2, 3]"' in html
+
+
+@pytest.mark.parametrize("axes, n_frames, start, message", [
+    ({}, 1, None, "axes is empty"),
+    ({"a": ["x", "y"], "b": ["u", "v"]}, 3, None, "must match"),
+    ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0], "one position per axis"),
+    ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0, 2], "one position per axis"),
+    ({"a": ["x"], "b": []}, 1, None, "at least one value"),
+])
+def test_grid_rejects_bad_axes(axes, n_frames, start, message):
+    with pytest.raises(ValueError, match=message):
+        widgets.frame_grid_html([tiny_png()] * n_frames, axes, start)
+
+
+@contextlib.contextmanager
+def _browser_page(tmp_path, body: str):
+    """A headless Chromium page showing ``body``."""
     from playwright.sync_api import sync_playwright
 
-    frames = [widgets.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
     page_file = tmp_path / "slider.html"
-    page_file.write_text("<html><body>" + widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)
-                         + "</body></html>")
-    state = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
-                      label: s.querySelector('output').textContent})"""
+    page_file.write_text(f"<html><body>{body}</body></html>")
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=str(CHROMIUM), headless=True,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = context.new_page()
         page.goto(page_file.as_uri())
-        slider = page.query_selector(".sl-frame-slider")
-        assert slider.evaluate(state) == {"shown": [False, True, False], "label": "2"}
-        slider.query_selector("input[type=range]").press("ArrowRight")
-        assert slider.evaluate(state) == {"shown": [False, False, True], "label": "3"}
-        slider.query_selector(".sl-next").click()  # already at the end: stays
-        assert slider.evaluate(state) == {"shown": [False, False, True], "label": "3"}
-        slider.query_selector(".sl-prev").click()
-        slider.query_selector(".sl-prev").click()
-        assert slider.evaluate(state) == {"shown": [True, False, False], "label": "1"}
+        yield page
         context.close()
+
+
+_STATE = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
+                  labels: Array.from(s.querySelectorAll('output')).map(o => o.textContent)})"""
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
+def test_grid_steps_in_a_browser(tmp_path):
+    """Each axis's slider moves the grid along that axis only."""
+    frames = [widgets.figure_png(line_plot(slope, colour), dpi=30) for colour in ("C0", "C1") for slope in (1, 2, 3)]
+    html = widgets.frame_grid_html(frames, {"colour": ["C0", "C1"], "slope": ["1", "2", "3"]}, start=[0, 1])
+    with _browser_page(tmp_path, html) as page:
+        slider = page.query_selector(".sl-frame-slider")
+        colour_range, slope_range = slider.query_selector_all("input[type=range]")
+        shown = lambda: slider.evaluate(_STATE)  # noqa: E731
+        assert shown() == {"shown": [i == 1 for i in range(6)], "labels": ["C0", "2"]}
+        colour_range.press("ArrowRight")
+        assert shown() == {"shown": [i == 4 for i in range(6)], "labels": ["C1", "2"]}
+        slope_range.press("ArrowLeft")
+        assert shown() == {"shown": [i == 3 for i in range(6)], "labels": ["C1", "1"]}
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
+def test_slider_steps_in_a_browser(tmp_path):
+    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
+    frames = [widgets.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
+    with _browser_page(tmp_path, widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)) as page:
+        slider = page.query_selector(".sl-frame-slider")
+        state = lambda: slider.evaluate(_STATE)  # noqa: E731
+        assert state() == {"shown": [False, True, False], "labels": ["2"]}
+        slider.query_selector("input[type=range]").press("ArrowRight")
+        assert state() == {"shown": [False, False, True], "labels": ["3"]}
+        slider.query_selector(".sl-next").click()  # already at the end: stays
+        assert state() == {"shown": [False, False, True], "labels": ["3"]}
+        slider.query_selector(".sl-prev").click()
+        slider.query_selector(".sl-prev").click()
+        assert state() == {"shown": [True, False, False], "labels": ["1"]}
 
 
 # ----------------------------------------------------------------------------- explore
@@ -175,6 +221,19 @@ def test_explore_with_sweep_shows_a_slider_over_every_value(shell):
     assert base64.b64decode(output.data["image/png"]) == shown[1][1]  # PNG fallback = the default frame
 
 
+def test_explore_sweeps_a_grid_of_two_knobs(shell):
+    plot = CountingPlot()
+    with capture_output() as captured:
+        widgets.explore(plot, {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]},
+                        defaults={"slope": 3.0, "colour": "C1"}, sweep=["colour", "slope"])
+    assert len(plot.calls) == 6 and plot.calls[0] == {"slope": 3.0, "colour": "C1"}  # default drawn once
+    assert {(c["colour"], c["slope"]) for c in plot.calls} == {(c, s) for c in ("C0", "C1") for s in (1.0, 2.0, 3.0)}
+    (output,) = captured.outputs
+    shown = _frames_in(output.data["text/html"])
+    assert [visible for visible, _ in shown] == [i == 5 for i in range(6)]  # colour C1 (1), slope 3.0 (2)
+    assert base64.b64decode(output.data["image/png"]) == shown[5][1]
+
+
 def test_explore_live_controls_redraw_the_figure(shell, monkeypatch):
     import ipywidgets
     from ipywidgets.widgets.widget import _instances
@@ -200,8 +259,10 @@ def test_explore_live_controls_redraw_the_figure(shell, monkeypatch):
     ({"slope": [1.0, 1.0]}, {}, ValueError, "repeated values"),
     ({"slope": [1.0, 2.0]}, {"defaults": {"slope": 3.0}}, ValueError, "not among its values"),
     ({"slope": [1.0, 2.0]}, {"defaults": {"angle": 1.0}}, ValueError, "not a knob"),
-    ({"slope": [1.0, 2.0]}, {"sweep": "angle"}, ValueError, "sweep='angle' is not a knob"),
+    ({"slope": [1.0, 2.0]}, {"sweep": "angle"}, ValueError, "sweep='angle' must name distinct knobs"),
+    ({"slope": [1.0, 2.0]}, {"sweep": ["slope", "slope"]}, ValueError, "must name distinct knobs"),
     ({"slope": list(range(widgets.MAX_FRAMES + 1))}, {"sweep": "slope"}, ValueError, "MAX_FRAMES"),
+    ({"a": list(range(7)), "b": list(range(6))}, {"sweep": ["a", "b"]}, ValueError, "needs 42 frames"),
     ({"slope": [1.0, 2.0]}, {"dpi": 5}, ValueError, "dpi=5"),
     ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, ValueError, "dpi=80.0"),
 ])
