@@ -47,11 +47,18 @@ def _semi_structured_rows(w24: torch.Tensor, b: torch.Tensor, timed: Callable) -
         return [{"format": "2:4", "impl": "PyTorch semi-structured fp16", "unsupported": str(error)[:200]}]
 
 
-def gpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
+def _cusparse(a: torch.Tensor) -> Callable[[Any], Any]:
+    """cuSPARSE SpMM through ``cupyx.scipy.sparse`` for the dense matrix ``a``."""
     import cupy
     import cupyx.scipy.sparse as cusparse
 
-    be = kernels.CupyBackend()
+    matrix = cusparse.csr_matrix(cupy.asarray(a.numpy()))
+    return lambda b: matrix @ b
+
+
+def gpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor, be: kernels.Backend | None = None) -> list[dict[str, Any]]:
+    """Every GPU contender for ``cfg`` (``be``: the CuPy backend unless given)."""
+    be = be or kernels.CupyBackend()
     timed = _timer(cfg.repeats)
     b_gpu = be.array(b)
 
@@ -65,8 +72,8 @@ def gpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, An
     for s in cfg.sparsities:
         ws = pruned(w, "csr", s)
         rows.append(row("csr", "ours: csr_spmm", s, ours(CSR.from_dense(ws)), dense))
-        a_cusparse = cusparse.csr_matrix(cupy.asarray(ws.numpy()))
-        rows.append(row("csr", "cuSPARSE (cupyx.scipy.sparse)", s, timed(lambda: a_cusparse @ b_gpu), dense))
+        spmm = _cusparse(ws)
+        rows.append(row("csr", "cuSPARSE (cupyx.scipy.sparse)", s, timed(lambda: spmm(b_gpu)), dense))
         for blk in cfg.blocks:
             rows.append(row("bsr", "ours: bsr_spmm", s, ours(BSR.from_dense(pruned(w, "bsr", s, blk), blk)), dense, blk))
         comp = Compacted.from_dense(pruned(w, "compacted", s))
