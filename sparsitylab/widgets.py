@@ -33,7 +33,8 @@ import json
 import math
 import numbers
 import struct
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -49,7 +50,9 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
     import matplotlib.pyplot as plt
 
     if not isinstance(fig, Figure):
-        raise TypeError(f"expected a matplotlib Figure, got {type(fig).__name__}; the plot function must return one")
+        raise TypeError(
+            f"expected a matplotlib Figure, got {type(fig).__name__}; the plot function must return one"
+        )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -72,46 +75,61 @@ def _check_frames(frames: Sequence[bytes]) -> None:
         raise ValueError(f"{len(frames)} frames exceed MAX_FRAMES={MAX_FRAMES}; sweep fewer values")
     oversized = [i for i, f in enumerate(frames) if max(png_size(f)) > MAX_FRAME_PIXELS]
     if oversized:
-        raise ValueError(f"frames {oversized} are wider or taller than MAX_FRAME_PIXELS={MAX_FRAME_PIXELS}; "
-                         "lower the dpi or the figure size")
+        raise ValueError(
+            f"frames {oversized} are wider or taller than MAX_FRAME_PIXELS={MAX_FRAME_PIXELS}; "
+            "lower the dpi or the figure size"
+        )
     too_big = [i for i, f in enumerate(frames) if len(f) > MAX_FRAME_BYTES]
     if too_big:
-        raise ValueError(f"frames {too_big} exceed MAX_FRAME_BYTES={MAX_FRAME_BYTES}; lower the dpi or the figure size")
+        raise ValueError(
+            f"frames {too_big} exceed MAX_FRAME_BYTES={MAX_FRAME_BYTES}; lower the dpi or the figure size"
+        )
     total = sum(len(f) for f in frames)
     if total > MAX_SLIDER_BYTES:
-        raise ValueError(f"{len(frames)} frames take {total} bytes, over MAX_SLIDER_BYTES={MAX_SLIDER_BYTES}; "
-                         "sweep fewer values or lower the dpi")
+        raise ValueError(
+            f"{len(frames)} frames take {total} bytes, over MAX_SLIDER_BYTES={MAX_SLIDER_BYTES}; "
+            "sweep fewer values or lower the dpi"
+        )
 
 
 # Inline handlers only (no <script>, no ids): every slider on a page works on its own, and the HTML
 # survives notebook viewers and the book theme. Moving any axis shows frame k, the row-major index
 # of all axes' positions; the buttons step their row's range, which fires the same update.
-_SHOW = ("var r=this.closest('.sl-frame-slider'),shape=JSON.parse(r.dataset.shape),"
-         "labels=JSON.parse(r.dataset.labels),k=0;"
-         "r.querySelectorAll('input[type=range]').forEach(function(x,a){k=k*shape[a]+(+x.value);"
-         "x.parentNode.querySelector('output').textContent=labels[a][+x.value];});"
-         "r.querySelectorAll('img.sl-frame').forEach(function(im,i){im.style.display=(i===k)?'':'none';});")
-_STEP = ("var s=this.parentNode.querySelector('input[type=range]');"
-         "s.value=+s.value+({step});s.dispatchEvent(new Event('input'));")
+_SHOW = (
+    "var r=this.closest('.sl-frame-slider'),shape=JSON.parse(r.dataset.shape),"
+    "labels=JSON.parse(r.dataset.labels),k=0;"
+    "r.querySelectorAll('input[type=range]').forEach(function(x,a){k=k*shape[a]+(+x.value);"
+    "x.parentNode.querySelector('output').textContent=labels[a][+x.value];});"
+    "r.querySelectorAll('img.sl-frame').forEach(function(im,i){im.style.display=(i===k)?'':'none';});"
+)
+_STEP = (
+    "var s=this.parentNode.querySelector('input[type=range]');"
+    "s.value=+s.value+({step});s.dispatchEvent(new Event('input'));"
+)
 _BUTTON_STYLE = "font:inherit;padding:0 0.5em;margin:0 0.2em;cursor:pointer"
-_ROW_STYLE = "display:flex;align-items:center;flex-wrap:wrap;gap:0.3em;font-size:0.9em;margin:0.3em 0"
+_ROW_STYLE = (
+    "display:flex;align-items:center;flex-wrap:wrap;gap:0.3em;font-size:0.9em;margin:0.3em 0"
+)
 
 
 def _axis_row(name: str, labels: Sequence[str], position: int) -> str:
     """One labelled range input with step buttons and the current value."""
     esc = html.escape(name)
-    return (f'<div class="sl-frame-controls" style="{_ROW_STYLE}"><span style="font-weight:600;min-width:5em">{esc}</span>'
-            f'<button type="button" class="sl-prev" aria-label="previous {esc}" style="{_BUTTON_STYLE}" '
-            f'onclick="{html.escape(_STEP.format(step=-1))}">&#9664;</button>'
-            f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="{position}" aria-label="{esc}" '
-            f'style="width:16em;max-width:50%;vertical-align:middle" oninput="{html.escape(_SHOW)}">'
-            f'<button type="button" class="sl-next" aria-label="next {esc}" style="{_BUTTON_STYLE}" '
-            f'onclick="{html.escape(_STEP.format(step=1))}">&#9654;</button>'
-            f'<output style="font-family:monospace;min-width:4em">{html.escape(labels[position])}</output></div>')
+    return (
+        f'<div class="sl-frame-controls" style="{_ROW_STYLE}"><span style="font-weight:600;min-width:5em">{esc}</span>'
+        f'<button type="button" class="sl-prev" aria-label="previous {esc}" style="{_BUTTON_STYLE}" '
+        f'onclick="{html.escape(_STEP.format(step=-1))}">&#9664;</button>'
+        f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="{position}" aria-label="{esc}" '
+        f'style="width:16em;max-width:50%;vertical-align:middle" oninput="{html.escape(_SHOW)}">'
+        f'<button type="button" class="sl-next" aria-label="next {esc}" style="{_BUTTON_STYLE}" '
+        f'onclick="{html.escape(_STEP.format(step=1))}">&#9654;</button>'
+        f'<output style="font-family:monospace;min-width:4em">{html.escape(labels[position])}</output></div>'
+    )
 
 
-def frame_grid_html(frames: Sequence[bytes], axes: Mapping[str, Sequence[Any]],
-                    start: Sequence[int] | None = None) -> str:
+def frame_grid_html(
+    frames: Sequence[bytes], axes: Mapping[str, Sequence[Any]], start: Sequence[int] | None = None
+) -> str:
     """A self-contained HTML viewer over PNG frames for every combination of several knobs.
 
     ``axes`` maps each knob's name to the labels of its values; ``frames`` holds one PNG per
@@ -126,28 +144,48 @@ def frame_grid_html(frames: Sequence[bytes], axes: Mapping[str, Sequence[Any]],
     labels = [[str(label) for label in axes[name]] for name in axes]
     shape = [len(axis) for axis in labels]
     if min(shape) == 0:
-        raise ValueError(f"every axis needs at least one value; sizes are {dict(zip(names, shape))}")
+        raise ValueError(
+            f"every axis needs at least one value; sizes are {dict(zip(names, shape))}"
+        )
     if len(frames) != math.prod(shape):
-        raise ValueError(f"got {len(frames)} frames for axes of sizes {shape}; they must match "
-                         f"(one frame per combination, {math.prod(shape)})")
+        raise ValueError(
+            f"got {len(frames)} frames for axes of sizes {shape}; they must match "
+            f"(one frame per combination, {math.prod(shape)})"
+        )
     start = [0] * len(shape) if start is None else list(start)
-    if len(start) != len(shape) or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
-                                       for i, n in zip(start, shape)):
-        raise ValueError(f"start={start!r} must give one position per axis, within the axis sizes {shape}")
+    if len(start) != len(shape) or any(
+        isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n
+        for i, n in zip(start, shape)
+    ):
+        raise ValueError(
+            f"start={start!r} must give one position per axis, within the axis sizes {shape}"
+        )
     shown = 0
     for position, size in zip(start, shape):
         shown = shown * size + position
+    alts = [
+        ", ".join(f"{n} = {v}" for n, v in zip(names, combo))
+        for combo in itertools.product(*labels)
+    ]
     images = "\n".join(
-        f'<img class="sl-frame" alt="frame {i + 1} of {len(frames)}" '
+        f'<img class="sl-frame" alt="{html.escape(alt)}" '
         f'style="max-width:100%;height:auto;{"" if i == shown else "display:none;"}" '
-        f'src="data:image/png;base64,{base64.b64encode(frame).decode()}">' for i, frame in enumerate(frames))
-    rows = "".join(_axis_row(name, axis, position) for name, axis, position in zip(names, labels, start))
+        f'src="data:image/png;base64,{base64.b64encode(frame).decode()}">'
+        for i, (frame, alt) in enumerate(zip(frames, alts))
+    )
+    rows = "".join(
+        _axis_row(name, axis, position) for name, axis, position in zip(names, labels, start)
+    )
     note = f'<div style="font-size:0.8em;opacity:0.7">{len(frames)} pre-rendered frames; no kernel needed</div>'
-    return (f'<div class="sl-frame-slider" data-shape="{json.dumps(shape)}" '
-            f'data-labels="{html.escape(json.dumps(labels))}">{rows}{note}\n{images}</div>')
+    return (
+        f'<div class="sl-frame-slider" data-shape="{json.dumps(shape)}" '
+        f'data-labels="{html.escape(json.dumps(labels))}">{rows}{note}\n{images}</div>'
+    )
 
 
-def frame_slider_html(frames: Sequence[bytes], labels: Sequence[str], name: str = "value", start: int = 0) -> str:
+def frame_slider_html(
+    frames: Sequence[bytes], labels: Sequence[str], name: str = "value", start: int = 0
+) -> str:
     """A self-contained HTML slider over PNG frames for one knob (inline JS only; works without a kernel).
 
     ``frames`` are PNG bytes (see ``figure_png``), ``labels`` the knob value shown for each frame,
@@ -155,7 +193,11 @@ def frame_slider_html(frames: Sequence[bytes], labels: Sequence[str], name: str 
     """
     if len(frames) != len(labels):
         raise ValueError(f"got {len(frames)} frames but {len(labels)} labels; they must match")
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < max(len(frames), 1):
+    if (
+        isinstance(start, bool)
+        or not isinstance(start, int)
+        or not 0 <= start < max(len(frames), 1)
+    ):
         raise ValueError(f"start={start!r} must index one of the {len(frames)} frames")
     return frame_grid_html(frames, {name: labels}, [start])
 
@@ -174,7 +216,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _label(value: Any) -> str:
-    return f"{value:g}" if _is_number(value) and not isinstance(value, numbers.Integral) else str(value)
+    return (
+        f"{value:g}"
+        if _is_number(value) and not isinstance(value, numbers.Integral)
+        else str(value)
+    )
 
 
 def _control(name: str, values: Sequence[Any], default: Any):
@@ -184,14 +230,25 @@ def _control(name: str, values: Sequence[Any], default: Any):
     numeric = all(_is_number(v) for v in values)
     cls = widgets.SelectionSlider if numeric and len(values) > 1 else widgets.Dropdown
     extra = {"continuous_update": False} if cls is widgets.SelectionSlider else {}
-    return cls(options=options, value=default, description=name, style={"description_width": "initial"}, **extra)
+    return cls(
+        options=options,
+        value=default,
+        description=name,
+        style={"description_width": "initial"},
+        **extra,
+    )
 
 
-def _chosen_values(knobs: Mapping[str, Sequence[Any]], defaults: Mapping[str, Any] | None,
-                   sweep: str | Sequence[str] | None) -> dict[str, Any]:
+def _chosen_values(
+    knobs: Mapping[str, Sequence[Any]],
+    defaults: Mapping[str, Any] | None,
+    sweep: str | Sequence[str] | None,
+) -> dict[str, Any]:
     """Validate the knobs and return the starting value of each."""
     if not knobs:
-        raise ValueError("knobs is empty: give at least one knob, e.g. knobs={'sparsity': [0.5, 0.9]}")
+        raise ValueError(
+            "knobs is empty: give at least one knob, e.g. knobs={'sparsity': [0.5, 0.9]}"
+        )
     for name, values in knobs.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise TypeError(f"knob {name!r} must be a list of values, got {type(values).__name__}")
@@ -199,13 +256,19 @@ def _chosen_values(knobs: Mapping[str, Sequence[Any]], defaults: Mapping[str, An
             raise ValueError(f"knob {name!r} has no values")
         labels = [_label(v) for v in values]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"knob {name!r} has repeated values {labels}; each value must be distinct")
+            raise ValueError(
+                f"knob {name!r} has repeated values {labels}; each value must be distinct"
+            )
     chosen = {name: values[0] for name, values in knobs.items()}
     for name, value in (defaults or {}).items():
         if name not in knobs:
-            raise ValueError(f"defaults names {name!r}, which is not a knob; knobs are {sorted(knobs)}")
+            raise ValueError(
+                f"defaults names {name!r}, which is not a knob; knobs are {sorted(knobs)}"
+            )
         if value not in knobs[name]:
-            raise ValueError(f"default {name}={value!r} is not among its values {list(knobs[name])}")
+            raise ValueError(
+                f"default {name}={value!r} is not among its values {list(knobs[name])}"
+            )
         chosen[name] = value
     swept = [sweep] if isinstance(sweep, str) else list(sweep or [])
     unknown = [name for name in swept if name not in knobs]
@@ -213,12 +276,20 @@ def _chosen_values(knobs: Mapping[str, Sequence[Any]], defaults: Mapping[str, An
         raise ValueError(f"sweep={sweep!r} must name distinct knobs; knobs are {sorted(knobs)}")
     count = math.prod(len(knobs[name]) for name in swept)
     if count > MAX_FRAMES:
-        raise ValueError(f"sweep={sweep!r} needs {count} frames, over MAX_FRAMES={MAX_FRAMES}; sweep fewer values")
+        raise ValueError(
+            f"sweep={sweep!r} needs {count} frames, over MAX_FRAMES={MAX_FRAMES}; sweep fewer values"
+        )
     return chosen
 
 
-def _sweep_frames(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], chosen: dict[str, Any],
-                  swept: list[str], default_png: bytes, dpi: int) -> str:
+def _sweep_frames(
+    plot: Callable[..., Figure],
+    knobs: Mapping[str, Sequence[Any]],
+    chosen: dict[str, Any],
+    swept: list[str],
+    default_png: bytes,
+    dpi: int,
+) -> str:
     """Render every combination of the swept knobs (others at their defaults) into a frame viewer."""
     frames = []
     for combo in itertools.product(*(knobs[name] for name in swept)):
@@ -228,8 +299,13 @@ def _sweep_frames(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]
     return frame_grid_html(frames, axes, [list(knobs[name]).index(chosen[name]) for name in swept])
 
 
-def explore(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], defaults: Mapping[str, Any] | None = None,
-            sweep: str | Sequence[str] | None = None, dpi: int = 80) -> None:
+def explore(
+    plot: Callable[..., Figure],
+    knobs: Mapping[str, Sequence[Any]],
+    defaults: Mapping[str, Any] | None = None,
+    sweep: str | Sequence[str] | None = None,
+    dpi: int = 80,
+) -> None:
     """Show ``plot`` with its default knob values, live controls in a kernel, and a frame slider.
 
     knobs: name → the allowed values (a slider for numbers, a menu otherwise).
@@ -241,7 +317,9 @@ def explore(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], def
     from IPython.display import Image, display
 
     if not callable(plot):
-        raise TypeError(f"plot must be a function returning a matplotlib Figure, got {type(plot).__name__}")
+        raise TypeError(
+            f"plot must be a function returning a matplotlib Figure, got {type(plot).__name__}"
+        )
     if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 300:
         raise ValueError(f"dpi={dpi!r} must be an integer between 20 and 300")
     chosen = _chosen_values(knobs, defaults, sweep)
@@ -250,8 +328,11 @@ def explore(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], def
         import ipywidgets as widgets
 
         controls = {name: _control(name, values, chosen[name]) for name, values in knobs.items()}
-        note = widgets.HTML("<small>Live controls: they redraw the figure below while a kernel runs"
-                            + ("; without one, use the pre-rendered slider" if sweep else "") + ".</small>")
+        note = widgets.HTML(
+            "<small>Live controls: they redraw the figure below while a kernel runs"
+            + ("; without one, use the pre-rendered slider" if sweep else "")
+            + ".</small>"
+        )
         display(widgets.VBox([note, *controls.values()]))
 
     default_png = figure_png(plot(**chosen), dpi)
@@ -264,6 +345,7 @@ def explore(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], def
         handle = display(bundle, raw=True, display_id=True)
 
     if live:
+
         def redraw(_change=None):
             handle.update(Image(figure_png(plot(**{n: c.value for n, c in controls.items()}), dpi)))
 
@@ -271,5 +353,14 @@ def explore(plot: Callable[..., Figure], knobs: Mapping[str, Sequence[Any]], def
             control.observe(redraw, names="value")
 
 
-__all__ = ["explore", "frame_slider_html", "frame_grid_html", "figure_png", "png_size", "MAX_FRAMES", "MAX_FRAME_PIXELS",
-           "MAX_FRAME_BYTES", "MAX_SLIDER_BYTES"]
+__all__ = [
+    "MAX_FRAMES",
+    "MAX_FRAME_BYTES",
+    "MAX_FRAME_PIXELS",
+    "MAX_SLIDER_BYTES",
+    "explore",
+    "figure_png",
+    "frame_grid_html",
+    "frame_slider_html",
+    "png_size",
+]

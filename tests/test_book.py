@@ -56,9 +56,27 @@ def build_book(source: Path, output: Path) -> Build:
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(jupyter_book), "build", str(source), "-W", "-n", "--keep-going", "--path-output", str(output)],
-        env={**os.environ, "SPARSITYLAB_QUICK": "1"}, capture_output=True, text=True)
-    return Build(proc.returncode, proc.stdout + proc.stderr, output / "_build" / "html", time.perf_counter() - start)
+        [
+            str(jupyter_book),
+            "build",
+            str(source),
+            "-W",
+            "-n",
+            "--keep-going",
+            "--path-output",
+            str(output),
+        ],
+        check=False,
+        env={**os.environ, "SPARSITYLAB_QUICK": "1"},
+        capture_output=True,
+        text=True,
+    )
+    return Build(
+        proc.returncode,
+        proc.stdout + proc.stderr,
+        output / "_build" / "html",
+        time.perf_counter() - start,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +86,12 @@ def quick_build() -> Build:
 
 
 def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
-    problems = [line for line in quick_build.log.splitlines() if "WARNING" in line or "ERROR" in line]
-    assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(problems or quick_build.log.splitlines()[-40:])
+    problems = [
+        line for line in quick_build.log.splitlines() if "WARNING" in line or "ERROR" in line
+    ]
+    assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(
+        problems or quick_build.log.splitlines()[-40:]
+    )
     assert (quick_build.html / "index.html").is_file()
     print(f"quick build took {quick_build.seconds:.0f} s")
 
@@ -81,11 +103,24 @@ def test_blank_repository_url_builds_without_launch_buttons(tmp_path: Path) -> N
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: tiny\n")
     (tmp_path / "intro.md").write_text("# Tiny book\n\nMath $x^2$.\n")
-    notebook = {"cells": [{"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# Tiny chapter"},
-                          {"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
-                           "outputs": [], "source": "print(6 * 7)"}],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# Tiny chapter"},
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "c1",
+                "metadata": {},
+                "outputs": [],
+                "source": "print(6 * 7)",
+            },
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (tmp_path / "tiny.ipynb").write_text(json.dumps(notebook))
     shutil.copy(ROOT / "references.bib", tmp_path)
     (tmp_path / "book").mkdir()
@@ -125,7 +160,11 @@ def _launch_expectations() -> dict[str, str]:
     if not str((config.get("repository") or {}).get("url") or "").strip():
         return {}
     launch = config.get("launch_buttons") or {}
-    return {label: str(launch[key]).rstrip("/") for key, label in LAUNCH_SERVICES.items() if launch.get(key)}
+    return {
+        label: str(launch[key]).rstrip("/")
+        for key, label in LAUNCH_SERVICES.items()
+        if launch.get(key)
+    }
 
 
 @dataclass
@@ -165,8 +204,9 @@ def _consistent(state: dict) -> bool:
     index = 0
     for position, size in zip(state["positions"], state["shape"]):
         index = index * size + position
-    return (state["shown"] == [index]
-            and state["outputs"] == [labels[p] for labels, p in zip(state["labels"], state["positions"])])
+    return state["shown"] == [index] and state["outputs"] == [
+        labels[p] for labels, p in zip(state["labels"], state["positions"])
+    ]
 
 
 _WIDGETS = """() => {
@@ -181,7 +221,9 @@ def _check_slider(slider, report: PageReport) -> None:
     before = slider.evaluate(_SLIDER_STATE)
     where = f"slider {before['labels']}"
     if not _consistent(before):
-        report.problems.append(f"{where}: the frame shown {before['shown']} does not match the sliders")
+        report.problems.append(
+            f"{where}: the frame shown {before['shown']} does not match the sliders"
+        )
         return
     movable = [a for a, size in enumerate(before["shape"]) if size > 1]
     if not movable:
@@ -192,14 +234,20 @@ def _check_slider(slider, report: PageReport) -> None:
     row.query_selector("input[type=range]").press("ArrowRight" if forward else "ArrowLeft")
     after = slider.evaluate(_SLIDER_STATE)
     if after["positions"] == before["positions"] or not _consistent(after):
-        report.problems.append(f"{where}: the arrow key did not show a new frame ({before['shown']} -> {after['shown']})")
+        report.problems.append(
+            f"{where}: the arrow key did not show a new frame ({before['shown']} -> {after['shown']})"
+        )
         return
     if after["src"] == before["src"]:
-        report.problems.append(f"{where}: frames {before['shown']} and {after['shown']} are the same image")
+        report.problems.append(
+            f"{where}: frames {before['shown']} and {after['shown']} are the same image"
+        )
         return
     row.query_selector(".sl-prev" if forward else ".sl-next").click()
     if slider.evaluate(_SLIDER_STATE)["shown"] != before["shown"]:
-        report.problems.append(f"{where}: the step button did not go back to frame {before['shown']}")
+        report.problems.append(
+            f"{where}: the step button did not go back to frame {before['shown']}"
+        )
         return
     report.sliders_moved += 1
 
@@ -207,7 +255,8 @@ def _check_slider(slider, report: PageReport) -> None:
 def _check_buttons(page, name: str, is_notebook: bool, html: Path, report: PageReport) -> None:
     links = page.eval_on_selector_all(
         ".article-header-buttons a, .dropdown-menu a",
-        "as => as.map(a => ({text: a.textContent.trim(), href: a.getAttribute('href') || ''}))")
+        "as => as.map(a => ({text: a.textContent.trim(), href: a.getAttribute('href') || ''}))",
+    )
     by_text = {link["text"]: link["href"] for link in links}
     download = [href for text, href in by_text.items() if text in (".ipynb", ".md", ".pdf")]
     if not download:
@@ -232,15 +281,25 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
         report.problems.append("page was not built")
         return report
     page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and report.problems.append(f"console error: {m.text}"))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and report.problems.append(f"console error: {m.text}"),
+    )
     page.on("pageerror", lambda e: report.problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: r.url.startswith("file:")
-            and report.problems.append(f"failed to load {r.url}: {r.failure}"))
+    page.on(
+        "requestfailed",
+        lambda r: (
+            r.url.startswith("file:")
+            and report.problems.append(f"failed to load {r.url}: {r.failure}")
+        ),
+    )
     page.goto(path.as_uri(), wait_until="load")
     if page.evaluate("() => Boolean(window.MathJax && window.MathJax.startup)"):
         page.evaluate("() => window.MathJax.startup.promise")
     try:  # the widget manager renders stored ipywidgets asynchronously after load
-        page.wait_for_function(f"() => {{ const w = ({_WIDGETS})(); return w.rendered >= w.views; }}", timeout=20_000)
+        page.wait_for_function(
+            f"() => {{ const w = ({_WIDGETS})(); return w.rendered >= w.views; }}", timeout=20_000
+        )
     except PlaywrightTimeout:
         pass  # reported below
 
@@ -256,7 +315,9 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     widgets = page.evaluate(_WIDGETS)
     report.widgets = widgets["rendered"]
     if widgets["rendered"] < widgets["views"]:
-        report.problems.append(f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not rendered")
+        report.problems.append(
+            f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not rendered"
+        )
     page.screenshot(path=str(shot_dir / f"{name.replace('/', '__')}.png"), full_page=True)
     for slider in page.query_selector_all(".sl-frame-slider"):
         _check_slider(slider, report)
@@ -268,8 +329,10 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
 
 def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
     if not CHROMIUM.is_file():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium); "
-                    "the offline browser test needs it")
+        pytest.skip(
+            f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium); "
+            "the offline browser test needs it"
+        )
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -285,19 +348,27 @@ def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
     start = time.perf_counter()
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         context.route("**/*", only_local_files)
         reports = [check_page(context, quick_build.html, name, SCREENSHOTS) for name in toc_pages()]
         context.close()
     seconds = time.perf_counter() - start
 
-    lines = [f"{r.page}: {r.images} images, {r.math} math, {r.sliders_moved} sliders moved, "
-             f"{r.widgets} widgets, {'OK' if not r.problems else '; '.join(r.problems)}" for r in reports]
-    summary = "\n".join(lines + [f"blocked network requests: {blocked or 'none'}",
-                                 f"browser checks took {seconds:.0f} s"])
+    lines = [
+        f"{r.page}: {r.images} images, {r.math} math, {r.sliders_moved} sliders moved, "
+        f"{r.widgets} widgets, {'OK' if not r.problems else '; '.join(r.problems)}"
+        for r in reports
+    ]
+    summary = "\n".join(
+        lines
+        + [f"blocked network requests: {blocked or 'none'}", f"browser checks took {seconds:.0f} s"]
+    )
     (SCREENSHOTS / "pages_checked.txt").write_text(summary + "\n")
     print("pages checked in an offline browser:\n" + summary)
 
     assert not blocked, f"pages tried to reach the network: {blocked[:5]}\n{summary}"
     assert all(not r.problems for r in reports), summary
-    assert sum(r.sliders_moved for r in reports) >= 1, "no frame slider in the book moved\n" + summary
+    assert sum(r.sliders_moved for r in reports) >= 1, (
+        "no frame slider in the book moved\n" + summary
+    )

@@ -18,24 +18,33 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
-from IPython.utils.capture import capture_output  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
-from sparsitylab import widgets  # noqa: E402
+from sparsitylab import widgets
 
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 def tiny_png(width: int = 4, height: int = 3, padding: int = 0) -> bytes:
     """A valid PNG of the given size; ``padding`` adds an ancillary chunk to inflate its bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
     extra = chunk(b"teXt", b"pad\x00" + b"x" * padding) if padding else b""
-    return (widgets.PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        widgets.PNG_SIGNATURE
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + extra
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def line_plot(slope=1.0, colour="C0"):
@@ -50,6 +59,7 @@ def shell():
 
 
 # ----------------------------------------------------------------------------- figure_png, png_size
+
 
 def test_figure_png_renders_and_closes_the_figure():
     fig = line_plot()
@@ -74,9 +84,12 @@ def test_png_size_reads_the_header_and_rejects_other_bytes():
 
 # ----------------------------------------------------------------------------- frame_slider_html
 
+
 def _frames_in(html: str) -> list[tuple[bool, bytes]]:
     """(visible, png bytes) of each frame image in the slider HTML."""
-    found = re.findall(r'<img class="sl-frame"[^>]*style="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', html)
+    found = re.findall(
+        r'<img class="sl-frame"[^>]*style="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', html
+    )
     return [("display:none" not in style, base64.b64decode(data)) for style, data in found]
 
 
@@ -93,23 +106,38 @@ def test_slider_holds_every_frame_and_shows_only_the_start():
 
 
 def test_slider_escapes_names_and_labels():
-    html = widgets.frame_slider_html([tiny_png(), tiny_png(5, 3)], ['<b>"x"</b>', "y&z"], name="<knob>")
+    html = widgets.frame_slider_html(
+        [tiny_png(), tiny_png(5, 3)], ['<b>"x"</b>', "y&z"], name="<knob>"
+    )
     assert "<knob>" not in html and "&lt;knob&gt;" in html
-    assert "<b>" not in html and "y&amp;z" in html
+    assert "<b>" not in html and "y&amp;z" in html and 'alt="&lt;knob&gt; = y&amp;z"' in html
 
 
-@pytest.mark.parametrize("frames, labels, start, message", [
-    ([], [], 0, "frames is empty"),
-    ([tiny_png()], ["a", "b"], 0, "must match"),
-    ([tiny_png()] * (widgets.MAX_FRAMES + 1), ["x"] * (widgets.MAX_FRAMES + 1), 0, "MAX_FRAMES"),
-    ([tiny_png(), tiny_png()], ["a", "b"], 2, "start=2"),
-    ([tiny_png(), tiny_png()], ["a", "b"], -1, "start=-1"),
-    ([b"not a png" * 5], ["a"], 0, "not PNG"),
-    ([tiny_png(widgets.MAX_FRAME_PIXELS + 1, 2)], ["a"], 0, "MAX_FRAME_PIXELS"),
-    ([tiny_png(padding=widgets.MAX_FRAME_BYTES)], ["a"], 0, "MAX_FRAME_BYTES"),
-    ([tiny_png(padding=widgets.MAX_FRAME_BYTES - 1000)] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
-     ["a"] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1), 0, "MAX_SLIDER_BYTES"),
-])
+@pytest.mark.parametrize(
+    "frames, labels, start, message",
+    [
+        ([], [], 0, "frames is empty"),
+        ([tiny_png()], ["a", "b"], 0, "must match"),
+        (
+            [tiny_png()] * (widgets.MAX_FRAMES + 1),
+            ["x"] * (widgets.MAX_FRAMES + 1),
+            0,
+            "MAX_FRAMES",
+        ),
+        ([tiny_png(), tiny_png()], ["a", "b"], 2, "start=2"),
+        ([tiny_png(), tiny_png()], ["a", "b"], -1, "start=-1"),
+        ([b"not a png" * 5], ["a"], 0, "not PNG"),
+        ([tiny_png(widgets.MAX_FRAME_PIXELS + 1, 2)], ["a"], 0, "MAX_FRAME_PIXELS"),
+        ([tiny_png(padding=widgets.MAX_FRAME_BYTES)], ["a"], 0, "MAX_FRAME_BYTES"),
+        (
+            [tiny_png(padding=widgets.MAX_FRAME_BYTES - 1000)]
+            * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
+            ["a"] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
+            0,
+            "MAX_SLIDER_BYTES",
+        ),
+    ],
+)
 def test_slider_rejects_bad_frames(frames, labels, start, message):
     with pytest.raises(ValueError, match=message):
         widgets.frame_slider_html(frames, labels, "k", start)
@@ -117,19 +145,28 @@ def test_slider_rejects_bad_frames(frames, labels, start, message):
 
 def test_grid_shows_the_row_major_frame_of_the_start_positions():
     frames = [tiny_png(2 + i, 2) for i in range(6)]
-    html = widgets.frame_grid_html(frames, {"kind": ["filter", "channel"], "t": [0.1, 0.2, 0.3]}, start=[1, 2])
-    assert [visible for visible, _ in _frames_in(html)] == [False] * 5 + [True]  # (1, 2) -> 1 * 3 + 2
-    assert html.count('type="range"') == 2 and ">channel</output>" in html and ">0.3</output>" in html
-    assert 'data-shape="[2, 3]"' in html
+    html = widgets.frame_grid_html(
+        frames, {"kind": ["filter", "channel"], "t": [0.1, 0.2, 0.3]}, start=[1, 2]
+    )
+    assert [visible for visible, _ in _frames_in(html)] == [False] * 5 + [
+        True
+    ]  # (1, 2) -> 1 * 3 + 2
+    assert (
+        html.count('type="range"') == 2 and ">channel</output>" in html and ">0.3</output>" in html
+    )
+    assert 'data-shape="[2, 3]"' in html and 'alt="kind = channel, t = 0.3"' in html
 
 
-@pytest.mark.parametrize("axes, n_frames, start, message", [
-    ({}, 1, None, "axes is empty"),
-    ({"a": ["x", "y"], "b": ["u", "v"]}, 3, None, "must match"),
-    ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0], "one position per axis"),
-    ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0, 2], "one position per axis"),
-    ({"a": ["x"], "b": []}, 1, None, "at least one value"),
-])
+@pytest.mark.parametrize(
+    "axes, n_frames, start, message",
+    [
+        ({}, 1, None, "axes is empty"),
+        ({"a": ["x", "y"], "b": ["u", "v"]}, 3, None, "must match"),
+        ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0], "one position per axis"),
+        ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0, 2], "one position per axis"),
+        ({"a": ["x"], "b": []}, 1, None, "at least one value"),
+    ],
+)
 def test_grid_rejects_bad_axes(axes, n_frames, start, message):
     with pytest.raises(ValueError, match=message):
         widgets.frame_grid_html([tiny_png()] * n_frames, axes, start)
@@ -144,8 +181,11 @@ def _browser_page(tmp_path, body: str):
     page_file.write_text(f"<html><body>{body}</body></html>")
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = context.new_page()
         page.goto(page_file.as_uri())
         yield page
@@ -159,12 +199,18 @@ _STATE = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i =
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
 def test_grid_steps_in_a_browser(tmp_path):
     """Each axis's slider moves the grid along that axis only."""
-    frames = [widgets.figure_png(line_plot(slope, colour), dpi=30) for colour in ("C0", "C1") for slope in (1, 2, 3)]
-    html = widgets.frame_grid_html(frames, {"colour": ["C0", "C1"], "slope": ["1", "2", "3"]}, start=[0, 1])
+    frames = [
+        widgets.figure_png(line_plot(slope, colour), dpi=30)
+        for colour in ("C0", "C1")
+        for slope in (1, 2, 3)
+    ]
+    html = widgets.frame_grid_html(
+        frames, {"colour": ["C0", "C1"], "slope": ["1", "2", "3"]}, start=[0, 1]
+    )
     with _browser_page(tmp_path, html) as page:
         slider = page.query_selector(".sl-frame-slider")
         colour_range, slope_range = slider.query_selector_all("input[type=range]")
-        shown = lambda: slider.evaluate(_STATE)  # noqa: E731
+        shown = lambda: slider.evaluate(_STATE)
         assert shown() == {"shown": [i == 1 for i in range(6)], "labels": ["C0", "2"]}
         colour_range.press("ArrowRight")
         assert shown() == {"shown": [i == 4 for i in range(6)], "labels": ["C1", "2"]}
@@ -176,9 +222,11 @@ def test_grid_steps_in_a_browser(tmp_path):
 def test_slider_steps_in_a_browser(tmp_path):
     """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
     frames = [widgets.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
-    with _browser_page(tmp_path, widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)) as page:
+    with _browser_page(
+        tmp_path, widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)
+    ) as page:
         slider = page.query_selector(".sl-frame-slider")
-        state = lambda: slider.evaluate(_STATE)  # noqa: E731
+        state = lambda: slider.evaluate(_STATE)
         assert state() == {"shown": [False, True, False], "labels": ["2"]}
         slider.query_selector("input[type=range]").press("ArrowRight")
         assert state() == {"shown": [False, False, True], "labels": ["3"]}
@@ -190,6 +238,7 @@ def test_slider_steps_in_a_browser(tmp_path):
 
 
 # ----------------------------------------------------------------------------- explore
+
 
 class CountingPlot:
     def __init__(self):
@@ -203,7 +252,9 @@ class CountingPlot:
 def test_explore_without_sweep_shows_one_default_figure(shell):
     plot = CountingPlot()
     with capture_output() as captured:
-        widgets.explore(plot, {"slope": [1.0, 2.0], "colour": ["C0", "C1"]}, defaults={"colour": "C1"})
+        widgets.explore(
+            plot, {"slope": [1.0, 2.0], "colour": ["C0", "C1"]}, defaults={"colour": "C1"}
+        )
     assert plot.calls == [{"slope": 1.0, "colour": "C1"}]
     assert [sorted(o.data) for o in captured.outputs] == [["image/png", "text/plain"]]
 
@@ -211,26 +262,47 @@ def test_explore_without_sweep_shows_one_default_figure(shell):
 def test_explore_with_sweep_shows_a_slider_over_every_value(shell):
     plot = CountingPlot()
     with capture_output() as captured:
-        widgets.explore(plot, {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]}, defaults={"slope": 2.0},
-                        sweep="slope")
-    assert sorted(c["slope"] for c in plot.calls) == [1.0, 2.0, 3.0]  # the default frame is drawn once
+        widgets.explore(
+            plot,
+            {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]},
+            defaults={"slope": 2.0},
+            sweep="slope",
+        )
+    assert sorted(c["slope"] for c in plot.calls) == [
+        1.0,
+        2.0,
+        3.0,
+    ]  # the default frame is drawn once
     assert all(c["colour"] == "C0" for c in plot.calls)
     (output,) = captured.outputs
     shown = _frames_in(output.data["text/html"])
     assert [visible for visible, _ in shown] == [False, True, False]
-    assert base64.b64decode(output.data["image/png"]) == shown[1][1]  # PNG fallback = the default frame
+    assert (
+        base64.b64decode(output.data["image/png"]) == shown[1][1]
+    )  # PNG fallback = the default frame
 
 
 def test_explore_sweeps_a_grid_of_two_knobs(shell):
     plot = CountingPlot()
     with capture_output() as captured:
-        widgets.explore(plot, {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]},
-                        defaults={"slope": 3.0, "colour": "C1"}, sweep=["colour", "slope"])
-    assert len(plot.calls) == 6 and plot.calls[0] == {"slope": 3.0, "colour": "C1"}  # default drawn once
-    assert {(c["colour"], c["slope"]) for c in plot.calls} == {(c, s) for c in ("C0", "C1") for s in (1.0, 2.0, 3.0)}
+        widgets.explore(
+            plot,
+            {"slope": [1.0, 2.0, 3.0], "colour": ["C0", "C1"]},
+            defaults={"slope": 3.0, "colour": "C1"},
+            sweep=["colour", "slope"],
+        )
+    assert len(plot.calls) == 6 and plot.calls[0] == {
+        "slope": 3.0,
+        "colour": "C1",
+    }  # default drawn once
+    assert {(c["colour"], c["slope"]) for c in plot.calls} == {
+        (c, s) for c in ("C0", "C1") for s in (1.0, 2.0, 3.0)
+    }
     (output,) = captured.outputs
     shown = _frames_in(output.data["text/html"])
-    assert [visible for visible, _ in shown] == [i == 5 for i in range(6)]  # colour C1 (1), slope 3.0 (2)
+    assert [visible for visible, _ in shown] == [
+        i == 5 for i in range(6)
+    ]  # colour C1 (1), slope 3.0 (2)
     assert base64.b64decode(output.data["image/png"]) == shown[5][1]
 
 
@@ -251,21 +323,44 @@ def test_explore_live_controls_redraw_the_figure(shell, monkeypatch):
     assert plot.calls[-1] == {"slope": 1.0, "colour": "C1"}
 
 
-@pytest.mark.parametrize("knobs, kwargs, error, message", [
-    ({}, {}, ValueError, "knobs is empty"),
-    ({"slope": []}, {}, ValueError, "has no values"),
-    ({"slope": 1.0}, {}, TypeError, "must be a list"),
-    ({"slope": "abc"}, {}, TypeError, "must be a list"),
-    ({"slope": [1.0, 1.0]}, {}, ValueError, "repeated values"),
-    ({"slope": [1.0, 2.0]}, {"defaults": {"slope": 3.0}}, ValueError, "not among its values"),
-    ({"slope": [1.0, 2.0]}, {"defaults": {"angle": 1.0}}, ValueError, "not a knob"),
-    ({"slope": [1.0, 2.0]}, {"sweep": "angle"}, ValueError, "sweep='angle' must name distinct knobs"),
-    ({"slope": [1.0, 2.0]}, {"sweep": ["slope", "slope"]}, ValueError, "must name distinct knobs"),
-    ({"slope": list(range(widgets.MAX_FRAMES + 1))}, {"sweep": "slope"}, ValueError, "MAX_FRAMES"),
-    ({"a": list(range(7)), "b": list(range(6))}, {"sweep": ["a", "b"]}, ValueError, "needs 42 frames"),
-    ({"slope": [1.0, 2.0]}, {"dpi": 5}, ValueError, "dpi=5"),
-    ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, ValueError, "dpi=80.0"),
-])
+@pytest.mark.parametrize(
+    "knobs, kwargs, error, message",
+    [
+        ({}, {}, ValueError, "knobs is empty"),
+        ({"slope": []}, {}, ValueError, "has no values"),
+        ({"slope": 1.0}, {}, TypeError, "must be a list"),
+        ({"slope": "abc"}, {}, TypeError, "must be a list"),
+        ({"slope": [1.0, 1.0]}, {}, ValueError, "repeated values"),
+        ({"slope": [1.0, 2.0]}, {"defaults": {"slope": 3.0}}, ValueError, "not among its values"),
+        ({"slope": [1.0, 2.0]}, {"defaults": {"angle": 1.0}}, ValueError, "not a knob"),
+        (
+            {"slope": [1.0, 2.0]},
+            {"sweep": "angle"},
+            ValueError,
+            "sweep='angle' must name distinct knobs",
+        ),
+        (
+            {"slope": [1.0, 2.0]},
+            {"sweep": ["slope", "slope"]},
+            ValueError,
+            "must name distinct knobs",
+        ),
+        (
+            {"slope": list(range(widgets.MAX_FRAMES + 1))},
+            {"sweep": "slope"},
+            ValueError,
+            "MAX_FRAMES",
+        ),
+        (
+            {"a": list(range(7)), "b": list(range(6))},
+            {"sweep": ["a", "b"]},
+            ValueError,
+            "needs 42 frames",
+        ),
+        ({"slope": [1.0, 2.0]}, {"dpi": 5}, ValueError, "dpi=5"),
+        ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, ValueError, "dpi=80.0"),
+    ],
+)
 def test_explore_rejects_bad_arguments_before_plotting(shell, knobs, kwargs, error, message):
     plot = CountingPlot()
     with pytest.raises(error, match=message):

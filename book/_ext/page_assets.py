@@ -33,11 +33,14 @@ def _local_assets(config: Config) -> list[str]:
 def add_static_dirs(app: Sphinx, config: Config) -> None:
     """Append the vendored and glue folders to ``html_static_path``; fail clearly if a file is missing."""
     roots = [Path(app.confdir) / folder for folder in STATIC_DIRS]
-    missing = [name for name in _local_assets(config) if not any((root / name).is_file() for root in roots)]
+    missing = [
+        name for name in _local_assets(config) if not any((root / name).is_file() for root in roots)
+    ]
     if missing:
         raise ExtensionError(
             f"{' or '.join(STATIC_DIRS)} lack {missing}, which the offline book loads. Run "
-            "`bash scripts/vendor_assets.sh` (needs npm), or `make book`, which runs it for you.")
+            "`bash scripts/vendor_assets.sh` (needs npm), or `make book`, which runs it for you."
+        )
     config.html_static_path = [*config.html_static_path, *STATIC_DIRS]
 
 
@@ -46,7 +49,9 @@ def _script_key(script: Any) -> tuple:
     return (getattr(script, "filename", script) or "", tuple(sorted(attributes.items())))
 
 
-def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+def drop_duplicate_scripts(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any
+) -> None:
     """Keep the first of identical ``<script>`` entries on a page."""
     scripts = context.get("script_files")
     if not scripts:

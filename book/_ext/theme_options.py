@@ -29,7 +29,9 @@ def configure_theme(app: Sphinx, config: Config) -> None:
     if url:
         options.update({button: True for button in REPOSITORY_BUTTONS})
         return
-    LOGGER.info("repository.url is blank: no launch (Colab/Binder/JupyterHub) or repository buttons")
+    LOGGER.info(
+        "repository.url is blank: no launch (Colab/Binder/JupyterHub) or repository buttons"
+    )
     options["launch_buttons"] = {}
     options.update({button: False for button in REPOSITORY_BUTTONS})
 
