@@ -14,12 +14,13 @@ The 2:4 layout follows the PTX ISA sparse-storage section and PyTorch's
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import torch
+from typing_extensions import Self
 
-F = TypeVar("F", bound="_Format")
 INDEX = torch.int32
 
 
@@ -52,7 +53,7 @@ class _Format:
         """Stored values (explicit zeros included) / dense elements."""
         return self.values.numel() / (self.shape[0] * self.shape[1])  # type: ignore[attr-defined]
 
-    def map(self: F, fn: Callable[[torch.Tensor], torch.Tensor]) -> F:
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
         """A copy with ``fn`` applied to every tensor field, e.g. ``csr.map(lambda t: t.cuda())``."""
         return dataclasses.replace(self, **{k: fn(v) for k, v in self._tensors().items()})  # type: ignore
 
@@ -284,4 +285,4 @@ def from_array(a: Any) -> torch.Tensor:
     return torch.from_dlpack(a)
 
 
-__all__ = ["CSR", "BSR", "NM", "Sparse24", "Compacted", "dense_nbytes", "to_array", "from_array"]
+__all__ = ["BSR", "CSR", "NM", "Compacted", "Sparse24", "dense_nbytes", "from_array", "to_array"]

@@ -20,8 +20,9 @@ from __future__ import annotations
 import importlib.resources
 import re
 import warnings
-from functools import lru_cache
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ import torch
 from .formats import BSR, CSR, Compacted, Sparse24, from_array, to_array
 
 Format = CSR | BSR | Sparse24 | Compacted
-_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.M)
+_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 
 
 def load_source(name: str) -> str:
@@ -73,7 +74,7 @@ class CupyBackend:
         return _cupy_function(source, name, defines)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cupy_function(source: str, name: str, defines: tuple[tuple[str, int], ...]) -> Callable:
     import cupy
 
@@ -89,7 +90,7 @@ def gpu_available() -> bool:
         return False
     try:
         return bool(cupy.cuda.is_available())
-    except Exception:  # a broken driver install reports as "no GPU", never as a crash
+    except (RuntimeError, OSError):  # a broken driver install reports as "no GPU", never as a crash
         return False
 
 
@@ -261,5 +262,13 @@ def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> 
     return be.tensor(run(be.array(b.to(torch.float32))))
 
 
-__all__ = ["load_source", "Backend", "CupyBackend", "gpu_available", "default_backend", "plan", "spmm",
-           "sparse24_as_csr"]
+__all__ = [
+    "Backend",
+    "CupyBackend",
+    "default_backend",
+    "gpu_available",
+    "load_source",
+    "plan",
+    "sparse24_as_csr",
+    "spmm",
+]

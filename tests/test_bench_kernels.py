@@ -39,8 +39,8 @@ def test_gpu_half_runs_end_to_end_on_the_emulated_kernels(monkeypatch):
     import time
 
     import scipy.sparse
-
     from emulation.harness import EmulatedBackend
+
     from sparsitylab.benchmarks import _kernels_gpu
 
     def wall_clock(repeats):

@@ -8,7 +8,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsitylab.formats import BSR, CSR, NM, Compacted, Sparse24, dense_nbytes, from_array, to_array
+from sparsitylab.formats import (
+    BSR,
+    CSR,
+    NM,
+    Compacted,
+    Sparse24,
+    dense_nbytes,
+    from_array,
+    to_array,
+)
 from sparsitylab.masks import nm_mask
 
 SETTINGS = settings(max_examples=40, deadline=None)

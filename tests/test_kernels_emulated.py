@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from emulation.harness import EmulatedBackend, EmulatedModule
+
 from sparsitylab import kernels
 from sparsitylab.formats import BSR, CSR, Compacted, Sparse24
 from sparsitylab.masks import nm_mask
@@ -97,7 +97,7 @@ def test_compacted_gemm_spans_several_tiles():
 
 def test_sources_are_package_data_with_headers_inlined():
     source = kernels.load_source("csr_spmm.cu")
-    assert not re.search(r'^#include "', source, re.M) and "sl_axpy_vec" in source
+    assert not re.search(r'^#include "', source, re.MULTILINE) and "sl_axpy_vec" in source
     with pytest.raises(ValueError, match="not found; available: .*bsr_spmm.cu"):
         kernels.load_source("nope.cu")
 

@@ -36,5 +36,5 @@ def test_nvcc_compiles(tmp_path, source, defines, arch):
     path.write_text(kernels.load_source(source))
     command = [NVCC, "-std=c++17", f"-arch={arch}", "-cubin", "-Werror", "all-warnings",
                *(f"-D{k}={v}" for k, v in defines), "-o", str(tmp_path / "out.cubin"), str(path)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr}"

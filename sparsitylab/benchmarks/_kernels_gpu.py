@@ -8,7 +8,8 @@ GPU once; plans are built once per matrix, as a layer would cache them. PyTorch'
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -73,14 +74,14 @@ def gpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor, be: kernels.Backend 
         ws = pruned(w, "csr", s)
         rows.append(row("csr", "ours: csr_spmm", s, ours(CSR.from_dense(ws)), dense))
         spmm = _cusparse(ws)
-        rows.append(row("csr", "cuSPARSE (cupyx.scipy.sparse)", s, timed(lambda: spmm(b_gpu)), dense))
+        rows.append(row("csr", "cuSPARSE (cupyx.scipy.sparse)", s, timed(lambda spmm=spmm: spmm(b_gpu)), dense))
         for blk in cfg.blocks:
             rows.append(row("bsr", "ours: bsr_spmm", s, ours(BSR.from_dense(pruned(w, "bsr", s, blk), blk)), dense, blk))
         comp = Compacted.from_dense(pruned(w, "compacted", s))
         rows.append(row("compacted", "ours: fused gather-GEMM", s, ours(comp), dense))
         rows.append(row("compacted", "ours: gather + cuBLAS", s, ours(comp, fused=False), dense))
         reduced, head = be.array(comp.values), b_gpu[: comp.values.shape[1]].copy()
-        rows.append(row("compacted", "reduced cuBLAS (no gather)", s, timed(lambda: reduced @ head), dense))
+        rows.append(row("compacted", "reduced cuBLAS (no gather)", s, timed(lambda r=reduced, h=head: r @ h), dense))
     w24 = pruned(w, "2:4", 0.5)
     rows.append(row("2:4", "ours: sparse24_spmm (CUDA cores)", 0.5, ours(Sparse24.from_dense(w24)), dense))
     return rows + _semi_structured_rows(w24, b, timed)

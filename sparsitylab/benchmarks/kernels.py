@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import platform
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy
@@ -151,7 +153,7 @@ def break_even(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if points[0][1] >= 1:
             out[name] = f"< {points[0][0]:g}"
             continue
-        for (s0, v0), (s1, v1) in zip(points, points[1:]):
+        for (s0, v0), (s1, v1) in itertools.pairwise(points):
             if v0 < 1 <= v1:
                 out[name] = round(s0 + (1 - v0) * (s1 - s0) / (v1 - v0), 3)
                 break
@@ -200,7 +202,7 @@ def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     w, b = torch.randn(cfg.m, cfg.k, generator=g), torch.randn(cfg.k, cfg.n, generator=g)
     if gpu:
-        from ._kernels_gpu import device_name, gpu_rows, goals
+        from ._kernels_gpu import device_name, goals, gpu_rows
 
         rows, device = gpu_rows(cfg, w, b), device_name()
     else:
