@@ -48,8 +48,8 @@ book-quick: install system $(VENDOR)
 	SPARSITYLAB_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build_quick
 	@echo "open _build_quick/_build/html/index.html (works offline)"
 
-lab: install system
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=book
+lab: install system  # (--allow-root only when run as root, e.g. in a container)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lock:  # refresh the constraints from the current .venv (after changing pyproject.toml)
 	$(PY) -m pip freeze --exclude-editable | sed -E 's/^torch==.*/torch==2.13.0/' > $(CONSTRAINTS)
