@@ -93,10 +93,27 @@ def is_masked(model: nn.Module) -> bool:
     return bool(get_masks(model))
 
 
+def _own_class(layer: nn.Module) -> None:
+    """Give ``layer`` a private copy of its parametrised class.
+
+    ``copy.deepcopy`` of a parametrised module shares the class that ``parametrize`` injected, and
+    ``remove_parametrizations`` deletes the ``weight`` property *from that class*, which would
+    break every other copy. A private class confines the removal to this layer.
+    """
+    cls = type(layer)
+    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    layer.__class__ = type(cls.__name__, cls.__bases__, namespace)
+
+
 def remove_masks(model: nn.Module) -> nn.Module:
-    """Bake ``original ⊙ mask`` into a plain ``weight`` Parameter for every masked layer (in place)."""
+    """Bake ``original ⊙ mask`` into a plain ``weight`` Parameter for every masked layer (in place).
+
+    Safe on deep copies: removing the masks of a copy leaves the original masked, and vice versa.
+    """
     for name in get_masks(model):
-        parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=True)
+        layer = model.get_submodule(name)
+        _own_class(layer)
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
     return model
 
 

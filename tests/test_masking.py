@@ -115,6 +115,19 @@ def test_remove_bakes_in_plain_parameters(lenet):
     assert metrics.layer_sparsity(lenet) == expected
 
 
+def test_remove_on_a_deep_copy_leaves_the_original_masked(lenet):
+    masking.apply_masks(lenet, magnitude_masks(lenet, 0.8))
+    x = torch.randn(2, 1, 28, 28)
+    expected = lenet(x)
+    baked = masking.remove_masks(copy.deepcopy(lenet))
+    torch.testing.assert_close(lenet(x), expected)  # the original still has its weight property
+    torch.testing.assert_close(baked(x), expected)
+    assert masking.is_masked(lenet) and not masking.is_masked(baked)
+    assert type(baked[0]) is torch.nn.Conv2d and "Parametrized" in type(lenet[0]).__name__
+    masking.remove_masks(lenet)  # and the other way round
+    torch.testing.assert_close(lenet(x), expected)
+
+
 def test_deepcopy_and_partial_masking(lenet):
     masking.apply_masks(lenet, {"0": topk_mask(lenet[0].weight, 0.5)})
     clone = copy.deepcopy(lenet)
