@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ def test_tiny_cpu_run_writes_json_and_plot(tmp_path):
     assert "break-even" in bench.summary(result)
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found: the emulation harness needs it")
 def test_gpu_half_runs_end_to_end_on_the_emulated_kernels(monkeypatch):
     """The GPU benchmark's logic (plans, rows, goals) with the CPU emulation standing in for CuPy,
     SciPy for cuSPARSE and a wall clock for CUDA events: ready to run where a GPU exists."""
