@@ -46,13 +46,13 @@ extern "C" __global__ void bsr_spmm(const int* __restrict__ row_ptr, const int* 
 
     const int end = row_ptr[block_row + 1];
     for (int p = row_ptr[block_row]; p < end; ++p) {
-        const float* a = values + (size_t)p * (BSR_BR * BSR_BC);
+        const float* a = values + (long long)p * (BSR_BR * BSR_BC);
         for (int i = tid; i < BSR_BR * BSR_BC; i += BSR_TX * BSR_TY) a_tile[i] = a[i];
         const int k0 = col_idx[p] * BSR_BC;
         for (int r = threadIdx.y; r < BSR_BC; r += BSR_TY) {
             for (int j = 0; j < 2; ++j) {
                 const int col = col0 + j * BSR_TX;
-                b_tile[r][threadIdx.x + j * BSR_TX] = col < n ? b[(size_t)(k0 + r) * n + col] : 0.f;
+                b_tile[r][threadIdx.x + j * BSR_TX] = col < n ? b[(long long)(k0 + r) * n + col] : 0.f;
             }
         }
         __syncthreads();
@@ -76,7 +76,7 @@ extern "C" __global__ void bsr_spmm(const int* __restrict__ row_ptr, const int* 
         const int r = threadIdx.y + i * BSR_TY;
         for (int j = 0; j < 2; ++j) {
             const int col = col0 + j * BSR_TX;
-            if (r < BSR_BR && col < n) c[(size_t)(block_row * BSR_BR + r) * n + col] = acc[i][j];
+            if (r < BSR_BR && col < n) c[(long long)(block_row * BSR_BR + r) * n + col] = acc[i][j];
         }
     }
 }

@@ -4,6 +4,10 @@
 // #include line, because CuPy's compile cache ignores headers pulled in through -I
 // (REFERENCE §2.6). Keep it free of host-only code: it is compiled by NVRTC, nvcc and, for the
 // tests, by g++ through tests/emulation/cuda_shim.h.
+//
+// Conventions of every kernel in this folder: fp32 values, int32 indices, row-major dense
+// operands, and 64-bit offsets written as (long long): a builtin type, so the sources need no
+// standard header (NVRTC has none, and size_t is not guaranteed without one).
 #ifndef SPARSITYLAB_COMMON_CUH
 #define SPARSITYLAB_COMMON_CUH
 

@@ -17,7 +17,7 @@ extern "C" __global__ void gather_rows(const float* __restrict__ src, const int*
     const int i = blockIdx.x;
     const int col = blockIdx.y * blockDim.x + threadIdx.x;
     if (i >= rows || col >= n) return;
-    dst[(size_t)i * n + col] = src[(size_t)idx[i] * n + col];
+    dst[(long long)i * n + col] = src[(long long)idx[i] * n + col];
 }
 
 // C[rows[i], :] = a[i, :] · B[cols, :], tiled 64×64 with k-steps of 16.
@@ -47,11 +47,11 @@ extern "C" __global__ void gather_gemm(const float* __restrict__ a, const int* _
     for (int k0 = 0; k0 < kc; k0 += GG_BK) {
         for (int e = tid; e < GG_BM * GG_BK; e += GG_THREADS) {
             const int r = e / GG_BK, kk = e % GG_BK;  // consecutive threads walk along a row of a
-            a_tile[kk][r] = (m0 + r < mc && k0 + kk < kc) ? a[(size_t)(m0 + r) * kc + k0 + kk] : 0.f;
+            a_tile[kk][r] = (m0 + r < mc && k0 + kk < kc) ? a[(long long)(m0 + r) * kc + k0 + kk] : 0.f;
         }
         for (int e = tid; e < GG_BK * GG_BN; e += GG_THREADS) {
             const int kk = e / GG_BN, x = e % GG_BN;  // consecutive threads walk along a row of B
-            b_tile[kk][x] = (k0 + kk < kc && n0 + x < n) ? b[(size_t)cols[k0 + kk] * n + n0 + x] : 0.f;
+            b_tile[kk][x] = (k0 + kk < kc && n0 + x < n) ? b[(long long)cols[k0 + kk] * n + n0 + x] : 0.f;
         }
         __syncthreads();
 #pragma unroll
@@ -69,7 +69,7 @@ extern "C" __global__ void gather_gemm(const float* __restrict__ a, const int* _
         if (r >= mc) continue;
         for (int j = 0; j < 4; ++j) {
             const int x = n0 + threadIdx.x + 16 * j;
-            if (x < n) c[(size_t)rows[r] * n + x] = acc[i][j];
+            if (x < n) c[(long long)rows[r] * n + x] = acc[i][j];
         }
     }
 }

@@ -37,9 +37,9 @@ __device__ __forceinline__ void csr_spmm_tile(const int* __restrict__ row_ptr, c
     for (int j = 0; j < VEC; ++j) acc[j] = 0.f;
     const int end = row_ptr[row + 1];
     for (int p = row_ptr[row]; p < end; ++p) {
-        sl_axpy_vec<VEC>(acc, values[p], b + (size_t)col_idx[p] * n + col);
+        sl_axpy_vec<VEC>(acc, values[p], b + (long long)col_idx[p] * n + col);
     }
-    sl_store_vec<VEC>(c + (size_t)row * n + col, acc);
+    sl_store_vec<VEC>(c + (long long)row * n + col, acc);
 }
 
 extern "C" __global__ void csr_spmm_vec4(const int* row_ptr, const int* col_idx, const float* values,

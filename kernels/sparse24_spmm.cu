@@ -22,8 +22,8 @@ extern "C" __global__ void sparse24_spmm(const float* __restrict__ values, const
     const int row = blockIdx.x * blockDim.y + threadIdx.y;
     const int col = blockIdx.y * blockDim.x + threadIdx.x;
     if (row >= m || col >= n) return;
-    const float* v = values + (size_t)row * (k / 2);
-    const short* meta = metadata + (size_t)row * (k / 16);
+    const float* v = values + (long long)row * (k / 2);
+    const short* meta = metadata + (long long)row * (k / 16);
     float acc = 0.f;
     for (int w = 0; w < k / 16; ++w) {
         const unsigned word = (unsigned short)meta[w];
@@ -31,9 +31,9 @@ extern "C" __global__ void sparse24_spmm(const float* __restrict__ values, const
             const unsigned nibble = (word >> (4 * j)) & 0xFu;
             const int group = 4 * w + j;
             const int k0 = 4 * group;
-            acc += v[2 * group] * b[(size_t)(k0 + (nibble & 3u)) * n + col];
-            acc += v[2 * group + 1] * b[(size_t)(k0 + (nibble >> 2)) * n + col];
+            acc += v[2 * group] * b[(long long)(k0 + (nibble & 3u)) * n + col];
+            acc += v[2 * group + 1] * b[(long long)(k0 + (nibble >> 2)) * n + col];
         }
     }
-    c[(size_t)row * n + col] = acc;
+    c[(long long)row * n + col] = acc;
 }
