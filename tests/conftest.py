@@ -8,19 +8,10 @@ import pytest
 matplotlib.use("Agg")
 
 
-def _cupy_device() -> bool:
-    try:
-        import cupy
-    except ImportError:
-        return False
-    try:
-        return bool(cupy.cuda.is_available())
-    except Exception:  # a broken CUDA install counts as no device
-        return False
-
-
 def pytest_collection_modifyitems(config, items):
-    if _cupy_device():
+    from sparsitylab.kernels import gpu_available
+
+    if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device visible to CuPy (none here)")
     for item in items:
