@@ -134,6 +134,22 @@ def test_sparse24_nibbles_match_the_ptx_table():
     assert fmt.values[1, 4:8].tolist() == [0.0, 0.0, 0.0, a]  # all-zero group and the (0, 3) pad keep zeros
 
 
+def test_sparse24_matches_pytorchs_converter_on_exact_2_4_matrices():
+    """PyTorch's CUTLASS converter (the GPU oracle, REFERENCE §2.4) gives the same values and,
+    once its CUTLASS reordering is undone, the same metadata words. Groups with fewer than two
+    non-zeros may be padded at other positions (both decode exactly), so they are left out."""
+    conversions = pytest.importorskip("torch.sparse._semi_structured_conversions",
+                                      reason="PyTorch's 2:4 converter module is not available")
+    w = sparse_matrix(64, 128, 1.0, 7).half()
+    w = w * nm_mask(w, 2, 4)
+    values, reordered = conversions.sparse_semi_structured_from_dense_cutlass(w)
+    rows, words = reordered.shape
+    offsets = conversions._calculate_meta_reordering_scatter_offsets(rows, words, reordered.dtype, reordered.device)
+    ours = Sparse24.from_dense(w)
+    assert torch.equal(ours.values, values)
+    assert torch.equal(ours.metadata, reordered.reshape(-1)[offsets].reshape(rows, words))
+
+
 def test_sparse24_needs_rows_of_16():
     with pytest.raises(ValueError, match="multiple of 16"):
         Sparse24.from_dense(torch.zeros(2, 8))
