@@ -87,7 +87,7 @@ def quick_build() -> Build:
 
 def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
     problems = [
-        line for line in quick_build.log.splitlines() if "WARNING" in line or "ERROR" in line
+        line for line in quick_build.log.splitlines() if "WARNING:" in line or "ERROR:" in line
     ]
     assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(
         problems or quick_build.log.splitlines()[-40:]
