@@ -327,6 +327,22 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     return report
 
 
+def check_index_redirect(context, html: Path) -> PageReport:
+    """``index.html`` (what a reader opens from disk) lands on the book's root page."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    report = PageReport("index.html")
+    page = context.new_page()
+    page.goto((html / "index.html").as_uri())
+    root = toc_pages()[0]
+    try:
+        page.wait_for_url(f"**/{root}.html", timeout=10_000)
+    except PlaywrightTimeout:
+        report.problems.append(f"index.html did not open {root}.html (at {page.url})")
+    page.close()
+    return report
+
+
 def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
     if not CHROMIUM.is_file():
         pytest.skip(
@@ -352,6 +368,7 @@ def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
         )
         context.route("**/*", only_local_files)
         reports = [check_page(context, quick_build.html, name, SCREENSHOTS) for name in toc_pages()]
+        reports.append(check_index_redirect(context, quick_build.html))
         context.close()
     seconds = time.perf_counter() - start
 
