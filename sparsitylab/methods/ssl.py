@@ -10,8 +10,8 @@ Life cycle on the shared :class:`~sparsitylab.methods.base.Method` interface::
 
 Exact zeros come either from the paper's rule (``exact="zero"``: |w| < 1e-4 → 0 after every
 update) or from a proximal block soft-threshold after every update (``exact="prox"``; derived —
-not from the paper; it needs the optimizer to read the current learning rate η; the step is the
-textbook η·λ_g, so with momentum μ the gradient form shrinks up to 1/(1 − μ) times harder per step).
+not from the paper; it needs the optimizer to read the learning rate η and momentum μ: the threshold
+is η·λ_g/(1 − μ), as far as the gradient form moves a group per step, so one λ means the same in both).
 """
 
 from __future__ import annotations
@@ -63,12 +63,18 @@ class SSL(Method):
         elif self.exact == "zero":
             self.objective.after_step(model, step)
         else:
-            lr = self.optimizer.param_groups[0]["lr"]
+            step = self.prox_step_size()
             for kind, lam in self.objective.strengths.items():
-                prox_group_(model, kind, lr * lam, self.objective.layers.get(kind))
+                prox_group_(model, kind, step * lam, self.objective.layers.get(kind))
             if self.objective.l1:
-                prox_l1_(model, lr * self.objective.l1)
+                prox_l1_(model, step * self.objective.l1)
             self._clear_momentum_of_zeros()
+
+    def prox_step_size(self) -> float:
+        """η/(1 − μ): under heavy-ball momentum μ a steady gradient moves a weight η/(1 − μ) per step, so
+        this step shrinks a group as fast as the penalty's gradient would in ``exact="zero"`` (derived)."""
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / (1.0 - group.get("momentum", 0.0))
 
     @torch.no_grad()
     def _clear_momentum_of_zeros(self) -> None:
