@@ -236,3 +236,40 @@ def test_dtypes_and_device_preserved():
     w = torch.randn(16, dtype=torch.float64)
     keep = topk_mask(w, 0.25)
     assert keep.device == w.device and int(keep.sum()) == 16 - math.floor(0.25 * 16 + 0.5)
+
+
+# --- determinism and argument checks for every mask function -------------------------------------
+
+MASK_FUNCTIONS = {
+    "topk": lambda w, s: topk_mask(w, s),
+    "scores": lambda w, s: mask_from_scores(w, s),
+    "global": lambda w, s: global_topk_masks([w, w[:1]], s)[0],
+    "block": lambda w, s: block_mask(w, (1, 1), s),
+}
+
+
+@pytest.mark.parametrize("fn", MASK_FUNCTIONS.values(), ids=MASK_FUNCTIONS.keys())
+@given(w=arrays(hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=6)), s=sparsities)
+def test_every_mask_function_is_deterministic(fn, w, s):
+    assert torch.equal(fn(w, s), fn(w.clone(), s))
+
+
+@pytest.mark.parametrize("fn", MASK_FUNCTIONS.values(), ids=MASK_FUNCTIONS.keys())
+@pytest.mark.parametrize("bad,err", [(-0.01, ValueError), (1.01, ValueError), (float("nan"), ValueError),
+                                     ("0.5", TypeError), (None, TypeError)])
+def test_every_mask_function_rejects_bad_sparsity(fn, bad, err):
+    with pytest.raises(err, match="sparsity"):
+        fn(torch.ones(4, 4), bad)
+
+
+@given(st.integers(1, 4), st.sampled_from([(1, 2), (2, 4), (3, 4), (2, 8)]), st.data())
+def test_nm_any_dim_exact_count_and_deterministic(ndim, nm, data):
+    n, m = nm
+    dim = data.draw(st.integers(-ndim, ndim - 1))
+    shape = [data.draw(st.integers(1, 3)) for _ in range(ndim)]
+    shape[dim] = m * data.draw(st.integers(1, 3))
+    w = data.draw(arrays(st.just(tuple(shape))))
+    keep = nm_mask(w, n, m, dim=dim)
+    groups = keep.movedim(dim, -1).reshape(-1, m)
+    assert (groups.sum(-1) == n).all()
+    assert torch.equal(keep, nm_mask(w.clone(), n, m, dim=dim))
