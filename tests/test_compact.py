@@ -159,3 +159,19 @@ def test_keep_masks_keep_one_unit_and_refuse_unknown_modules():
         compact.compact(odd)
     with pytest.raises(ValueError, match="groups=1"):
         compact.GemmConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2), torch.arange(3))
+
+
+def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
+    from sparsitylab.benchmarks import structured
+
+    w = structured.structured_weight(12, 30, kept_rows=5, kept_cols=7, seed=3)
+    rows, cols = structured.kept_rows_cols(w)
+    assert (len(rows), len(cols)) == (5, 7) and int(w.count_nonzero()) == 35
+    r = structured.layer_speed("toy", w.view(12, 30, 1, 1), positions=4, batch=2, repeats=1)
+    assert (r.shape, r.compact_shape) == ("12×30", "5×7") and r.ideal == pytest.approx(360 / 35)
+    assert r.sparsity_csr == pytest.approx(1 - 35 / 360)
+    with pytest.raises(ValueError, match="positions"):
+        structured.layer_speed("toy", w, positions=0)
+    out = tmp_path / "speed.json"
+    assert structured.main(["--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
+    assert "compacted speedup / ideal" in capsys.readouterr().out and out.exists()

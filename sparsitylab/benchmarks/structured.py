@@ -136,18 +136,22 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise ValueError(f"--threads={args.threads} must be ≥ 1")
+    previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    results = [layer_speed(name, structured_weight(n, k, n2, k2), positions, args.batch, repeats=args.repeats)
-               for name, n, k, positions, n2, k2 in PAPER_LAYERS]
+    try:
+        results = [layer_speed(name, structured_weight(n, k, n2, k2), positions, args.batch, repeats=args.repeats)
+                   for name, n, k, positions, n2, k2 in PAPER_LAYERS]
+    finally:
+        torch.set_num_threads(previous)
     table = speed_table(results)
-    print(f"batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}; CSR holds the same non-zeros as the structured weight")
     print(table.round(3).to_string())
     print(f"compacted speedup / ideal FLOP ratio: min {table.efficiency.min():.2f}, "
           f"median {table.efficiency.median():.2f} (target ≥ 0.8)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"batch": args.batch, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            json.dump({"batch": args.batch, "threads": args.threads, "torch": torch.__version__,
                        "machine": platform.machine(), "results": [r.row() for r in results]}, f, indent=1)
     return 0
 
