@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from sparsitylab import budgets, metrics, models
 from sparsitylab.masks import pruned_count
 
-settings.register_profile("budgets", max_examples=50, deadline=None)
-settings.load_profile("budgets")
+PROPERTY = settings(max_examples=50, deadline=None)  # per test, not a global profile
 
 MLP = {"1": (500, 784), "3": (300, 500), "5": (10, 300)}
 LENET = {"0": (20, 1, 5, 5), "2": (50, 20, 5, 5), "5": (500, 800), "7": (10, 500)}
@@ -54,6 +53,7 @@ layer_dims = st.tuples(st.integers(1, 64), st.integers(1, 64)) | st.tuples(
     st.integers(1, 32), st.integers(1, 16), st.sampled_from([1, 3, 5]), st.sampled_from([1, 3, 5]))
 
 
+@PROPERTY
 @given(st.lists(layer_dims, min_size=1, max_size=6), st.floats(0.0, 0.99))
 def test_erk_densities_sum_to_target_and_stay_in_range(dims, s):
     shapes = {str(i): d for i, d in enumerate(dims)}

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from sparsitylab.masks import (apply_mask, block_mask, global_topk_masks, mask_from_scores, nm_mask, pruned_count,
                                topk_mask)
 
-settings.register_profile("masks", max_examples=60, deadline=None)
-settings.load_profile("masks")
+PROPERTY = settings(max_examples=60, deadline=None)  # per test, not a global profile
 
 sparsities = st.floats(0.0, 1.0, allow_nan=False)
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=7)
@@ -67,6 +66,7 @@ def test_non_tensor_and_nan_raise():
 
 # --- topk_mask -----------------------------------------------------------------------------------
 
+@PROPERTY
 @given(arrays(), sparsities)
 def test_topk_exact_count_and_matches_reference(w, s):
     keep = topk_mask(w, s)
@@ -75,6 +75,7 @@ def test_topk_exact_count_and_matches_reference(w, s):
     assert torch.equal(keep, reference_keep(w.abs(), s))
 
 
+@PROPERTY
 @given(arrays(elements=st.floats(-1e3, 1e3, allow_nan=False, width=32)), sparsities)
 def test_topk_every_kept_magnitude_dominates_every_pruned(w, s):
     keep = topk_mask(w, s)
@@ -82,6 +83,7 @@ def test_topk_every_kept_magnitude_dominates_every_pruned(w, s):
         assert w.abs()[keep].min() >= w.abs()[~keep].max()
 
 
+@PROPERTY
 @given(arrays(), sparsities)
 def test_topk_deterministic_and_input_untouched(w, s):
     before = w.clone()
@@ -113,6 +115,7 @@ def test_mask_from_scores_keeps_largest_scores():
 
 # --- global_topk_masks ---------------------------------------------------------------------------
 
+@PROPERTY
 @given(st.lists(arrays(), min_size=1, max_size=4), sparsities)
 def test_global_exact_total_and_equals_topk_of_concatenation(ws, s):
     masks = global_topk_masks(ws, s)
@@ -137,6 +140,7 @@ def test_global_empty_raises():
 
 # --- block_mask ----------------------------------------------------------------------------------
 
+@PROPERTY
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), sparsities,
        st.data())
 def test_block_mask_whole_blocks_exact_block_count(bh, bw, nr, nc, s, data):
@@ -176,6 +180,7 @@ def test_block_mask_1d_raises():
 
 # --- nm_mask -------------------------------------------------------------------------------------
 
+@PROPERTY
 @given(st.sampled_from([(1, 2), (2, 4), (1, 4), (4, 8), (0, 4), (4, 4)]), st.integers(1, 5), st.integers(1, 3),
        st.data())
 def test_nm_linear_exact_n_per_group_and_largest(nm, rows, groups, data):
@@ -189,6 +194,7 @@ def test_nm_linear_exact_n_per_group_and_largest(nm, rows, groups, data):
             assert torch.equal(g_keep[r, g], reference_keep(g_w[r, g], 1 - n / m))
 
 
+@PROPERTY
 @given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 3), st.data())
 def test_nm_conv_groups_input_channels_nhwc(out, groups, k, data):
     w = data.draw(arrays(st.just((out, 4 * groups, k, k)), st.floats(-1, 1, allow_nan=False, width=32)))
@@ -249,6 +255,7 @@ MASK_FUNCTIONS = {
 
 
 @pytest.mark.parametrize("fn", MASK_FUNCTIONS.values(), ids=MASK_FUNCTIONS.keys())
+@PROPERTY
 @given(w=arrays(hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=6)), s=sparsities)
 def test_every_mask_function_is_deterministic(fn, w, s):
     assert torch.equal(fn(w, s), fn(w.clone(), s))
@@ -262,6 +269,7 @@ def test_every_mask_function_rejects_bad_sparsity(fn, bad, err):
         fn(torch.ones(4, 4), bad)
 
 
+@PROPERTY
 @given(st.integers(1, 4), st.sampled_from([(1, 2), (2, 4), (3, 4), (2, 8)]), st.data())
 def test_nm_any_dim_exact_count_and_deterministic(ndim, nm, data):
     n, m = nm

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from sparsitylab.schedules import CubicSchedule, OneShot
 
-settings.register_profile("schedules", max_examples=80, deadline=None)
-settings.load_profile("schedules")
+PROPERTY = settings(max_examples=80, deadline=None)  # per test, not a global profile
 
 
 def zhu_gupta(t, s_i, s_f, t0, dt, n):
@@ -22,6 +21,7 @@ schedules = st.builds(lambda si, extra, t0, dt, n: CubicSchedule(si, min(1.0, si
                       st.integers(1, 12))
 
 
+@PROPERTY
 @given(schedules)
 def test_events_follow_formula_and_end_exactly_at_final(s):
     steps = s.pruning_steps()
@@ -36,6 +36,7 @@ def test_events_follow_formula_and_end_exactly_at_final(s):
     assert not s.is_pruning_step(s.final_step + s.delta)
 
 
+@PROPERTY
 @given(schedules, st.integers(0, 400))
 def test_target_is_held_between_events_and_monotone(s, t):
     last_event = max([e for e in s.pruning_steps() if e <= t], default=None)
