@@ -30,9 +30,12 @@ install: $(STAMP)
 system: $(STAMP)
 	bash scripts/setup-system.sh $(PY)
 
+# Two pytest workers on two cores: each worker (and each notebook kernel it starts) gets one
+# thread. Letting every process use all cores oversubscribes the CPU, and PyTorch's OpenMP
+# threads then wait on each other: a LeNet training step measured 5x slower that way.
 test: install system
 	$(PY) -c "import matplotlib.pyplot"  # warm the font cache outside the timed notebooks
-	SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
+	OMP_NUM_THREADS=1 SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		--durations=15 tests book
 
 # MathJax and the widget JavaScript, vendored from the npm registry so the HTML renders offline.
