@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import torch
-from typing_extensions import Self
 
 INDEX = torch.int32
 
