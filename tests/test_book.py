@@ -55,28 +55,18 @@ def build_book(source: Path, output: Path) -> Build:
     shutil.rmtree(output, ignore_errors=True)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     start = time.perf_counter()
+    command = [str(jupyter_book), "build", str(source), "-W", "-n", "--keep-going"]
     proc = subprocess.run(
-        [
-            str(jupyter_book),
-            "build",
-            str(source),
-            "-W",
-            "-n",
-            "--keep-going",
-            "--path-output",
-            str(output),
-        ],
+        [*command, "--path-output", str(output)],
         check=False,
         env={**os.environ, "SPARSITYLAB_QUICK": "1"},
         capture_output=True,
         text=True,
     )
-    return Build(
-        proc.returncode,
-        proc.stdout + proc.stderr,
-        output / "_build" / "html",
-        time.perf_counter() - start,
-    )
+    log = proc.stdout + proc.stderr
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "build.log").write_text(log)
+    return Build(proc.returncode, log, output / "_build" / "html", time.perf_counter() - start)
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +75,19 @@ def quick_build() -> Build:
     return build_book(ROOT, BUILD_DIR)
 
 
+def _failure_summary(log: str) -> str:
+    """Sphinx warnings and errors, and the first traceback (a failing cell shows its source there)."""
+    lines = log.splitlines()
+    problems = [line for line in lines if "WARNING:" in line or "ERROR:" in line]
+    first = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), None)
+    traceback = lines[first : first + 80] if first is not None else lines[-40:]
+    return "\n".join(problems + ["..."] + traceback)
+
+
 def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
-    problems = [
-        line for line in quick_build.log.splitlines() if "WARNING:" in line or "ERROR:" in line
-    ]
-    assert quick_build.returncode == 0, "quick build failed:\n" + "\n".join(
-        problems or quick_build.log.splitlines()[-40:]
+    assert quick_build.returncode == 0, (
+        f"quick build failed (full log: {BUILD_DIR.name}/build.log):\n"
+        + _failure_summary(quick_build.log)
     )
     assert (quick_build.html / "index.html").is_file()
     print(f"quick build took {quick_build.seconds:.0f} s")
@@ -332,6 +329,9 @@ def check_index_redirect(context, html: Path) -> PageReport:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     report = PageReport("index.html")
+    if not (html / "index.html").is_file():
+        report.problems.append("index.html was not built")
+        return report
     page = context.new_page()
     page.goto((html / "index.html").as_uri())
     root = toc_pages()[0]

@@ -1,240 +1,26 @@
-"""sparsitylab.widgets: the frame slider's HTML and limits, and what explore displays.
+"""sparsitylab.widgets.explore: what it displays with and without a kernel, and its argument checks.
 
-The slider's JavaScript is exercised in a real browser by tests/test_book.py (every chapter's
-sliders) and here on a standalone page, so it is tested even before any chapter uses a sweep.
+The frame viewer it emits is tested in tests/test_frames.py and, in every chapter, by tests/test_book.py.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
-import re
-import struct
-import tempfile
-import zlib
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from test_frames import frames_in, line_plot
 
 from sparsitylab import widgets
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def tiny_png(width: int = 4, height: int = 3, padding: int = 0) -> bytes:
-    """A valid PNG of the given size; ``padding`` adds an ancillary chunk to inflate its bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    extra = chunk(b"teXt", b"pad\x00" + b"x" * padding) if padding else b""
-    return (
-        widgets.PNG_SIGNATURE
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-        + extra
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-def line_plot(slope=1.0, colour="C0"):
-    fig, ax = plt.subplots(figsize=(2, 1.5))
-    ax.plot([0, 1], [0, slope], color=colour)
-    return fig
 
 
 @pytest.fixture()
 def shell():
     return InteractiveShell.instance()
-
-
-# ----------------------------------------------------------------------------- figure_png, png_size
-
-
-def test_figure_png_renders_and_closes_the_figure():
-    fig = line_plot()
-    png = widgets.figure_png(fig, dpi=50)
-    assert png.startswith(widgets.PNG_SIGNATURE)
-    assert not plt.fignum_exists(fig.number)
-    width, height = widgets.png_size(png)
-    width2, height2 = widgets.png_size(widgets.figure_png(line_plot(), dpi=100))
-    assert abs(width2 - 2 * width) <= 4 and abs(height2 - 2 * height) <= 4  # pixels scale with dpi
-
-
-def test_figure_png_rejects_non_figures():
-    with pytest.raises(TypeError, match="matplotlib Figure"):
-        widgets.figure_png("not a figure")
-
-
-def test_png_size_reads_the_header_and_rejects_other_bytes():
-    assert widgets.png_size(tiny_png(7, 5)) == (7, 5)
-    with pytest.raises(ValueError, match="not PNG"):
-        widgets.png_size(b"GIF89a" + b"\x00" * 30)
-
-
-# ----------------------------------------------------------------------------- frame_slider_html
-
-
-def _frames_in(html: str) -> list[tuple[bool, bytes]]:
-    """(visible, png bytes) of each frame image in the slider HTML."""
-    found = re.findall(
-        r'<img class="sl-frame"[^>]*style="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', html
-    )
-    return [("display:none" not in style, base64.b64decode(data)) for style, data in found]
-
-
-def test_slider_holds_every_frame_and_shows_only_the_start():
-    frames = [tiny_png(4 + i, 3) for i in range(5)]
-    html = widgets.frame_slider_html(frames, ["a", "b", "c", "d", "e"], name="sparsity", start=2)
-    shown = _frames_in(html)
-    assert [png for _, png in shown] == frames
-    assert [visible for visible, _ in shown] == [False, False, True, False, False]
-    assert 'max="4"' in html and 'value="2"' in html and "<output" in html and ">c</output>" in html
-    labels = json.loads(re.search(r'data-labels="([^"]*)"', html).group(1).replace("&quot;", '"'))
-    assert labels == [["a", "b", "c", "d", "e"]] and 'data-shape="[5]"' in html
-    assert "<script" not in html and "http" not in html  # inline handlers only, nothing fetched
-
-
-def test_slider_escapes_names_and_labels():
-    html = widgets.frame_slider_html(
-        [tiny_png(), tiny_png(5, 3)], ['<b>"x"</b>', "y&z"], name="<knob>"
-    )
-    assert "<knob>" not in html and "&lt;knob&gt;" in html
-    assert "<b>" not in html and "y&amp;z" in html and 'alt="&lt;knob&gt; = y&amp;z"' in html
-
-
-@pytest.mark.parametrize(
-    "frames, labels, start, message",
-    [
-        ([], [], 0, "frames is empty"),
-        ([tiny_png()], ["a", "b"], 0, "must match"),
-        (
-            [tiny_png()] * (widgets.MAX_FRAMES + 1),
-            ["x"] * (widgets.MAX_FRAMES + 1),
-            0,
-            "MAX_FRAMES",
-        ),
-        ([tiny_png(), tiny_png()], ["a", "b"], 2, "start=2"),
-        ([tiny_png(), tiny_png()], ["a", "b"], -1, "start=-1"),
-        ([b"not a png" * 5], ["a"], 0, "not PNG"),
-        ([tiny_png(widgets.MAX_FRAME_PIXELS + 1, 2)], ["a"], 0, "MAX_FRAME_PIXELS"),
-        ([tiny_png(padding=widgets.MAX_FRAME_BYTES)], ["a"], 0, "MAX_FRAME_BYTES"),
-        (
-            [tiny_png(padding=widgets.MAX_FRAME_BYTES - 1000)]
-            * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
-            ["a"] * (widgets.MAX_SLIDER_BYTES // widgets.MAX_FRAME_BYTES + 1),
-            0,
-            "MAX_SLIDER_BYTES",
-        ),
-    ],
-)
-def test_slider_rejects_bad_frames(frames, labels, start, message):
-    with pytest.raises(ValueError, match=message):
-        widgets.frame_slider_html(frames, labels, "k", start)
-
-
-def test_grid_shows_the_row_major_frame_of_the_start_positions():
-    frames = [tiny_png(2 + i, 2) for i in range(6)]
-    html = widgets.frame_grid_html(
-        frames, {"kind": ["filter", "channel"], "t": [0.1, 0.2, 0.3]}, start=[1, 2]
-    )
-    assert [visible for visible, _ in _frames_in(html)] == [False] * 5 + [
-        True
-    ]  # (1, 2) -> 1 * 3 + 2
-    assert (
-        html.count('type="range"') == 2 and ">channel</output>" in html and ">0.3</output>" in html
-    )
-    assert 'data-shape="[2, 3]"' in html and 'alt="kind = channel, t = 0.3"' in html
-
-
-@pytest.mark.parametrize(
-    "axes, n_frames, start, message",
-    [
-        ({}, 1, None, "axes is empty"),
-        ({"a": ["x", "y"], "b": ["u", "v"]}, 3, None, "must match"),
-        ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0], "one position per axis"),
-        ({"a": ["x", "y"], "b": ["u", "v"]}, 4, [0, 2], "one position per axis"),
-        ({"a": ["x"], "b": []}, 1, None, "at least one value"),
-    ],
-)
-def test_grid_rejects_bad_axes(axes, n_frames, start, message):
-    with pytest.raises(ValueError, match=message):
-        widgets.frame_grid_html([tiny_png()] * n_frames, axes, start)
-
-
-@contextlib.contextmanager
-def _browser_page(tmp_path, body: str):
-    """A headless Chromium page showing ``body``."""
-    from playwright.sync_api import sync_playwright
-
-    page_file = tmp_path / "slider.html"
-    page_file.write_text(f"<html><body>{body}</body></html>")
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = context.new_page()
-        page.goto(page_file.as_uri())
-        yield page
-        context.close()
-
-
-_STATE = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
-                  labels: Array.from(s.querySelectorAll('output')).map(o => o.textContent)})"""
-
-
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
-def test_grid_steps_in_a_browser(tmp_path):
-    """Each axis's slider moves the grid along that axis only."""
-    frames = [
-        widgets.figure_png(line_plot(slope, colour), dpi=30)
-        for colour in ("C0", "C1")
-        for slope in (1, 2, 3)
-    ]
-    html = widgets.frame_grid_html(
-        frames, {"colour": ["C0", "C1"], "slope": ["1", "2", "3"]}, start=[0, 1]
-    )
-    with _browser_page(tmp_path, html) as page:
-        slider = page.query_selector(".sl-frame-slider")
-        colour_range, slope_range = slider.query_selector_all("input[type=range]")
-        shown = lambda: slider.evaluate(_STATE)
-        assert shown() == {"shown": [i == 1 for i in range(6)], "labels": ["C0", "2"]}
-        colour_range.press("ArrowRight")
-        assert shown() == {"shown": [i == 4 for i in range(6)], "labels": ["C1", "2"]}
-        slope_range.press("ArrowLeft")
-        assert shown() == {"shown": [i == 3 for i in range(6)], "labels": ["C1", "1"]}
-
-
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
-def test_slider_steps_in_a_browser(tmp_path):
-    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
-    frames = [widgets.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
-    with _browser_page(
-        tmp_path, widgets.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)
-    ) as page:
-        slider = page.query_selector(".sl-frame-slider")
-        state = lambda: slider.evaluate(_STATE)
-        assert state() == {"shown": [False, True, False], "labels": ["2"]}
-        slider.query_selector("input[type=range]").press("ArrowRight")
-        assert state() == {"shown": [False, False, True], "labels": ["3"]}
-        slider.query_selector(".sl-next").click()  # already at the end: stays
-        assert state() == {"shown": [False, False, True], "labels": ["3"]}
-        slider.query_selector(".sl-prev").click()
-        slider.query_selector(".sl-prev").click()
-        assert state() == {"shown": [True, False, False], "labels": ["1"]}
 
 
 # ----------------------------------------------------------------------------- explore
@@ -275,7 +61,7 @@ def test_explore_with_sweep_shows_a_slider_over_every_value(shell):
     ]  # the default frame is drawn once
     assert all(c["colour"] == "C0" for c in plot.calls)
     (output,) = captured.outputs
-    shown = _frames_in(output.data["text/html"])
+    shown = frames_in(output.data["text/html"])
     assert [visible for visible, _ in shown] == [False, True, False]
     assert (
         base64.b64decode(output.data["image/png"]) == shown[1][1]
@@ -299,7 +85,7 @@ def test_explore_sweeps_a_grid_of_two_knobs(shell):
         (c, s) for c in ("C0", "C1") for s in (1.0, 2.0, 3.0)
     }
     (output,) = captured.outputs
-    shown = _frames_in(output.data["text/html"])
+    shown = frames_in(output.data["text/html"])
     assert [visible for visible, _ in shown] == [
         i == 5 for i in range(6)
     ]  # colour C1 (1), slope 3.0 (2)
@@ -373,6 +159,28 @@ def test_explore_rejects_a_plot_that_returns_no_figure(shell):
         widgets.explore(lambda slope: None, {"slope": [1.0]})
     with pytest.raises(TypeError, match="plot must be a function"):
         widgets.explore("plot", {"slope": [1.0]})
+
+
+def test_explore_accepts_arrays_ranges_and_dict_views_as_knob_values(shell):
+    import numpy as np
+    import torch
+
+    plot = CountingPlot()
+    with capture_output():
+        widgets.explore(
+            plot,
+            {"slope": np.array([1.0, 2.0]), "colour": {"C0": 0, "C1": 1}.keys()},
+            sweep="slope",
+        )
+        widgets.explore(
+            lambda slope: line_plot(slope), {"slope": torch.tensor([1.0, 2.0])}, sweep="slope"
+        )
+        widgets.explore(lambda slope: line_plot(slope), {"slope": range(1, 4)}, sweep="slope")
+    assert plot.calls[0] == {"slope": 1.0, "colour": "C0"} and type(plot.calls[0]["slope"]) is float
+    with pytest.raises(TypeError, match="flat list"):
+        widgets.explore(plot, {"slope": np.ones((2, 2))})
+    with pytest.raises(TypeError, match="knobs must map names"):
+        widgets.explore(plot, [("slope", [1.0])])
 
 
 def test_numeric_knobs_become_sliders_with_readable_labels():
