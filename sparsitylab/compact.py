@@ -7,7 +7,8 @@ What is removed, and why the outputs do not change (zero groups are exact zeros)
   and ReLU/pooling keep it 0, so the next layer's matching input columns multiply zeros;
 - an output unit whose outgoing columns in the next layer are all zero: nobody reads it;
 - an input neuron / pixel of the first layer whose column is zero (a :class:`Gather` picks the rest);
-- a residual branch whose depth group is zero: ``BasicBlock.drop_branch()``;
+- a residual branch whose depth group is zero: ``BasicBlock.drop_branch()``; one whose last conv is
+  zero but whose last BatchNorm still adds a per-channel constant: a :class:`ConstantBranch`;
 - shape fibers (GEMM columns) that are zero in every filter: the conv becomes a
   :class:`GemmConv2d`, an im2col GEMM that gathers only the surviving columns.
 
@@ -215,21 +216,54 @@ def compact_sequential(seq: nn.Sequential, gather_inputs: bool = False, shapes: 
     return nn.Sequential(*out)
 
 
+class ConstantBranch(nn.Module):
+    """A residual branch whose last conv is all zero: in eval mode it outputs one constant per channel."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.register_buffer("value", value.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
+def _last_conv_is_zero(branch: nn.Sequential) -> bool:
+    convs = [m for m in branch if isinstance(m, nn.Conv2d)]
+    after = list(branch)[list(branch).index(convs[-1]) + 1:] if convs else []
+    return (bool(convs) and not bool(convs[-1].weight.any())
+            and (convs[-1].bias is None or not bool(convs[-1].bias.any()))
+            and all(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in after))
+
+
 @torch.no_grad()
 def drop_zero_branches(model: nn.Module) -> list[str]:
-    """Drop every residual branch whose depth group is exactly zero (it outputs 0); return their names."""
-    dropped = [name for name, m in model.named_modules()
-               if isinstance(m, BasicBlock) and m.branch is not None and float(branch_squares(m)) == 0.0]
-    for name in dropped:
-        model.get_submodule(name).drop_branch()
-    return dropped
+    """Remove residual branches that compute nothing input-dependent; return their names.
+
+    A branch whose depth group is exactly zero outputs 0: ``drop_branch()``. A branch whose last conv
+    is all zero outputs (eval mode) the constant β − γ·μ/√(σ² + ε) of its last BatchNorm: it becomes a
+    :class:`ConstantBranch` (no weight layers left), or is dropped when that constant is 0.
+    """
+    removed = []
+    for name, block in model.named_modules():
+        if not isinstance(block, BasicBlock) or block.branch is None or isinstance(block.branch, ConstantBranch):
+            continue
+        if float(branch_squares(block)) == 0.0:
+            block.drop_branch()
+        elif _last_conv_is_zero(block.branch):
+            in_channels = next(m for m in block.branch if isinstance(m, nn.Conv2d)).in_channels
+            value = block.branch.eval()(torch.zeros(1, in_channels, 1, 1, device=block.branch[0].weight.device))
+            block.branch = ConstantBranch(value) if bool(value.any()) else None
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 @torch.no_grad()
 def compact(model: nn.Module, gather_inputs: bool = True, shapes: bool = True) -> nn.Module:
     """A smaller dense copy of ``model`` whose outputs equal the original's (in eval mode).
 
-    Drops zero residual branches, then compacts every ``nn.Sequential`` (the root one may gather
+    Removes input-independent residual branches, then compacts every ``nn.Sequential`` (the root one may gather
     its surviving inputs when ``gather_inputs``); ``shapes`` lowers column-sparse convs to GEMM.
     """
     model = copy.deepcopy(model).eval()
@@ -264,5 +298,5 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) 
             for n, m in layers.items() if n in shapes}
 
 
-__all__ = ["Gather", "GemmConv2d", "keep_masks", "lower_if_column_sparse", "compact_sequential",
+__all__ = ["Gather", "GemmConv2d", "ConstantBranch", "keep_masks", "lower_if_column_sparse", "compact_sequential",
            "drop_zero_branches", "compact", "layer_macs"]

@@ -175,3 +175,23 @@ def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
     out = tmp_path / "speed.json"
     assert structured.main(["--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
     assert "compacted speedup / ideal" in capsys.readouterr().out and out.exists()
+
+
+def test_branch_with_zero_last_conv_becomes_a_constant():
+    from sparsitylab.methods.ssl import recalibrate_batchnorm
+
+    torch.manual_seed(2)
+    net = _bn_stats(models.resnet20())
+    with torch.no_grad():
+        net.blocks[0].branch[3].weight.zero_()          # last conv zero, BN β ≠ 0: a constant per channel
+        net.blocks[0].branch[4].bias.uniform_(0.1, 0.5)
+        net.blocks[5].branch[3].weight.zero_()          # … and with β = 0 and γ = 0: nothing at all
+        net.blocks[5].branch[4].bias.zero_()
+        net.blocks[5].branch[4].weight.zero_()
+    loader = [(torch.randn(8, 1, 28, 28), torch.zeros(8)) for _ in range(2)]
+    recalibrate_batchnorm(net, loader)
+    assert not net.training
+    small = compact.compact(net)
+    assert isinstance(small.blocks[0].branch, compact.ConstantBranch) and small.blocks[5].branch is None
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(small(x), net(x), atol=1e-5)

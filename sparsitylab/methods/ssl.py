@@ -16,7 +16,7 @@ is η·λ_g/(1 − μ), as far as the gradient form moves a group per step, so o
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -35,10 +35,11 @@ class SSL(Method):
 
     strengths: {group kind: λ_g} (kinds of :mod:`sparsitylab.groups`). ``l1``: λ of the ℓ1 term R.
     layers: {kind: module names} to restrict a kind. exact: "zero" (paper) or "prox".
+    threshold: the ZEROUT threshold of ``exact="zero"`` (None = plain (sub)gradient descent, no zeroing).
     """
 
     def __init__(self, strengths: Mapping[str, float], l1: float = 0.0, layers: Mapping[str, list[str]] | None = None,
-                 exact: str = "zero", threshold: float = ZEROUT_THRESHOLD,
+                 exact: str = "zero", threshold: float | None = ZEROUT_THRESHOLD,
                  optimizer: torch.optim.Optimizer | None = None):
         if exact not in EXACT_MODES:
             raise ValueError(f"exact={exact!r} must be one of {EXACT_MODES}")
@@ -63,11 +64,11 @@ class SSL(Method):
         elif self.exact == "zero":
             self.objective.after_step(model, step)
         else:
-            step = self.prox_step_size()
+            size = self.prox_step_size()
             for kind, lam in self.objective.strengths.items():
-                prox_group_(model, kind, step * lam, self.objective.layers.get(kind))
+                prox_group_(model, kind, size * lam, self.objective.layers.get(kind))
             if self.objective.l1:
-                prox_l1_(model, step * self.objective.l1)
+                prox_l1_(model, size * self.objective.l1)
             self._clear_momentum_of_zeros()
 
     def prox_step_size(self) -> float:
@@ -108,4 +109,28 @@ class SSL(Method):
         return compact(model)
 
 
-__all__ = ["SSL", "EXACT_MODES"]
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: Iterable, max_batches: int | None = None) -> nn.Module:
+    """Recompute every BatchNorm's running mean/variance as plain averages over ``loader`` (train-mode passes).
+
+    Group lasso shrinks weights quickly, so the running statistics collected during training lag behind
+    the weights; re-estimating them is the usual step after pruning (derived — not from the paper).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    for i, (x, *_) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        model(x.to(device))
+    for m, momentum in saved:
+        m.momentum = momentum
+    return model.train(was_training)
+
+
+__all__ = ["SSL", "EXACT_MODES", "recalibrate_batchnorm"]
