@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make the machine ready for `make test` / `make book`: Debian packages when we are root on
-# Debian/Ubuntu (Fashion-MNIST, Chromium for the browser test), then make sure the data is found.
+# Debian/Ubuntu (Fashion-MNIST, Chromium for the browser test, npm for vendoring the book's
+# offline JavaScript), then make sure the data is found.
 # Without root or apt, nothing is installed here: the data falls back to a checked download,
 # and the browser test skips with a reason.
 set -euo pipefail
@@ -9,6 +10,7 @@ want=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want+=(dataset-fashion-mnist)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || want+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 if [ ${#want[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: installing Debian packages: ${want[*]}"
   apt-get update -qq || true

@@ -7,7 +7,14 @@ Modules (chapters → methods → primitives; nothing below imports anything abo
 - ``models``   MLP 784-500-300-10, LeNet-5 (SSL), ConvNet-BN, ResNet-20
 - ``train``    ``fit``/``evaluate`` with callbacks for penalties and post-step actions
 - ``metrics``  sparsity, counts, FLOPs/MACs, latency
-- ``widgets``  one helper for live knobs, static defaults and kernel-free frame sliders
+- ``widgets``  ``explore``: live knobs, a static default figure, kernel-free frame sliders (``frames``)
+- ``masks``, ``masking``, ``budgets``, ``schedules``, ``sensitivity``  unstructured pruning primitives
+- ``groups``, ``penalties``, ``compact``  structured sparsity (SSL) and compaction
+- ``formats``, ``kernels``  sparse storage formats and the CPU/GPU SpMM dispatch
+- ``methods``  one module per paper's method (``Method``: prepare → train callbacks → finalize)
+- ``benchmarks``, ``cli``  ``sparsitylab bench NAME`` and the command line
+
+See README.md, "How the code is organised".
 """
 
 from importlib.metadata import PackageNotFoundError, version
