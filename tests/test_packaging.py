@@ -80,3 +80,21 @@ def test_every_notebook_is_in_the_toc():
     absent = [p.relative_to(ROOT) for p in notebooks()
               if ".ipynb_checkpoints" not in p.parts and str(p.relative_to(ROOT).with_suffix("")) not in toc]
     assert not absent, f"notebooks missing from _toc.yml: {absent}"
+
+
+def test_imports_run_from_methods_to_primitives():
+    """Primitives never import methods, benchmarks or the CLI (README: chapters → methods → primitives)."""
+    import ast
+
+    upward = ("methods", "benchmarks", "cli")
+    offenders = []
+    for path in sorted((ROOT / "sparsitylab").glob("*.py")):
+        if path.stem in upward + ("__init__", "__main__"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = (node.module or "").removeprefix("sparsitylab.")
+                names = [a.name for a in node.names] if node.level and not node.module else [target]
+                if any(n.split(".")[0] in upward for n in names):
+                    offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+    assert not offenders, offenders
