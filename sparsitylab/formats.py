@@ -164,8 +164,8 @@ def _group_keep(dense: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torc
 def _check_nm(dense: torch.Tensor, n: Any, m: Any) -> None:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
         raise TypeError(f"n and m must be ints, got n={n!r}, m={m!r}")
-    if not 0 < n <= m:
-        raise ValueError(f"N:M needs 0 < n <= m, got n={n}, m={m}")
+    if not 0 < n < m:
+        raise ValueError(f"N:M needs 0 < n < m (n = m would be dense), got n={n}, m={m}")
     if dense.shape[1] % m:
         raise ValueError(f"the row length {dense.shape[1]} must be a multiple of m={m} for {n}:{m} groups")
 

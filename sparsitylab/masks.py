@@ -3,7 +3,7 @@
 Every function returns a **boolean keep-mask** (``True`` = weight kept) of the weight's shape.
 Conventions shared by all of them (introduced in Chapter 1, ``book/01_unstructured_pruning``):
 
-- ``sparsity`` s ∈ [0, 1] is the fraction of zeros; a set of n candidates loses exactly
+- ``sparsity`` s ∈ [0, 1) is the fraction of zeros; a set of n candidates loses exactly
   ``pruned_count(n, s) = ⌊s·n + ½⌋`` of them (round half up), so the number of non-zeros is exact.
 - The lowest scores are pruned. Ties are broken deterministically: among equal scores the one with
   the **lower flat index is kept** (row-major order; for :func:`global_topk_masks`, the order of the
@@ -35,11 +35,14 @@ Tensors = TypeVar("Tensors", Sequence[torch.Tensor], Mapping[str, torch.Tensor])
 
 
 def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    """Return ``sparsity`` as a float after checking it is a real number in [0, 1]."""
+    """Return ``sparsity`` as a float after checking it is a real number in [0, 1).
+
+    1 is excluded: a layer with every weight pruned computes nothing (the project-wide rule).
+    """
     if isinstance(sparsity, bool) or not isinstance(sparsity, Real):
-        raise TypeError(f"{name}={sparsity!r} must be a real number in [0, 1], got {type(sparsity).__name__}")
-    if not 0.0 <= float(sparsity) <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name}={sparsity!r} must lie in [0, 1] (fraction of weights set to zero)")
+        raise TypeError(f"{name}={sparsity!r} must be a real number in [0, 1), got {type(sparsity).__name__}")
+    if not 0.0 <= float(sparsity) < 1.0:  # also rejects NaN
+        raise ValueError(f"{name}={sparsity!r} must lie in [0, 1) (fraction of weights set to zero)")
     return float(sparsity)
 
 
@@ -165,8 +168,8 @@ def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
     for name, value in (("n", n), ("m", m)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}={value!r} must be an int")
-    if not (m >= 1 and 0 <= n <= m):
-        raise ValueError(f"n={n}, m={m}: need m ≥ 1 and 0 ≤ n ≤ m (keep n of every m weights)")
+    if not 1 <= n < m:
+        raise ValueError(f"n={n}, m={m}: need 1 ≤ n < m (keep n of every m weights; n = m is dense, n = 0 empty)")
     if w.dim() == 0:
         raise ValueError("w is a scalar; nm_mask needs a tensor with at least one dimension")
     if not -w.dim() <= dim < w.dim():

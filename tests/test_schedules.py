@@ -16,7 +16,7 @@ def zhu_gupta(t, s_i, s_f, t0, dt, n):
     return s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3
 
 
-schedules = st.builds(lambda si, extra, t0, dt, n: CubicSchedule(si, min(1.0, si + extra), t0, dt, n),
+schedules = st.builds(lambda si, extra, t0, dt, n: CubicSchedule(si, min(0.99, si + extra), t0, dt, n),
                       st.floats(0, 0.5), st.floats(0, 0.5), st.integers(0, 50), st.integers(1, 20),
                       st.integers(1, 12))
 
