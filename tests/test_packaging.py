@@ -43,7 +43,11 @@ def test_torch_and_jupyter_book_are_pinned():
 
 
 def notebooks() -> list[Path]:
-    return sorted((ROOT / "book").rglob("*.ipynb"))
+    return sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
 def test_there_are_notebooks():
@@ -51,34 +55,22 @@ def test_there_are_notebooks():
 
 
 def test_no_committed_outputs():
-    dirty = []
-    for path in notebooks():
-        if ".ipynb_checkpoints" in path.parts:
-            continue
-        cells = json.loads(path.read_text())["cells"]
-        if any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"):
-            dirty.append(path.relative_to(ROOT))
+    dirty = [p.relative_to(ROOT) for p in notebooks()
+             if any(c.get("outputs") or c.get("execution_count") for c in code_cells(p))]
     assert not dirty, f"notebooks with outputs (run nbstripout on them): {dirty}"
 
 
 def test_every_notebook_checks_its_claims():
     """Each chapter ends its key cells with hidden assert cells (tag remove-cell)."""
-    missing = []
-    for path in notebooks():
-        if ".ipynb_checkpoints" in path.parts:
-            continue
-        cells = json.loads(path.read_text())["cells"]
-        hidden = [c for c in cells if c["cell_type"] == "code" and "remove-cell" in c.get("metadata", {}).get("tags", [])
-                  and "assert" in "".join(c["source"])]
-        if not hidden:
-            missing.append(path.relative_to(ROOT))
+    missing = [p.relative_to(ROOT) for p in notebooks()
+               if not any("remove-cell" in c.get("metadata", {}).get("tags", []) and "assert" in "".join(c["source"])
+                          for c in code_cells(p))]
     assert not missing, f"notebooks without a hidden assert cell: {missing}"
 
 
 def test_every_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
-    absent = [p.relative_to(ROOT) for p in notebooks()
-              if ".ipynb_checkpoints" not in p.parts and str(p.relative_to(ROOT).with_suffix("")) not in toc]
+    absent = [p.relative_to(ROOT) for p in notebooks() if str(p.relative_to(ROOT).with_suffix("")) not in toc]
     assert not absent, f"notebooks missing from _toc.yml: {absent}"
 
 
