@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .groups import branch_squares, channel_squares, column_squares, gemm_view, row_squares
+from .metrics import layer_costs
 from .models import BasicBlock
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
@@ -281,21 +282,7 @@ def compact(model: nn.Module, gather_inputs: bool = True, shapes: bool = True) -
 
 def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> dict[str, int]:
     """Per-sample MACs of every Linear, Conv2d and GemmConv2d actually run: positions × weight size."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, (*WEIGHT_LAYERS, GemmConv2d))}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n, m in layers.items()]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(input_shape, device=next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return {n: (1 if isinstance(m, nn.Linear) else shapes[n][-2] * shapes[n][-1]) * m.weight.numel()
-            for n, m in layers.items() if n in shapes}
+    return {c.name: c.macs for c in layer_costs(model, input_shape, (*WEIGHT_LAYERS, GemmConv2d))}
 
 
 __all__ = ["Gather", "GemmConv2d", "ConstantBranch", "keep_masks", "lower_if_column_sparse", "compact_sequential",

@@ -94,15 +94,17 @@ class LayerCost:
         return 2 * self.sparse_macs
 
 
-def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[LayerCost]:
-    """Per-sample MACs of every Linear/Conv2d layer, dense and sparse-aware.
+def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28),
+                layer_types: tuple[type[nn.Module], ...] = PRUNABLE) -> list[LayerCost]:
+    """Per-sample MACs of every Linear/Conv2d layer (or of ``layer_types``), dense and sparse-aware.
 
     Linear: MACs = in·out. Conv2d: MACs = H_out·W_out·C_out·(C_in/groups)·k_h·k_w, i.e. output
     positions × weight size. The sparse-aware count replaces the weight size by its non-zeros
-    (what an ideal sparse kernel would compute). Biases are not counted.
+    (what an ideal sparse kernel would compute). Biases are not counted. Other ``layer_types``
+    must hold a ``weight`` and are counted like Conv2d when their output is an image, else like Linear.
     """
     shapes: dict[str, tuple[int, ...]] = {}
-    layers = prunable_layers(model)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, layer_types)}
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:])))
              for n, m in layers.items()]
     device = next(model.parameters()).device
@@ -120,7 +122,7 @@ def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28))
         if name not in shapes:
             continue  # layer not on the forward path (e.g. a dropped branch)
         w = m.weight.detach()
-        positions = 1 if isinstance(m, nn.Linear) else shapes[name][-2] * shapes[name][-1]
+        positions = shapes[name][-2] * shapes[name][-1] if len(shapes[name]) == 3 else 1
         nnz = w.count_nonzero().item()
         costs.append(LayerCost(name, type(m).__name__, tuple(w.shape), shapes[name], w.numel(), nnz,
                                positions * w.numel(), positions * nnz))
