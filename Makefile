@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: test book book-quick lab install system lock clean help
 

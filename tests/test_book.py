@@ -93,6 +93,22 @@ def test_book_builds_with_warnings_as_errors(quick_build: Build) -> None:
     print(f"quick build took {quick_build.seconds:.0f} s")
 
 
+def test_every_plot_cell_shows_its_figure(quick_build: Build) -> None:
+    """A cell that calls ``plt.show()`` must leave a figure in the built notebook.
+
+    An inherited ``MPLBACKEND=Agg`` once made every such figure vanish from the book silently.
+    """
+    executed = sorted((quick_build.html.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert executed, "the build left no executed notebooks"
+    missing = []
+    for path in executed:
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "code" and "plt.show()" in "".join(cell["source"]):
+                if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                    missing.append(f"{path.name} cell {i}")
+    assert not missing, f"plot cells without a figure: {missing}"
+
+
 def test_blank_repository_url_builds_without_launch_buttons(tmp_path: Path) -> None:
     """A one-notebook book with the project's configuration but ``repository.url: ""`` still builds."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
