@@ -169,7 +169,8 @@ def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
     assert (len(rows), len(cols)) == (5, 7) and int(w.count_nonzero()) == 35
     r = structured.layer_speed("toy", w.view(12, 30, 1, 1), positions=4, batch=2, repeats=1)
     assert (r.shape, r.compact_shape) == ("12×30", "5×7") and r.ideal == pytest.approx(360 / 35)
-    assert r.sparsity_csr == pytest.approx(1 - 35 / 360)
+    assert r.sparsity_csr == pytest.approx(1 - 35 / 360) and r.columns == 8
+    assert r.intensity == pytest.approx(2 * 35 * 8 / (4 * (35 + 12 * 8)))
     with pytest.raises(ValueError, match="positions"):
         structured.layer_speed("toy", w, positions=0)
     out = tmp_path / "speed.json"
