@@ -135,9 +135,39 @@ def test_deepcopy_and_partial_masking(lenet):
     assert torch.equal(clone[0].weight, lenet[0].weight)
 
 
+def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
+    torch.manual_seed(1)
+    net = models.convnet_bn()                                  # "1": BatchNorm2d(32), "13": Linear(128, 10)
+    keep, keep_fc = torch.arange(32) % 2 == 0, torch.arange(10) < 7
+    masks = {"1.weight": keep, "1.bias": keep, "13.bias": keep_fc}
+    masking.apply_masks(net, masks)
+    names = ["1", "1.bias", "13.bias"]                          # a weight mask is named by its layer
+    assert sorted(masking.get_masks(net)) == names
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 1, 28, 28)).sum().backward()
+        opt.step()
+    bn, fc = net[1], net[13]
+    assert (bn.weight[~keep] == 0).all() and (bn.bias[~keep] == 0).all() and (fc.bias[~keep_fc] == 0).all()
+    assert bn.weight[keep].ne(0).all()
+    state = net.state_dict()
+    assert sorted(masking.masked_layer_names(state)) == names
+    fresh = masking.load_masked_state_dict(models.convnet_bn(), state)
+    x = torch.randn(2, 1, 28, 28)
+    net.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(x), net(x))
+    masking.remove_masks(net)
+    assert not masking.is_masked(net) and isinstance(net[1].bias, torch.nn.Parameter)
+    assert not any("parametrizations" in k for k in net.state_dict())
+    torch.testing.assert_close(net(x), fresh(x))
+
+
 @pytest.mark.parametrize("masks,err,msg", [
     ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
     ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
+    ({"0.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
+    ({"0.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
     ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
     ({"0": [[1]]}, TypeError, "torch.Tensor"),
 ])

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsitylab import data, groups, models, penalties, train
+from sparsitylab import data, groups, masking, models, penalties, train
 from sparsitylab.methods.ssl import SSL
 
 
@@ -135,12 +135,11 @@ def test_ssl_learns_exactly_zero_groups_and_freezing_keeps_them(exact, lam):
     zeros_before = {n: (p == 0) for n, p in net.named_parameters()}
     ssl.freeze(net)
     train.fit(net, loader, 1, optimizer=train.sgd(net, lr=0.05), callbacks=[ssl], progress=False)
-    effective = {n.replace(".parametrizations.weight.original", ".weight"): p
-                 for n, p in net.named_parameters()}
-    layers = {"1.weight": net[1].weight, "3.weight": net[3].weight, "5.weight": net[5].weight}
     for name, was_zero in zeros_before.items():
-        value = layers.get(name, effective.get(name))
+        layer, _, tensor = name.rpartition(".")
+        value = getattr(net.get_submodule(layer), tensor)                # what the forward pass uses
         assert bool((value[was_zero] == 0).all()), f"{name}: frozen zeros came back"
+    assert "1.bias" in masking.get_masks(net)                             # dead neurons' biases are masked too
     small = ssl.finalize(net)
     x = next(iter(loader))[0]
     assert torch.allclose(small(x), net.eval()(x), atol=1e-5)

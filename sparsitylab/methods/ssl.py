@@ -23,7 +23,6 @@ from torch import nn
 
 from ..compact import compact
 from ..masking import apply_masks, is_masked, remove_masks
-from ..metrics import prunable_layers
 from ..penalties import ZEROUT_THRESHOLD, StructuredPenalty, prox_group_, prox_l1_, zero_small_
 from .base import Method
 
@@ -47,10 +46,10 @@ class SSL(Method):
             raise ValueError("exact='prox' needs optimizer=... to read the learning rate of each step")
         self.exact, self.optimizer = exact, optimizer
         self.objective = StructuredPenalty(strengths, l1, layers, threshold if exact == "zero" else None)
-        self.frozen: dict[nn.Parameter, torch.Tensor] | None = None
+        self.frozen = False
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
-        if self.frozen is not None:
+        if self.frozen:
             return 0.0
         if self.exact == "zero":
             return self.objective.penalty(model)
@@ -58,10 +57,9 @@ class SSL(Method):
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, step: int) -> None:
-        if self.frozen is not None:
-            for p, keep in self.frozen.items():
-                p.mul_(keep)
-        elif self.exact == "zero":
+        if self.frozen:
+            return  # the fixed masks keep the structure exact
+        if self.exact == "zero":
             self.objective.after_step(model, step)
         else:
             size = self.prox_step_size()
@@ -90,13 +88,13 @@ class SSL(Method):
     def freeze(self, model: nn.Module) -> None:
         """Fix the learned structure for fine-tuning; the penalty is switched off from now on.
 
-        Linear/Conv2d weights get a fixed mask (:func:`sparsitylab.masking.apply_masks`), so their
-        zeros are exact in every forward pass; the other members of zero groups (biases, BN γ, β)
-        are re-zeroed after every step.
+        Every parameter holding zeros — weights, and the biases and BatchNorm γ, β of dead groups — gets a
+        fixed mask (:func:`sparsitylab.masking.apply_masks`): its zeros are exact in every forward pass and
+        receive no gradient.
         """
-        apply_masks(model, {name: m.weight != 0 for name, m in prunable_layers(model).items()})
-        self.frozen = {p: (p != 0).to(p.dtype) for name, p in model.named_parameters()
-                       if ".parametrizations." not in name}
+        apply_masks(model, {name: p != 0 for name, p in model.named_parameters()
+                            if ".parametrizations." not in name and not bool(p.all())})
+        self.frozen = True
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """The compacted dense model (:func:`sparsitylab.compact.compact`).
@@ -105,7 +103,7 @@ class SSL(Method):
         """
         if is_masked(model):
             remove_masks(model)
-        self.frozen = None
+        self.frozen = False
         return compact(model)
 
 
