@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -175,7 +176,9 @@ def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
         structured.layer_speed("toy", w, positions=0)
     out = tmp_path / "speed.json"
     assert structured.main(["--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
-    assert "compacted speedup / ideal" in capsys.readouterr().out and out.exists()
+    assert "compacted speedup / ideal" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["cpu"] and record["date"] and len(record["results"]) == len(structured.PAPER_LAYERS)
 
 
 def test_branch_with_zero_last_conv_becomes_a_constant():

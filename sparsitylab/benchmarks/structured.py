@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import warnings
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -128,6 +131,16 @@ def structured_weight(n: int, k: int, kept_rows: int, kept_cols: int, seed: int 
     return w
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def speed_table(results: list[LayerSpeed]):
     """The results as a pandas DataFrame, one row per layer."""
     import pandas as pd
@@ -156,7 +169,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(previous)
     table = speed_table(results)
     print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}; CSR holds the same non-zeros as the structured weight")
+          f"{cpu_name()}; CSR holds the same non-zeros as the structured weight")
     print(table.round(3).to_string())
     print(f"compacted speedup / ideal FLOP ratio: min {table.efficiency.min():.2f}, "
           f"median {table.efficiency.median():.2f} (target ≥ 0.8)")
@@ -168,8 +181,11 @@ def main(argv: list[str]) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"batch": args.batch, "threads": args.threads, "torch": torch.__version__,
-                       "machine": platform.machine(), "results": [r.row() for r in results]}, f, indent=1)
+                       "machine": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+                       "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "results": [r.row() for r in results]}, f, indent=1)
     return 0
 
 
-__all__ = ["PAPER_LAYERS", "LayerSpeed", "kept_rows_cols", "layer_speed", "structured_weight", "speed_table", "main"]
+__all__ = ["PAPER_LAYERS", "LayerSpeed", "kept_rows_cols", "layer_speed", "structured_weight", "cpu_name", "speed_table",
+           "main"]
