@@ -23,8 +23,6 @@ import itertools
 import json
 import platform
 import re
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from matplotlib.figure import Figure
 from .. import kernels, modes
 from ..formats import BSR, CSR, Compacted, Sparse24
 from ..masks import block_mask, mask_from_scores, nm_mask, topk_mask
+from .timing import cpu_clock, cpu_name, interleaved_medians
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 BLOCKS = ((4, 1), (8, 8), (16, 16), (32, 32))
@@ -84,22 +83,6 @@ def row(fmt: str, impl: str, sparsity: float, seconds: float, baseline: float, b
             "median_ms": seconds * 1e3, "baseline_ms": baseline * 1e3, "speedup": baseline / seconds}
 
 
-def paired_medians(fn: Callable[[], object], dense: Callable[[], object], repeats: int,
-                   clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
-    """Median seconds of ``fn`` and of ``dense``, timed alternately so both see the same machine
-    state (drift between two separate loops would bias the ratio)."""
-    fn(), dense()  # warm-up: thread pools, MKL inspector, caches
-    ours, base = [], []
-    for _ in range(repeats):
-        t0 = clock()
-        dense()
-        t1 = clock()
-        fn()
-        ours.append(clock() - t1)
-        base.append(t1 - t0)
-    return statistics.median(ours), statistics.median(base)
-
-
 def _cpu_contenders(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[tuple[str, str, float, Any, Callable]]:
     """(format, impl, sparsity, block, call) for every CPU contender; all operands prepared here."""
     out: list[tuple[str, str, float, Any, Callable]] = []
@@ -126,12 +109,11 @@ def _bound(fmt: Any, b: torch.Tensor) -> Callable[[], torch.Tensor]:
 
 
 def _cpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
-    """With one thread, time is the CPU time of the calling thread (``time.thread_time``): other
-    processes on a shared machine then do not distort it. With more threads, wall time."""
-    clock = time.thread_time if cfg.threads == 1 else time.perf_counter
+    """Every contender timed alternately with the dense GEMM (:func:`~.timing.cpu_clock` for ``cfg.threads``)."""
+    clock = cpu_clock(cfg.threads)
     rows = []
     for fmt, impl, s, blk, call in _cpu_contenders(cfg, w, b):
-        ours, dense = paired_medians(call, lambda: w @ b, cfg.repeats, clock)
+        dense, ours = interleaved_medians([lambda: w @ b, call], cfg.repeats, clock)
         rows.append(row(fmt, impl, s, ours, dense, blk))
     return rows
 
@@ -185,15 +167,6 @@ def versions() -> dict[str, str]:
         out["cupy"] = cupy.__version__
         out["cuda_runtime"] = str(cupy.cuda.runtime.runtimeGetVersion())
     return out
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        name = re.search(r"model name\s*:\s*(.+)", text).group(1).strip()  # type: ignore[union-attr]
-    except (OSError, AttributeError):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} torch thread(s)"
 
 
 def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:

@@ -9,6 +9,9 @@ Y = W · X with W the N × K weight matrix (conv: N filters × C·kh·kw, X its 
 - **compacted**: the surviving rows and columns gathered into a smaller dense W' (N' × K'),
   times the matching K' rows of X (the producer emits only those), as SSL's speedups assume.
 
+Each is timed in its own loop (warm-up, then the median of ``repeats`` calls): steady-state
+throughput. Round-robin timing (as ``bench kernels`` does) was tried and measured the small GEMMs
+20–40 % slower: what the neighbouring calls leave in the caches and the allocator then dominates them.
 The ideal speedup is the FLOP ratio N·K / (N'·K'); the benchmark reports measured / ideal. It also
 reports the compacted GEMM's arithmetic intensity (FLOP per byte of W', X' and Y'). measured / ideal is
 exactly the compacted GEMM's FLOP rate over the dense one's: a GEMM with few rows (LeNet conv1 keeping 5
@@ -26,12 +29,12 @@ import platform
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
 from ..groups import gemm_view
 from ..metrics import measure_latency
+from .timing import cpu_name
 
 # The chapter's layers (28×28 inputs) with the structured sparsity of the paper's results
 # (MLP #2, LeNet #2 filters/channels and LeNet #4 shapes; REFERENCE §1.4): name, N, K,
@@ -113,12 +116,11 @@ def layer_speed(layer: str, weight: torch.Tensor, positions: int, batch: int = 2
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         csr = csr_w.to_sparse_csr()
-    dense_t = measure_latency(lambda: w @ x, repeats=repeats, cuda=False)
-    csr_t = measure_latency(lambda: torch.sparse.mm(csr, x), repeats=repeats, cuda=False)
-    compact_t = measure_latency(lambda: w_small @ x_small, repeats=repeats, cuda=False)
+    dense_t, csr_t, compact_t = (measure_latency(call, repeats=repeats, cuda=False).median
+                                 for call in (lambda: w @ x, lambda: torch.sparse.mm(csr, x), lambda: w_small @ x_small))
     sparsity = 1.0 - csr_w.count_nonzero().item() / csr_w.numel()
     return LayerSpeed(layer, f"{w.shape[0]}×{w.shape[1]}", f"{len(rows)}×{len(cols)}", sparsity, x.shape[1],
-                      dense_t.median * 1e3, csr_t.median * 1e3, compact_t.median * 1e3)
+                      dense_t * 1e3, csr_t * 1e3, compact_t * 1e3)
 
 
 def structured_weight(n: int, k: int, kept_rows: int, kept_cols: int, seed: int = 0) -> torch.Tensor:
@@ -129,16 +131,6 @@ def structured_weight(n: int, k: int, kept_rows: int, kept_cols: int, seed: int 
     cols = torch.randperm(k, generator=gen)[:kept_cols]
     w[rows[:, None], cols[None, :]] = torch.randn(kept_rows, kept_cols, generator=gen)
     return w
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def speed_table(results: list[LayerSpeed]):
@@ -163,13 +155,13 @@ def main(argv: list[str]) -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
+        device = cpu_name()
         results = [layer_speed(name, structured_weight(n, k, n2, k2), positions, args.batch, repeats=args.repeats)
                    for name, n, k, positions, n2, k2 in PAPER_LAYERS]
     finally:
         torch.set_num_threads(previous)
     table = speed_table(results)
-    print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, "
-          f"{cpu_name()}; CSR holds the same non-zeros as the structured weight")
+    print(f"batch {args.batch}, torch {torch.__version__}, {device}; CSR holds the same non-zeros as the structured weight")
     print(table.round(3).to_string())
     print(f"compacted speedup / ideal FLOP ratio: min {table.efficiency.min():.2f}, "
           f"median {table.efficiency.median():.2f} (target ≥ 0.8)")
@@ -181,11 +173,10 @@ def main(argv: list[str]) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"batch": args.batch, "threads": args.threads, "torch": torch.__version__,
-                       "machine": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+                       "machine": platform.machine(), "cpu": device, "cpu_count": os.cpu_count(),
                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "results": [r.row() for r in results]}, f, indent=1)
     return 0
 
 
-__all__ = ["PAPER_LAYERS", "LayerSpeed", "kept_rows_cols", "layer_speed", "structured_weight", "cpu_name", "speed_table",
-           "main"]
+__all__ = ["PAPER_LAYERS", "LayerSpeed", "kept_rows_cols", "layer_speed", "structured_weight", "speed_table", "main"]
