@@ -53,18 +53,17 @@ def _mask_param(layer: nn.Module, tensor: str = "weight") -> FixedMask | None:
 
 def _target(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     """(module, tensor name) a mask name refers to: a layer name means its ``weight``, else ``layer.param``."""
-    module_name, tensor = name, "weight"
     try:
-        model.get_submodule(name)
+        layer, tensor = model.get_submodule(name), "weight"
     except AttributeError:
         module_name, _, tensor = name.rpartition(".")
-    try:
-        layer = model.get_submodule(module_name)
-    except AttributeError:
-        layer = None
-    if layer is None or (module_name != name and not hasattr(layer, tensor)):
-        raise ValueError(f"masks name {name!r}, which the model does not have; "
-                         f"prunable layers are {list(prunable_layers(model))}")
+        try:
+            layer = model.get_submodule(module_name)
+        except AttributeError:
+            layer = None
+        if layer is None or not hasattr(layer, tensor):
+            raise ValueError(f"masks name {name!r}, which the model does not have; "
+                             f"prunable layers are {list(prunable_layers(model))}") from None
     if not isinstance(getattr(layer, tensor, None), torch.Tensor):
         raise ValueError(f"{name!r} ({type(layer).__name__}) has no {tensor} tensor to mask")
     return layer, tensor
