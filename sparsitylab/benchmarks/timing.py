@@ -1,4 +1,5 @@
-"""Timing helpers the benchmarks share: interleaved medians and the clock to use on a shared CPU."""
+"""Timing helpers for the benchmarks: interleaved medians and their clock on a shared CPU (``bench kernels``),
+and the CPU name every benchmark records."""
 
 from __future__ import annotations
 
