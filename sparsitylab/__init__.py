@@ -1,17 +1,17 @@
 """sparsitylab: the library behind the SparsityLab book on sparsity in deep neural networks.
 
-Modules (chapters → methods → primitives; nothing below imports anything above):
+Layout (see README.md, "How the code is organised", for the import layers):
 
-- ``modes``    quick/full budgets (``SPARSITYLAB_QUICK``)
+- ``modes``, ``timing``  quick/full budgets (``SPARSITYLAB_QUICK``); timing helpers
 - ``data``     Fashion-MNIST and digits loaders, deterministic splits
 - ``models``   MLP 784-500-300-10, LeNet-5 (SSL), ConvNet-BN, ResNet-20
 - ``train``    ``fit``/``evaluate`` with callbacks for penalties and post-step actions
 - ``metrics``  sparsity, counts, FLOPs/MACs, latency
 - ``widgets``  ``explore``: live knobs, a static default figure, kernel-free frame sliders (``frames``)
-- ``masks``, ``masking``, ``budgets``, ``schedules``, ``sensitivity``  unstructured pruning primitives
-- ``groups``, ``penalties``, ``compact``  structured sparsity (SSL) and compaction
-- ``formats``, ``kernels``  sparse storage formats and the CPU/GPU SpMM dispatch
-- ``methods``  one module per paper's method (``Method``: prepare → train callbacks → finalize)
+- ``sparsify``  which weights: masks, groups, budgets, schedules, sensitivity, penalties
+- ``reparam``   how the effective weight is formed (fixed masks via ``torch.nn.utils.parametrize``)
+- ``methods``   one module per paper's method (``Method``: prepare → train callbacks → finalize)
+- ``deploy``    from zeros to speed: compaction, formats, sparse matmul (GPU kernels / CPU), kernel emulation
 - ``benchmarks``, ``cli``  ``sparsitylab bench NAME`` and the command line
 
 See README.md, "How the code is organised".

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 
 
 def pytest_collection_modifyitems(config, items):
-    from sparsitylab.kernels import gpu_available
+    from sparsitylab.deploy.matmul import gpu_available
 
     if gpu_available():
         return

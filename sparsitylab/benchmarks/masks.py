@@ -5,7 +5,7 @@ Two tasks (issue: Chapter 1 acceptance):
 1. global magnitude pruning of a ~10M-parameter MLP (1024-2048-2048-2048-10, 10.5M weights);
 2. top-k magnitude mask of one 4096×4096 tensor.
 
-Contenders: ``sparsitylab.masks`` (``kthvalue`` selection + positional tie-break, linear time), a
+Contenders: ``sparsitylab.sparsify.masks`` (``kthvalue`` selection + positional tie-break, linear time), a
 naive exact reference (stable full sort of all |w|, then scatter — same masks, O(n log n)), and
 PyTorch's own tools (``torch.topk``; ``torch.nn.utils.prune.global_unstructured``), which are not
 deterministic under ties. Every contender's mask is checked for the exact non-zero count.
@@ -21,8 +21,8 @@ import torch
 from torch.nn.utils import prune
 
 from .. import models
-from ..budgets import budget_masks
-from ..masks import pruned_count, topk_mask
+from ..sparsify.budgets import budget_masks
+from ..sparsify.masks import pruned_count, topk_mask
 from ..metrics import measure_latency, prunable_layers
 
 

@@ -10,7 +10,7 @@ Y = W · X with W the N × K weight matrix (conv: N filters × C·kh·kw, X its 
   times the matching K' rows of X (the producer emits only those), as SSL's speedups assume.
 
 Each is timed in its own loop (warm-up, then the median of ``repeats`` calls): steady-state
-throughput. Round-robin timing (as ``bench kernels`` does) was tried and measured the small GEMMs
+throughput. Round-robin timing (as ``bench spmm`` does) was tried and measured the small GEMMs
 20–40 % slower: what the neighbouring calls leave in the caches and the allocator then dominates them.
 The ideal speedup is the FLOP ratio N·K / (N'·K'); the benchmark reports measured / ideal. It also
 reports the compacted GEMM's arithmetic intensity (FLOP per byte of W', X' and Y'). measured / ideal is
@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 
 import torch
 
-from ..groups import gemm_view
+from ..sparsify.groups import gemm_view
 from ..metrics import measure_latency
-from .timing import cpu_name
+from ..timing import cpu_name
 
 # The chapter's layers (28×28 inputs) with the structured sparsity of the paper's results
 # (MLP #2, LeNet #2 filters/channels and LeNet #4 shapes; REFERENCE §1.4): name, N, K,

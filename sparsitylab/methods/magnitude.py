@@ -8,26 +8,26 @@ Recipe (Han et al. 2015; Zhu & Gupta 2017, https://arxiv.org/abs/1710.01878; REF
     model = method.finalize(model)                    # bake W ⊙ M into plain weights
 
 At each pruning event the masks are recomputed from the *effective* weights with
-:func:`sparsitylab.budgets.budget_masks`; pruned weights are 0 and rank lowest, so sparsity only
+:func:`sparsitylab.sparsify.budgets.budget_masks`; pruned weights are 0 and rank lowest, so sparsity only
 grows and masks freeze after the last event. Between events the fixed-mask reparametrisation
-(:mod:`sparsitylab.masking`) keeps pruned weights exactly zero. Introduced in Chapter 1.
+(:mod:`sparsitylab.reparam.fixed_mask`) keeps pruned weights exactly zero. Introduced in Chapter 1.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from .. import masking
-from ..budgets import BUDGETS, budget_masks
+from .. import reparam
+from ..sparsify.budgets import BUDGETS, budget_masks
 from ..metrics import global_sparsity
-from ..schedules import CubicSchedule, OneShot, Schedule
+from ..sparsify.schedules import CubicSchedule, OneShot, Schedule
 from .base import Method
 
 
 class MagnitudePruning(Method):
     """Prune the smallest-|w| weights of Linear/Conv2d layers following ``schedule`` and ``budget``.
 
-    budget: "uniform", "global" or "erk" (see :mod:`sparsitylab.budgets`);
+    budget: "uniform", "global" or "erk" (see :mod:`sparsitylab.sparsify.budgets`);
     first_dense / last_dense: exclude the first / last prunable layer (the others compensate);
     bake_in: whether :meth:`finalize` removes the reparametrisation (True) or keeps the masks.
     """
@@ -45,7 +45,7 @@ class MagnitudePruning(Method):
     def prune(self, model: nn.Module, sparsity: float, step: int) -> None:
         """Recompute and apply the budget's magnitude masks at ``sparsity`` (one pruning event)."""
         masks = budget_masks(model, sparsity, self.budget, self.first_dense, self.last_dense)
-        masking.apply_masks(model, masks)
+        reparam.apply_masks(model, masks)
         self.events.append((step, sparsity))
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -54,7 +54,7 @@ class MagnitudePruning(Method):
         if self.schedule.is_pruning_step(0):
             self.prune(model, self.schedule.sparsity_at(0), 0)
         else:  # all-True masks: attach the reparametrisation, prune nothing yet
-            masking.apply_masks(model, budget_masks(model, 0.0, self.budget, self.first_dense, self.last_dense))
+            reparam.apply_masks(model, budget_masks(model, 0.0, self.budget, self.first_dense, self.last_dense))
         return model
 
     def after_step(self, model: nn.Module, step: int) -> None:
@@ -65,7 +65,7 @@ class MagnitudePruning(Method):
         record["sparsity"] = global_sparsity(model)
 
     def finalize(self, model: nn.Module) -> nn.Module:
-        return masking.remove_masks(model) if self.bake_in else model
+        return reparam.remove_masks(model) if self.bake_in else model
 
 
 def one_shot(sparsity: float, budget: str = "global", **kwargs) -> MagnitudePruning:

@@ -21,9 +21,9 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from ..compact import compact
-from ..masking import apply_masks, is_masked, remove_masks
-from ..penalties import ZEROUT_THRESHOLD, StructuredPenalty, prox_group_, prox_l1_, zero_small_
+from ..deploy.compaction import compact
+from ..reparam.fixed_mask import apply_masks, is_masked, remove_masks
+from ..sparsify.penalties import ZEROUT_THRESHOLD, StructuredPenalty, prox_group_, prox_l1_, zero_small_
 from .base import Method
 
 EXACT_MODES = ("zero", "prox")
@@ -32,7 +32,7 @@ EXACT_MODES = ("zero", "prox")
 class SSL(Method):
     """Group-lasso training with exact zeros, structure freezing for fine-tuning, and compaction.
 
-    strengths: {group kind: λ_g} (kinds of :mod:`sparsitylab.groups`). ``l1``: λ of the ℓ1 term R.
+    strengths: {group kind: λ_g} (kinds of :mod:`sparsitylab.sparsify.groups`). ``l1``: λ of the ℓ1 term R.
     layers: {kind: module names} to restrict a kind. exact: "zero" (paper) or "prox".
     threshold: the ZEROUT threshold of ``exact="zero"`` (None = plain (sub)gradient descent, no zeroing).
     """
@@ -89,7 +89,7 @@ class SSL(Method):
         """Fix the learned structure for fine-tuning; the penalty is switched off from now on.
 
         Every parameter holding zeros — weights, and the biases and BatchNorm γ, β of dead groups — gets a
-        fixed mask (:func:`sparsitylab.masking.apply_masks`): its zeros are exact in every forward pass and
+        fixed mask (:func:`sparsitylab.reparam.fixed_mask.apply_masks`): its zeros are exact in every forward pass and
         receive no gradient.
         """
         apply_masks(model, {name: p != 0 for name, p in model.named_parameters()
@@ -97,7 +97,7 @@ class SSL(Method):
         self.frozen = True
 
     def finalize(self, model: nn.Module) -> nn.Module:
-        """The compacted dense model (:func:`sparsitylab.compact.compact`).
+        """The compacted dense model (:func:`sparsitylab.deploy.compaction.compact`).
 
         Fixed masks are baked into ``model`` first (in place: it becomes an ordinary model with exact zeros).
         """

@@ -1,0 +1,274 @@
+"""Sparse × dense products, C = A · B, for every format in :mod:`sparsitylab.deploy.formats`.
+
+One API, two kinds of engine:
+
+* **GPU kernels** (``kernels/*.cu``), compiled by CuPy's ``RawModule`` and used whenever
+  ``cupy`` imports and ``cupy.cuda.is_available()``. The same launch code also drives the CPU
+  emulation harness in ``sparsitylab.deploy.emulation`` (any object with the :class:`Backend` interface), so
+  the tests exercise the exact grid/block configuration a GPU would get.
+* **CPU paths** otherwise: torch.sparse (MKL) for CSR/BSR, batched block products for
+  rectangular blocks, compacted dense GEMM (REFERENCE §2.7).
+
+``plan(fmt, n)`` prepares a product once (converted arrays, chosen kernel, launch shape) and
+returns ``run(B) -> C`` — plans are what benchmarks time. ``spmm(fmt, B)`` is the one-shot form.
+Kernel sources are package data (``sparsitylab.kernels``), read with ``importlib.resources``
+so an installed package finds them too (REFERENCE §2.6).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import warnings
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .formats import BSR, CSR, Compacted, Sparse24, from_array, to_array
+
+Format = CSR | BSR | Sparse24 | Compacted
+_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
+
+
+def load_source(name: str) -> str:
+    """Text of ``kernels/<name>`` with local ``#include "x.cuh"`` lines replaced by the header text.
+
+    Inlining keeps CuPy's compile cache honest: its key ignores headers found through ``-I``.
+    """
+    folder = importlib.resources.files("sparsitylab.kernels")
+    path = folder.joinpath(name)
+    if not path.is_file():
+        available = sorted(p.name for p in folder.iterdir() if p.name.endswith((".cu", ".cuh")))
+        raise ValueError(f"kernel source {name!r} not found; available: {available}")
+    return _INCLUDE.sub(lambda m: load_source(m.group(1)), path.read_text())
+
+
+class Backend(Protocol):
+    """What the launch code needs: an array module, array exchange, and compiled kernels."""
+
+    xp: Any
+
+    def array(self, t: torch.Tensor) -> Any: ...
+    def tensor(self, a: Any) -> torch.Tensor: ...
+    def function(self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()) -> Callable: ...
+
+
+class CupyBackend:
+    """Kernels compiled by CuPy/NVRTC on the current GPU; arrays exchanged via DLPack."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.xp = cupy
+
+    def array(self, t: torch.Tensor) -> Any:
+        return to_array(t, self.xp)
+
+    def tensor(self, a: Any) -> torch.Tensor:
+        return from_array(a) if torch.cuda.is_available() else torch.from_numpy(self.xp.asnumpy(a))
+
+    def function(self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()) -> Callable:
+        return _cupy_function(source, name, defines)
+
+
+@cache
+def _cupy_function(source: str, name: str, defines: tuple[tuple[str, int], ...]) -> Callable:
+    import cupy
+
+    options = ("-std=c++17", *(f"-D{k}={v}" for k, v in defines))
+    return cupy.RawModule(code=load_source(source), options=options).get_function(name)
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees a CUDA device."""
+    try:
+        import cupy
+    except ImportError:
+        return False
+    try:
+        return bool(cupy.cuda.is_available())
+    except (RuntimeError, OSError):  # a broken driver install reports as "no GPU", never as a crash
+        return False
+
+
+def default_backend() -> Backend | None:
+    """A :class:`CupyBackend` when a GPU is usable, else ``None`` (the CPU paths)."""
+    return CupyBackend() if gpu_available() else None
+
+
+def _blocks(total: int, per_block: int) -> int:
+    return max(1, -(-total // per_block))
+
+
+def _csr_plan(a: CSR, n: int, be: Backend) -> Callable[[Any], Any]:
+    """Row-split kernel: subwarp of ``tpr`` threads per row, ``128 / tpr`` rows per block."""
+    m = a.shape[0]
+    vec = 4 if n % 4 == 0 else 2 if n % 2 == 0 else 1
+    tpr = min(32, 1 << max(0, (_blocks(n, vec) - 1).bit_length()))
+    rows_per_block = 128 // tpr
+    fn = be.function("csr_spmm.cu", f"csr_spmm_vec{vec}")
+    grid, block = (_blocks(m, rows_per_block), _blocks(n, tpr * vec), 1), (tpr, rows_per_block, 1)
+    arrs = [be.array(t) for t in (a.row_ptr, a.col_idx, a.values, a.row_order)]
+
+    def run(b: Any) -> Any:
+        c = be.xp.empty((m, n), dtype=be.xp.float32)
+        fn(grid, block, (*arrs, b, c, np.int32(m), np.int32(n)))
+        return c
+    return run
+
+
+def _bsr_plan(a: BSR, n: int, be: Backend) -> Callable[[Any], Any]:
+    """Shared-memory tiled kernel, one module per block shape (``-DBSR_BR``, ``-DBSR_BC``)."""
+    (m, _), (br, bc) = a.shape, a.block
+    fn = be.function("bsr_spmm.cu", "bsr_spmm", (("BSR_BR", br), ("BSR_BC", bc)))
+    grid, block = (m // br, _blocks(n, 64), 1), (32, min(br, 8), 1)  # 64 columns per block
+    arrs = [be.array(t) for t in (a.row_ptr, a.col_idx, a.values)]
+
+    def run(b: Any) -> Any:
+        c = be.xp.empty((m, n), dtype=be.xp.float32)
+        fn(grid, block, (*arrs, b, c, np.int32(n)))
+        return c
+    return run
+
+
+def _sparse24_plan(a: Sparse24, n: int, be: Backend) -> Callable[[Any], Any]:
+    """One thread per output element, 32 columns × 4 rows per block."""
+    m, k = a.shape
+    fn = be.function("sparse24_spmm.cu", "sparse24_spmm")
+    grid, block = (_blocks(m, 4), _blocks(n, 32), 1), (32, 4, 1)
+    values, metadata = be.array(a.values), be.array(a.metadata)
+
+    def run(b: Any) -> Any:
+        c = be.xp.empty((m, n), dtype=be.xp.float32)
+        fn(grid, block, (values, metadata, b, c, np.int32(m), np.int32(k), np.int32(n)))
+        return c
+    return run
+
+
+def _compacted_plan(a: Compacted, n: int, be: Backend, fused: bool = True) -> Callable[[Any], Any]:
+    """Fused gather-GEMM kernel, or (``fused=False``) gather kernel + dense GEMM (cuBLAS).
+    Pruned rows of C are zeros; with no pruned row the output needs no zero fill or scatter."""
+    (m, _), (mc, kc) = a.shape, tuple(a.values.shape)
+    values, rows, cols = be.array(a.values), be.array(a.rows), be.array(a.cols)
+    if fused:
+        fn = be.function("compact_gemm.cu", "gather_gemm")
+        grid, block = (_blocks(mc, 64), _blocks(n, 64), 1), (16, 16, 1)
+    else:
+        fn = be.function("compact_gemm.cu", "gather_rows")
+        grid, block = (max(kc, 1), _blocks(n, 256), 1), (256, 1, 1)
+
+    all_rows = _all_rows(a)
+
+    def run(b: Any) -> Any:
+        if not fused:
+            gathered = be.xp.empty((kc, n), dtype=be.xp.float32)
+            fn(grid, block, (b, cols, gathered, np.int32(kc), np.int32(n)))
+            if all_rows:
+                return values @ gathered
+            c = be.xp.zeros((m, n), dtype=be.xp.float32)
+            c[rows] = values @ gathered
+            return c
+        c = (be.xp.empty if all_rows else be.xp.zeros)((m, n), dtype=be.xp.float32)
+        fn(grid, block, (values, rows, cols, b, c, np.int32(mc), np.int32(kc), np.int32(n)))
+        return c
+    return run
+
+
+def _torch_sparse(make: Callable[..., torch.Tensor], a: CSR | BSR) -> torch.Tensor:
+    """A torch.sparse CSR/BSR tensor sharing ``a``'s arrays. Our encoder guarantees the
+    invariants, so PyTorch's checks are off; its "support is in beta" notice is not actionable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return make(a.row_ptr, a.col_idx, a.values, a.shape, check_invariants=False)
+
+
+def _csr_cpu(a: CSR) -> Callable[[torch.Tensor], torch.Tensor]:
+    s = _torch_sparse(torch.sparse_csr_tensor, a)
+    return lambda b: s @ b
+
+
+def _bsr_cpu(a: BSR) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.sparse BSR (MKL) for square blocks. MKL rejects rectangular blocks ("non-square
+    blocks"), so those run as MKL CSR over the same non-zeros: on the CPU the block structure of,
+    say, 4×1 blocks buys nothing beyond CSR."""
+    if a.block[0] != a.block[1]:
+        return _csr_cpu(CSR.from_dense(a.to_dense()))
+    s = _torch_sparse(torch.sparse_bsr_tensor, a)
+    return lambda b: s @ b
+
+
+def sparse24_as_csr(a: Sparse24) -> CSR:
+    """The 2:4 matrix as CSR with k/2 entries per row (explicit zeros kept): the CPU path."""
+    m, k = a.shape
+    groups = torch.arange(k // 4).repeat_interleave(2).expand(m, -1)
+    col_idx = (4 * groups + a.positions().reshape(m, -1)).flatten().to(torch.int32)
+    row_ptr = torch.arange(0, m * (k // 2) + 1, k // 2, dtype=torch.int32)
+    return CSR(a.shape, row_ptr, col_idx, a.values.flatten(), torch.arange(m, dtype=torch.int32))
+
+
+def _compacted_cpu(a: Compacted) -> Callable[[torch.Tensor], torch.Tensor]:
+    rows, cols, values, all_rows = a.rows.long(), a.cols.long(), a.values, _all_rows(a)
+
+    def run(b: torch.Tensor) -> torch.Tensor:
+        product = values @ b.index_select(0, cols)
+        if all_rows:
+            return product
+        return torch.zeros(a.shape[0], b.shape[1], dtype=b.dtype).index_copy_(0, rows, product)
+    return run
+
+
+def _all_rows(a: Compacted) -> bool:
+    """True when no row is pruned (column compaction only): the output needs no scatter."""
+    return a.rows.numel() == a.shape[0] and torch.equal(a.rows.cpu().long(), torch.arange(a.shape[0]))
+
+
+def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
+    """Prepare C = A · B for a B with ``n`` columns; returns ``run(B) -> C``.
+
+    backend: ``"auto"`` (GPU if available, else CPU), ``None`` (CPU, torch tensors in and out),
+    or a :class:`Backend` (backend arrays in and out; fp32 only). ``fused`` picks the fused
+    gather-GEMM kernel for :class:`Compacted` on a backend.
+    """
+    if not isinstance(a, (CSR, BSR, Sparse24, Compacted)):
+        raise TypeError(f"a must be a CSR, BSR, Sparse24 or Compacted matrix, got {type(a).__name__}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (columns of B) must be a positive int, got {n!r}")
+    be = default_backend() if backend == "auto" else backend
+    if be is None:
+        cpu = {CSR: _csr_cpu, BSR: _bsr_cpu, Compacted: _compacted_cpu,
+               Sparse24: lambda s: _csr_cpu(sparse24_as_csr(s))}[type(a)]
+        return cpu(a.map(lambda t: t.cpu()))
+    if a.values.dtype != torch.float32:
+        raise TypeError(f"the GPU kernels are fp32: a.values has dtype {a.values.dtype}; convert with "
+                        "a.map(lambda t: t.float() if t.is_floating_point() else t)")
+    if isinstance(a, Compacted):
+        return _compacted_plan(a, n, be, fused)
+    return {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
+
+
+def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> torch.Tensor:
+    """C = A · B for a sparse ``a`` and a dense 2-D tensor ``b`` (rows of b = columns of a)."""
+    if not isinstance(b, torch.Tensor) or b.dim() != 2:
+        raise TypeError(f"b must be a 2-D torch.Tensor, got {type(b).__name__} {getattr(b, 'shape', '')}")
+    if b.shape[0] != a.shape[1]:
+        raise ValueError(f"b has {b.shape[0]} rows but a has {a.shape[1]} columns; they must match")
+    be = default_backend() if backend == "auto" else backend
+    run = plan(a, b.shape[1], be)
+    if be is None:
+        return run(b.to(a.values.dtype).cpu())
+    return be.tensor(run(be.array(b.to(torch.float32))))
+
+
+__all__ = [
+    "Backend",
+    "CupyBackend",
+    "default_backend",
+    "gpu_available",
+    "load_source",
+    "plan",
+    "sparse24_as_csr",
+    "spmm",
+]

@@ -1,0 +1,137 @@
+"""Sparsity-inducing penalties and the steps that make their zeros exact.
+
+SSL's objective (Wen et al., 2016; REFERENCE §1.4)::
+
+    E(W) = E_D(W) + λ·R(W) + Σ_g λ_g · R_g(W),     R_g(W) = Σ_l Σ_groups ‖w^(g)‖₂
+
+R is a non-structured term (ℓ2 = weight decay, or ℓ1 for the unstructured baseline) and R_g the
+group lasso over one group kind (:mod:`sparsitylab.sparsify.groups`). SGD on R_g adds λ_g · w/‖w_g‖₂ to
+the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
+
+- :func:`zero_small_` — the paper's practice: after **every** update set |w| < 1e-4 to 0;
+- :func:`prox_group_` — the proximal step of group lasso (block soft-threshold),
+  w_g ← max(0, 1 − η·λ_g/‖w_g‖) · w_g (derived — not from the paper), which zeroes a whole
+  group at once when ‖w_g‖ ≤ η·λ_g.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .groups import check_kind, following_batchnorm, group_layers, group_norms, group_squares, safe_norm
+from ..metrics import prunable_layers
+from ..train import Callback
+
+ZEROUT_THRESHOLD = 1e-4
+
+
+def check_strengths(strengths: Mapping[str, float]) -> dict[str, float]:
+    """Validate ``{group kind: λ_g ≥ 0}``."""
+    for kind, lam in strengths.items():
+        check_kind(kind)
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam >= 0:
+            raise ValueError(f"strength for {kind!r}={lam!r} must be a number ≥ 0")
+    return dict(strengths)
+
+
+def group_lasso(model: nn.Module, kind: str, layers: list[str] | None = None) -> torch.Tensor:
+    """R_g = Σ_layers Σ_groups ‖w_g‖₂ for one group kind."""
+    norms = group_norms(model, kind, layers)
+    return torch.stack([n.sum() for n in norms.values()]).sum() if norms else torch.zeros(())
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """R = Σ |w| over the weights of every Linear/Conv2d layer (the unstructured ℓ1 baseline)."""
+    return torch.stack([m.weight.abs().sum() for m in prunable_layers(model).values()]).sum()
+
+
+def l2_penalty(model: nn.Module) -> torch.Tensor:
+    """R = ½ Σ w² over the weights of every Linear/Conv2d layer (what weight decay adds)."""
+    return 0.5 * torch.stack([m.weight.pow(2).sum() for m in prunable_layers(model).values()]).sum()
+
+
+@torch.no_grad()
+def zero_small_(model: nn.Module, threshold: float = ZEROUT_THRESHOLD) -> int:
+    """Set every parameter entry with |w| < ``threshold`` to exactly 0 (SSL's ZEROUT); return how many are 0."""
+    if not threshold >= 0:
+        raise ValueError(f"threshold={threshold!r} must be ≥ 0")
+    zeros = 0
+    for p in model.parameters():
+        p.masked_fill_(p.abs() < threshold, 0.0)
+        zeros += p.numel() - int(p.count_nonzero())
+    return zeros
+
+
+def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) -> None:
+    layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
+    for p in (layer.bias, *((bn.weight, bn.bias) if bn is not None and bn.affine else ())):
+        if p is not None:
+            p.mul_(scale)
+
+
+@torch.no_grad()
+def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | None = None) -> None:
+    """Block soft-threshold every group of ``kind``: w_g ← max(0, 1 − step/‖w_g‖) · w_g, step = η·λ_g."""
+    if not step >= 0:
+        raise ValueError(f"step={step!r} must be ≥ 0 (learning rate × λ_g)")
+    modules = group_layers(model, kind)
+    bns = following_batchnorm(model)
+    for name, sq in group_squares(model, kind, layers).items():
+        norm = safe_norm(sq)
+        scale = torch.where(norm > step, 1 - step / torch.where(norm > 0, norm, torch.ones_like(norm)),
+                            torch.zeros_like(norm))
+        m = modules[name]
+        if kind in ("filter", "neuron_out"):
+            _scale_rows_(m, bns.get(m), scale)
+        elif kind == "channel":
+            m.weight.mul_(scale.view(1, -1, 1, 1))
+        elif kind == "neuron_in":
+            m.weight.mul_(scale.view(1, -1))
+        elif kind == "shape":
+            m.weight.mul_(scale.view(1, *m.weight.shape[1:]))
+        else:
+            for p in m.branch.parameters():
+                p.mul_(scale)
+
+
+@torch.no_grad()
+def prox_l1_(model: nn.Module, step: float) -> None:
+    """Element-wise soft-threshold of every Linear/Conv2d weight: w ← sign(w)·max(0, |w| − step)."""
+    if not step >= 0:
+        raise ValueError(f"step={step!r} must be ≥ 0 (learning rate × λ)")
+    for m in prunable_layers(model).values():
+        m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() - step).clamp_min(0))
+
+
+class StructuredPenalty(Callback):
+    """λ·R + Σ_g λ_g·R_g as a training :class:`Callback`, with the paper's 1e-4 zeroing after every step.
+
+    strengths: {group kind: λ_g}. ``l1``: λ of an ℓ1 term R (the unstructured baseline; ℓ2 is the
+    optimizer's weight decay). ``layers``: {group kind: module names} to restrict a kind.
+    ``threshold``: ZEROUT threshold (None = no zeroing).
+    """
+
+    def __init__(self, strengths: Mapping[str, float], l1: float = 0.0,
+                 layers: Mapping[str, list[str]] | None = None, threshold: float | None = ZEROUT_THRESHOLD):
+        self.strengths = check_strengths(strengths)
+        if not l1 >= 0:
+            raise ValueError(f"l1={l1!r} must be ≥ 0")
+        self.l1, self.layers, self.threshold = l1, dict(layers or {}), threshold
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | float:
+        total: torch.Tensor | float = self.l1 * l1_penalty(model) if self.l1 else 0.0
+        for kind, lam in self.strengths.items():
+            if lam:
+                total = total + lam * group_lasso(model, kind, self.layers.get(kind))
+        return total
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if self.threshold is not None:
+            zero_small_(model, self.threshold)
+
+
+__all__ = ["ZEROUT_THRESHOLD", "check_strengths", "group_lasso", "l1_penalty", "l2_penalty", "zero_small_",
+           "prox_group_", "prox_l1_", "StructuredPenalty"]

@@ -1,0 +1,177 @@
+"""Fixed-mask reparametrisation: exact zeros through momentum/weight decay, save/load, bake-in."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsitylab import metrics, models
+from sparsitylab import reparam
+from sparsitylab.sparsify.masks import topk_mask
+
+
+def magnitude_masks(model, sparsity):
+    return {name: topk_mask(m.weight, sparsity) for name, m in metrics.prunable_layers(model).items()}
+
+
+def train_steps(model, optimizer, steps, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+@pytest.fixture
+def lenet():
+    torch.manual_seed(0)
+    return models.lenet5()
+
+
+def test_forward_equals_dense_model_with_zeroed_weights(lenet):
+    masks = magnitude_masks(lenet, 0.7)
+    dense = copy.deepcopy(lenet)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            dense.get_submodule(name).weight.mul_(mask)
+    reparam.apply_masks(lenet, masks)
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(lenet(x), dense(x))
+    assert all(abs(s - 0.7) < 1e-3 for s in metrics.layer_sparsity(lenet).values())
+
+
+def test_pruned_weights_stay_exactly_zero_through_momentum_and_weight_decay(lenet):
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-3)
+    train_steps(lenet, opt, 3)  # momentum buffers are now non-zero everywhere
+    masks = magnitude_masks(lenet, 0.9)
+    reparam.apply_masks(lenet, masks)  # optimiser built BEFORE masking keeps working
+    before = {n: lenet.get_submodule(n).weight.detach().clone() for n in masks}
+    train_steps(lenet, opt, 10, seed=1)
+    for name, mask in masks.items():
+        layer = lenet.get_submodule(name)
+        assert (layer.weight[~mask] == 0).all()  # exact zeros, not just small
+        assert not torch.equal(layer.weight.detach(), before[name])  # kept weights did train
+    nonzeros = sum(int(m.sum()) for m in masks.values())
+    assert metrics.count_nonzeros(reparam.remove_masks(lenet)) - sum(
+        m.bias.count_nonzero().item() for m in metrics.prunable_layers(lenet).values()) == nonzeros
+
+
+def test_zeroing_weights_once_is_not_enough_control(lenet):
+    """Control experiment: without the reparametrisation, momentum revives pruned weights."""
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-3)
+    train_steps(lenet, opt, 3)
+    masks = magnitude_masks(lenet, 0.9)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            lenet.get_submodule(name).weight.mul_(mask)
+    train_steps(lenet, opt, 2, seed=1)
+    assert metrics.global_sparsity(lenet) < 0.5
+
+
+def test_loss_gradient_of_pruned_original_is_zero(lenet):
+    masks = magnitude_masks(lenet, 0.8)
+    reparam.apply_masks(lenet, masks)
+    F.cross_entropy(lenet(torch.randn(8, 1, 28, 28)), torch.arange(8)).backward()
+    for name, mask in masks.items():
+        grad = lenet.get_submodule(name).parametrizations.weight.original.grad
+        assert (grad[~mask] == 0).all() and grad[mask].abs().sum() > 0
+
+
+def test_state_dict_round_trip_weights_only(lenet):
+    reparam.apply_masks(lenet, magnitude_masks(lenet, 0.75))
+    buffer = io.BytesIO()
+    torch.save(lenet.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert sorted(reparam.masked_layer_names(state)) == sorted(metrics.prunable_layers(lenet))
+    fresh = reparam.load_masked_state_dict(models.lenet5(), state)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(fresh(x), lenet(x))
+    assert metrics.layer_sparsity(fresh) == metrics.layer_sparsity(lenet)
+    with pytest.raises(RuntimeError):  # a plain model cannot take the masked keys: that is why the helper exists
+        models.lenet5().load_state_dict(state)
+
+
+def test_update_replaces_mask_and_zeroes_original(lenet):
+    reparam.apply_masks(lenet, magnitude_masks(lenet, 0.5))
+    reparam.apply_masks(lenet, magnitude_masks(lenet, 0.9))
+    fc = lenet.get_submodule("5")
+    assert len(fc.parametrizations.weight) == 1  # replaced, not stacked
+    assert abs(metrics.layer_sparsity(lenet)["5"] - 0.9) < 1e-3
+    assert (fc.parametrizations.weight.original[~reparam.get_masks(lenet)["5"]] == 0).all()
+
+
+def test_remove_bakes_in_plain_parameters(lenet):
+    reparam.apply_masks(lenet, magnitude_masks(lenet, 0.6))
+    expected = metrics.layer_sparsity(lenet)
+    reparam.remove_masks(lenet)
+    assert not reparam.is_masked(lenet)
+    assert not any("parametrizations" in k for k in lenet.state_dict())
+    assert all(isinstance(m.weight, torch.nn.Parameter) for m in metrics.prunable_layers(lenet).values())
+    assert metrics.layer_sparsity(lenet) == expected
+
+
+def test_remove_on_a_deep_copy_leaves_the_original_masked(lenet):
+    reparam.apply_masks(lenet, magnitude_masks(lenet, 0.8))
+    x = torch.randn(2, 1, 28, 28)
+    expected = lenet(x)
+    baked = reparam.remove_masks(copy.deepcopy(lenet))
+    torch.testing.assert_close(lenet(x), expected)  # the original still has its weight property
+    torch.testing.assert_close(baked(x), expected)
+    assert reparam.is_masked(lenet) and not reparam.is_masked(baked)
+    assert type(baked[0]) is torch.nn.Conv2d and "Parametrized" in type(lenet[0]).__name__
+    reparam.remove_masks(lenet)  # and the other way round
+    torch.testing.assert_close(lenet(x), expected)
+
+
+def test_deepcopy_and_partial_masking(lenet):
+    reparam.apply_masks(lenet, {"0": topk_mask(lenet[0].weight, 0.5)})
+    clone = copy.deepcopy(lenet)
+    assert list(reparam.get_masks(clone)) == ["0"]
+    assert torch.equal(clone[0].weight, lenet[0].weight)
+
+
+def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
+    torch.manual_seed(1)
+    net = models.convnet_bn()                                  # "1": BatchNorm2d(32), "13": Linear(128, 10)
+    keep, keep_fc = torch.arange(32) % 2 == 0, torch.arange(10) < 7
+    masks = {"1.weight": keep, "1.bias": keep, "13.bias": keep_fc}
+    reparam.apply_masks(net, masks)
+    names = ["1", "1.bias", "13.bias"]                          # a weight mask is named by its layer
+    assert sorted(reparam.get_masks(net)) == names
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 1, 28, 28)).sum().backward()
+        opt.step()
+    bn, fc = net[1], net[13]
+    assert (bn.weight[~keep] == 0).all() and (bn.bias[~keep] == 0).all() and (fc.bias[~keep_fc] == 0).all()
+    assert bn.weight[keep].ne(0).all()
+    state = net.state_dict()
+    assert sorted(reparam.masked_layer_names(state)) == names
+    fresh = reparam.load_masked_state_dict(models.convnet_bn(), state)
+    x = torch.randn(2, 1, 28, 28)
+    net.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(x), net(x))
+    reparam.remove_masks(net)
+    assert not reparam.is_masked(net) and isinstance(net[1].bias, torch.nn.Parameter)
+    assert not any("parametrizations" in k for k in net.state_dict())
+    torch.testing.assert_close(net(x), fresh(x))
+
+
+@pytest.mark.parametrize("masks,err,msg", [
+    ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
+    ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
+    ({"0.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
+    ({"0.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+    ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+    ({"0": [[1]]}, TypeError, "torch.Tensor"),
+])
+def test_bad_masks_raise(lenet, masks, err, msg):
+    with pytest.raises(err, match=msg):
+        reparam.apply_masks(lenet, masks)
