@@ -7,11 +7,13 @@ Layout (see README.md, "How the code is organised", for the import layers):
 - ``models``   MLP 784-500-300-10, LeNet-5 (SSL), ConvNet-BN, ResNet-20
 - ``train``    ``fit``/``evaluate`` with callbacks for penalties and post-step actions
 - ``metrics``  sparsity, counts, FLOPs/MACs, latency
-- ``widgets``  ``explore``: live knobs, a static default figure, kernel-free frame sliders (``frames``)
+- ``widgets``  ``explore``: live knobs, a static default figure, kernel-free frame sliders
+  (``frames``)
 - ``sparsify``  which weights: masks, groups, budgets, schedules, sensitivity, penalties
 - ``reparam``   how the effective weight is formed (fixed masks via ``torch.nn.utils.parametrize``)
 - ``methods``   one module per paper's method (``Method``: prepare → train callbacks → finalize)
-- ``deploy``    from zeros to speed: compaction, formats, sparse matmul (GPU kernels / CPU), kernel emulation
+- ``deploy``    from zeros to speed: compaction, formats, sparse matmul (GPU kernels / CPU), kernel
+  emulation
 - ``benchmarks``, ``cli``  ``sparsitylab bench NAME`` and the command line
 
 See README.md, "How the code is organised".

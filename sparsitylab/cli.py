@@ -1,4 +1,4 @@
-"""The ``sparsitylab`` command line.
+"""The ``sparsitylab`` command line. Usage::
 
     sparsitylab version
     sparsitylab data find            # where Fashion-MNIST was found (exit 1 if nowhere)
@@ -17,7 +17,9 @@ import sys
 def _benchmarks() -> list[str]:
     from . import benchmarks
 
-    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_")
+    )
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -47,8 +49,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sparsitylab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sparsitylab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version")
     data_p = sub.add_parser("data", help="find or download Fashion-MNIST")

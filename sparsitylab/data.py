@@ -23,11 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FASHION_MNIST_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -54,8 +62,14 @@ class ChecksumError(ValueError):
 
 # ----------------------------------------------------------------------------- IDX files
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def parse_idx(raw: bytes) -> np.ndarray:
@@ -77,7 +91,11 @@ def parse_idx(raw: bytes) -> np.ndarray:
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise ValueError(f"IDX file has {len(raw)} bytes, expected {expected} for shape {shape}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def read_verified(path: Path, sha256: str) -> bytes:
@@ -87,21 +105,32 @@ def read_verified(path: Path, sha256: str) -> bytes:
         raw = gzip.decompress(raw)
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
-        raise ChecksumError(f"{path}: SHA-256 {digest} does not match the expected {sha256}; "
-                            "the file is damaged or not the original - delete it and fetch it again")
+        raise ChecksumError(
+            f"{path}: SHA-256 {digest} does not match the expected {sha256}; "
+            "the file is damaged or not the original - delete it and fetch it again"
+        )
     return raw
 
 
 # ----------------------------------------------------------------------------- finding the data
 
+
 def cache_dir() -> Path:
     """The user cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``) / sparsitylab / fashion-mnist."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sparsitylab" / "fashion-mnist"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "sparsitylab"
+        / "fashion-mnist"
+    )
 
 
 def candidate_dirs() -> list[Path]:
     """The folders searched for Fashion-MNIST, in order."""
-    dirs = [Path(os.environ["SPARSITYLAB_DATA"]).expanduser()] if os.environ.get("SPARSITYLAB_DATA") else []
+    dirs = (
+        [Path(os.environ["SPARSITYLAB_DATA"]).expanduser()]
+        if os.environ.get("SPARSITYLAB_DATA")
+        else []
+    )
     return dirs + [cache_dir(), DEBIAN_DIR]
 
 
@@ -153,7 +182,10 @@ def download_fashion_mnist(folder: Path | None = None, mirror: str = FASHION_MNI
         try:
             with urllib.request.urlopen(mirror + stem + ".gz", timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=stem) as bar:
+                with (
+                    open(tmp, "wb") as out,
+                    tqdm(total=total, unit="B", unit_scale=True, desc=stem) as bar,
+                ):
                     while chunk := response.read(1 << 16):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -161,7 +193,9 @@ def download_fashion_mnist(folder: Path | None = None, mirror: str = FASHION_MNI
             tmp.replace(target)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            raise DatasetNotFoundError(f"download of {stem}.gz failed ({err}).\n" + not_found_message()) from err
+            raise DatasetNotFoundError(
+                f"download of {stem}.gz failed ({err}).\n" + not_found_message()
+            ) from err
         except ChecksumError:
             tmp.unlink(missing_ok=True)
             raise
@@ -193,11 +227,18 @@ def load_fashion_mnist(download: bool = False) -> tuple[ImageSplit, ImageSplit]:
         if not download:
             raise DatasetNotFoundError(not_found_message())
         folder = download_fashion_mnist()
-    arrays = {stem: parse_idx(read_verified(_file_in(folder, stem), sha))  # type: ignore[arg-type]
-              for stem, sha in FASHION_MNIST_FILES.items()}
+    arrays = {
+        stem: parse_idx(read_verified(_file_in(folder, stem), sha))  # type: ignore[arg-type]
+        for stem, sha in FASHION_MNIST_FILES.items()
+    }
 
     def split(prefix: str) -> ImageSplit:
-        images = torch.from_numpy(arrays[f"{prefix}-images-idx3-ubyte"].copy()).float().div_(255).unsqueeze(1)
+        images = (
+            torch.from_numpy(arrays[f"{prefix}-images-idx3-ubyte"].copy())
+            .float()
+            .div_(255)
+            .unsqueeze(1)
+        )
         labels = torch.from_numpy(arrays[f"{prefix}-labels-idx1-ubyte"].astype(np.int64))
         return ImageSplit(images, labels)
 
@@ -215,10 +256,13 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> tuple[Image
     images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(digits.target.astype(np.int64))
     train_idx, test_idx = split_indices(len(labels), test_fraction, seed)
-    return ImageSplit(images[train_idx], labels[train_idx]), ImageSplit(images[test_idx], labels[test_idx])
+    return ImageSplit(images[train_idx], labels[train_idx]), ImageSplit(
+        images[test_idx], labels[test_idx]
+    )
 
 
 # ----------------------------------------------------------------------------- splits and loaders
+
 
 def split_indices(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic shuffle of ``range(n)`` cut into (1 - fraction, fraction) parts."""
@@ -229,11 +273,15 @@ def split_indices(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor,
     return perm[n_second:], perm[:n_second]
 
 
-def train_val_split(split: ImageSplit, val_fraction: float = 1 / 12, seed: int = 0) -> tuple[ImageSplit, ImageSplit]:
+def train_val_split(
+    split: ImageSplit, val_fraction: float = 1 / 12, seed: int = 0
+) -> tuple[ImageSplit, ImageSplit]:
     """Deterministic train/validation split (default 55 000 / 5 000 for Fashion-MNIST)."""
     keep, val = split_indices(len(split), val_fraction, seed)
-    return (ImageSplit(split.images[keep], split.labels[keep]),
-            ImageSplit(split.images[val], split.labels[val]))
+    return (
+        ImageSplit(split.images[keep], split.labels[keep]),
+        ImageSplit(split.images[val], split.labels[val]),
+    )
 
 
 def subset(split: ImageSplit, n: int | None, seed: int = 0) -> ImageSplit:
@@ -246,8 +294,13 @@ def subset(split: ImageSplit, n: int | None, seed: int = 0) -> ImageSplit:
     return ImageSplit(split.images[idx], split.labels[idx])
 
 
-def make_loader(split: ImageSplit, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
-                normalize: bool = True) -> DataLoader:
+def make_loader(
+    split: ImageSplit,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    seed: int = 0,
+    normalize: bool = True,
+) -> DataLoader:
     """A DataLoader over an in-memory split; shuffling is reproducible through ``seed``.
 
     The shuffle generator is seeded once, here: a fresh loader with the same seed gives the same
@@ -256,7 +309,9 @@ def make_loader(split: ImageSplit, batch_size: int = 128, shuffle: bool = False,
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be positive")
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(split.dataset(normalize), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(
+        split.dataset(normalize), batch_size=batch_size, shuffle=shuffle, generator=generator
+    )
 
 
 @dataclass(frozen=True)
@@ -266,18 +321,40 @@ class Loaders:
     test: DataLoader
 
 
-def fashion_mnist_loaders(batch_size: int = 128, train_size: int | None = None, test_size: int | None = None,
-                          val_fraction: float = 1 / 12, seed: int = 0, download: bool = False) -> Loaders:
+def fashion_mnist_loaders(
+    batch_size: int = 128,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    val_fraction: float = 1 / 12,
+    seed: int = 0,
+    download: bool = False,
+) -> Loaders:
     """Train / validation / test loaders for Fashion-MNIST, optionally on deterministic subsets."""
     train, test = load_fashion_mnist(download=download)
     train, val = train_val_split(train, val_fraction, seed)
     train = subset(train, train_size, seed)
-    return Loaders(make_loader(train, batch_size, shuffle=True, seed=seed),
-                   make_loader(val, 1024), make_loader(subset(test, test_size, seed), 1024))
+    return Loaders(
+        make_loader(train, batch_size, shuffle=True, seed=seed),
+        make_loader(val, 1024),
+        make_loader(subset(test, test_size, seed), 1024),
+    )
 
 
 __all__ = [
-    "FASHION_MNIST_CLASSES", "DatasetNotFoundError", "ChecksumError", "ImageSplit", "Loaders",
-    "parse_idx", "read_verified", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist",
-    "load_digits_split", "split_indices", "train_val_split", "subset", "make_loader", "fashion_mnist_loaders",
+    "FASHION_MNIST_CLASSES",
+    "DatasetNotFoundError",
+    "ChecksumError",
+    "ImageSplit",
+    "Loaders",
+    "parse_idx",
+    "read_verified",
+    "find_fashion_mnist",
+    "download_fashion_mnist",
+    "load_fashion_mnist",
+    "load_digits_split",
+    "split_indices",
+    "train_val_split",
+    "subset",
+    "make_loader",
+    "fashion_mnist_loaders",
 ]

@@ -37,7 +37,8 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
 
     if not isinstance(fig, Figure):
         raise TypeError(
-            f"expected a matplotlib Figure, got {type(fig).__name__}; the plot function must return one"
+            f"expected a matplotlib Figure, got {type(fig).__name__}; the plot function must "
+            f"return one"
         )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
@@ -68,7 +69,8 @@ def _check_frames(frames: Sequence[bytes]) -> None:
     too_big = [i for i, f in enumerate(frames) if len(f) > MAX_FRAME_BYTES]
     if too_big:
         raise ValueError(
-            f"frames {too_big} exceed MAX_FRAME_BYTES={MAX_FRAME_BYTES}; lower the dpi or the figure size"
+            f"frames {too_big} exceed MAX_FRAME_BYTES={MAX_FRAME_BYTES}; lower the dpi or the "
+            f"figure size"
         )
     total = sum(len(f) for f in frames)
     if total > MAX_SLIDER_BYTES:
@@ -102,14 +104,18 @@ def _axis_row(name: str, labels: Sequence[str], position: int) -> str:
     """One labelled range input with step buttons and the current value."""
     esc = html.escape(name)
     return (
-        f'<div class="sl-frame-controls" style="{_ROW_STYLE}"><span style="font-weight:600;min-width:5em">{esc}</span>'
-        f'<button type="button" class="sl-prev" aria-label="previous {esc}" style="{_BUTTON_STYLE}" '
+        f'<div class="sl-frame-controls" style="{_ROW_STYLE}"><span '
+        f'style="font-weight:600;min-width:5em">{esc}</span>'
+        f'<button type="button" class="sl-prev" aria-label="previous {esc}" '
+        f'style="{_BUTTON_STYLE}" '
         f'onclick="{html.escape(_STEP.format(step=-1))}">&#9664;</button>'
-        f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="{position}" aria-label="{esc}" '
+        f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="{position}" '
+        f'aria-label="{esc}" '
         f'style="width:16em;max-width:50%;vertical-align:middle" oninput="{html.escape(_SHOW)}">'
         f'<button type="button" class="sl-next" aria-label="next {esc}" style="{_BUTTON_STYLE}" '
         f'onclick="{html.escape(_STEP.format(step=1))}">&#9654;</button>'
-        f'<output style="font-family:monospace;min-width:4em">{html.escape(labels[position])}</output></div>'
+        f"<output "
+        f'style="font-family:monospace;min-width:4em">{html.escape(labels[position])}</output></div>'
     )
 
 
@@ -119,8 +125,8 @@ def frame_grid_html(
     """A self-contained HTML viewer over PNG frames for every combination of several knobs.
 
     ``axes`` maps each knob's name to the labels of its values; ``frames`` holds one PNG per
-    combination in row-major order (the last axis varies fastest), so with axes of sizes
-    (n_1, ..., n_d) the frame for positions (i_1, ..., i_d) is number ((i_1 n_2 + i_2) n_3 + ...) + i_d.
+    combination in row-major order (the last axis varies fastest), so with axes of sizes (n_1, ...,
+    n_d) the frame for positions (i_1, ..., i_d) is number ((i_1 n_2 + i_2) n_3 + ...) + i_d.
     ``start`` gives each axis's initial position (default: all 0). Inline JS only; no kernel needed.
     """
     _check_frames(frames)
@@ -172,7 +178,8 @@ def frame_grid_html(
 def frame_slider_html(
     frames: Sequence[bytes], labels: Sequence[str], name: str = "value", start: int = 0
 ) -> str:
-    """A self-contained HTML slider over PNG frames for one knob (inline JS only; works without a kernel).
+    """A self-contained HTML slider over PNG frames for one knob (inline JS only; works without a
+    kernel).
 
     ``frames`` are PNG bytes (see ``figure_png``), ``labels`` the knob value shown for each frame,
     ``name`` the knob's name and ``start`` the index of the frame shown first.

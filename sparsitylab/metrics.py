@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -47,8 +47,9 @@ def global_sparsity(model: nn.Module) -> float:
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter, with a parametrised weight replaced by its effective value.
 
-    ``torch.nn.utils.parametrize`` stores the raw tensor as ``<layer>.parametrizations.weight.original``;
-    the model computes with ``<layer>.weight``, which is what we count.
+    ``torch.nn.utils.parametrize`` stores the raw tensor as
+    ``<layer>.parametrizations.weight.original``; the model computes with ``<layer>.weight``, which
+    is what we count.
     """
     out = {}
     for name, p in model.named_parameters():
@@ -94,19 +95,26 @@ class LayerCost:
         return 2 * self.sparse_macs
 
 
-def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28),
-                layer_types: tuple[type[nn.Module], ...] = PRUNABLE) -> list[LayerCost]:
+def layer_costs(
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (1, 1, 28, 28),
+    layer_types: tuple[type[nn.Module], ...] = PRUNABLE,
+) -> list[LayerCost]:
     """Per-sample MACs of every Linear/Conv2d layer (or of ``layer_types``), dense and sparse-aware.
 
     Linear: MACs = in·out. Conv2d: MACs = H_out·W_out·C_out·(C_in/groups)·k_h·k_w, i.e. output
-    positions × weight size. The sparse-aware count replaces the weight size by its non-zeros
-    (what an ideal sparse kernel would compute). Biases are not counted. Other ``layer_types``
-    must hold a ``weight`` and are counted like Conv2d when their output is an image, else like Linear.
+    positions × weight size. The sparse-aware count replaces the weight size by its non-zeros (what
+    an ideal sparse kernel would compute). Biases are not counted. Other ``layer_types`` must hold a
+    ``weight`` and are counted like Conv2d when their output is an image, else like Linear.
     """
     shapes: dict[str, tuple[int, ...]] = {}
     layers = {name: m for name, m in model.named_modules() if isinstance(m, layer_types)}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:])))
-             for n, m in layers.items()]
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:]))
+        )
+        for n, m in layers.items()
+    ]
     device = next(model.parameters()).device
     was_training = model.training
     try:
@@ -124,12 +132,24 @@ def layer_costs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28),
         w = m.weight.detach()
         positions = shapes[name][-2] * shapes[name][-1] if len(shapes[name]) == 3 else 1
         nnz = w.count_nonzero().item()
-        costs.append(LayerCost(name, type(m).__name__, tuple(w.shape), shapes[name], w.numel(), nnz,
-                               positions * w.numel(), positions * nnz))
+        costs.append(
+            LayerCost(
+                name,
+                type(m).__name__,
+                tuple(w.shape),
+                shapes[name],
+                w.numel(),
+                nnz,
+                positions * w.numel(),
+                positions * nnz,
+            )
+        )
     return costs
 
 
-def total_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28), sparse: bool = False) -> int:
+def total_macs(
+    model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28), sparse: bool = False
+) -> int:
     """Sum of per-sample MACs over the Linear/Conv2d layers (sparse-aware if ``sparse``)."""
     return sum(c.sparse_macs if sparse else c.macs for c in layer_costs(model, input_shape))
 
@@ -138,12 +158,28 @@ def costs_table(costs: list[LayerCost]):
     """The layer costs as a pandas DataFrame (one row per layer, plus a total row)."""
     import pandas as pd
 
-    rows = [{"layer": c.name, "type": c.kind, "weight": "×".join(map(str, c.weight_shape)), "params": c.params,
-             "nonzeros": c.nonzeros, "sparsity": 1 - c.nonzeros / c.params, "MACs": c.macs,
-             "sparse MACs": c.sparse_macs} for c in costs]
-    total = {"layer": "total", "type": "", "weight": "", "params": sum(c.params for c in costs),
-             "nonzeros": sum(c.nonzeros for c in costs), "MACs": sum(c.macs for c in costs),
-             "sparse MACs": sum(c.sparse_macs for c in costs)}
+    rows = [
+        {
+            "layer": c.name,
+            "type": c.kind,
+            "weight": "×".join(map(str, c.weight_shape)),
+            "params": c.params,
+            "nonzeros": c.nonzeros,
+            "sparsity": 1 - c.nonzeros / c.params,
+            "MACs": c.macs,
+            "sparse MACs": c.sparse_macs,
+        }
+        for c in costs
+    ]
+    total = {
+        "layer": "total",
+        "type": "",
+        "weight": "",
+        "params": sum(c.params for c in costs),
+        "nonzeros": sum(c.nonzeros for c in costs),
+        "MACs": sum(c.macs for c in costs),
+        "sparse MACs": sum(c.sparse_macs for c in costs),
+    }
     total["sparsity"] = 1 - total["nonzeros"] / total["params"]
     return pd.DataFrame(rows + [total]).set_index("layer")
 
@@ -161,15 +197,20 @@ class Latency:
         return f"{self.median * 1e3:.3f} ms (IQR {self.q1 * 1e3:.3f}-{self.q3 * 1e3:.3f} ms, n={self.repeats})"
 
 
-def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 30,
-                    cuda: bool | None = None) -> Latency:
+def measure_latency(
+    fn: Callable[[], object], warmup: int = 5, repeats: int = 30, cuda: bool | None = None
+) -> Latency:
     """Median wall time of ``fn()`` after ``warmup`` calls, synchronising CUDA around each call.
 
     ``cuda=None`` synchronises whenever CUDA is available. Runs under ``torch.no_grad``.
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup={warmup} must be ≥ 0 and repeats={repeats} ≥ 1")
-    sync = torch.cuda.synchronize if (torch.cuda.is_available() if cuda is None else cuda) else (lambda: None)
+    sync = (
+        torch.cuda.synchronize
+        if (torch.cuda.is_available() if cuda is None else cuda)
+        else (lambda: None)
+    )
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
@@ -183,7 +224,9 @@ def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 30
     return Latency(statistics.median(times), q[0], q[2], repeats)
 
 
-def model_latency(model: nn.Module, input_shape: tuple[int, ...] = (256, 1, 28, 28), **kwargs) -> Latency:
+def model_latency(
+    model: nn.Module, input_shape: tuple[int, ...] = (256, 1, 28, 28), **kwargs
+) -> Latency:
     """Inference latency of ``model`` on a zero batch of ``input_shape`` (eval mode)."""
     device = next(model.parameters()).device
     x = torch.zeros(input_shape, device=device)
@@ -191,6 +234,20 @@ def model_latency(model: nn.Module, input_shape: tuple[int, ...] = (256, 1, 28, 
     return measure_latency(lambda: model(x), cuda=device.type == "cuda", **kwargs)
 
 
-__all__ = ["PRUNABLE", "prunable_layers", "sparsity", "layer_sparsity", "global_sparsity", "effective_parameters", "count_parameters",
-           "count_nonzeros", "LayerCost", "layer_costs", "total_macs", "costs_table", "Latency",
-           "measure_latency", "model_latency"]
+__all__ = [
+    "PRUNABLE",
+    "prunable_layers",
+    "sparsity",
+    "layer_sparsity",
+    "global_sparsity",
+    "effective_parameters",
+    "count_parameters",
+    "count_nonzeros",
+    "LayerCost",
+    "layer_costs",
+    "total_macs",
+    "costs_table",
+    "Latency",
+    "measure_latency",
+    "model_latency",
+]

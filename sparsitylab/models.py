@@ -35,20 +35,37 @@ def lenet5(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) ->
     if side <= 0:
         raise ValueError(f"image_size={image_size} is too small for LeNet (needs ≥ 12)")
     return nn.Sequential(
-        nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2),
-        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(50 * side * side, 500), nn.ReLU(), nn.Linear(500, num_classes),
+        nn.Conv2d(in_channels, 20, 5),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(50 * side * side, 500),
+        nn.ReLU(),
+        nn.Linear(500, num_classes),
     )
 
 
-def convnet_bn(in_channels: int = 1, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Sequential:
+def convnet_bn(
+    in_channels: int = 1, num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)
+) -> nn.Sequential:
     """conv-BN-ReLU ×3 with max-pooling after the 2nd and 3rd, global average pool, fc."""
     c1, c2, c3 = widths
     return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(),
-        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3, padding=1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c3, num_classes),
+        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c3, num_classes),
     )
 
 
@@ -75,8 +92,11 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.branch: nn.Module | None = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(),
-            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
         )
         self.shortcut = ShortcutA(in_channels, out_channels, stride)
 
@@ -94,26 +114,37 @@ class BasicBlock(nn.Module):
 class ResNetCifar(nn.Module):
     """CIFAR-style ResNet-(6n+2): stem conv 16, three stages of n blocks, global pool, fc."""
 
-    def __init__(self, blocks_per_stage: int = 3, in_channels: int = 1, num_classes: int = 10,
-                 widths: tuple[int, int, int] = (16, 32, 64)):
+    def __init__(
+        self,
+        blocks_per_stage: int = 3,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: tuple[int, int, int] = (16, 32, 64),
+    ):
         super().__init__()
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage={blocks_per_stage} must be ≥ 1")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
         blocks, c_in = [], widths[0]
         for stage, c_out in enumerate(widths):
             for i in range(blocks_per_stage):
                 blocks.append(BasicBlock(c_in, c_out, stride=2 if stage > 0 and i == 0 else 1))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def depth(self) -> int:
-        """Weight layers on the longest path: stem + 2 per remaining branch + fc (20 for ResNet-20)."""
+        """Weight layers on the longest path: stem + 2 per remaining branch + fc (20 for
+        ResNet-20)."""
         return 2 + 2 * sum(b.branch is not None for b in self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,4 +166,14 @@ def build(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["mlp", "lenet5", "convnet_bn", "resnet20", "ResNetCifar", "BasicBlock", "ShortcutA", "MODELS", "build"]
+__all__ = [
+    "mlp",
+    "lenet5",
+    "convnet_bn",
+    "resnet20",
+    "ResNetCifar",
+    "BasicBlock",
+    "ShortcutA",
+    "MODELS",
+    "build",
+]

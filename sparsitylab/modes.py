@@ -22,7 +22,9 @@ def is_quick() -> bool:
         return False
     if value in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(f"{ENV_VAR}={value!r} is not understood; use 1/0, true/false, yes/no or on/off")
+    raise ValueError(
+        f"{ENV_VAR}={value!r} is not understood; use 1/0, true/false, yes/no or on/off"
+    )
 
 
 def pick(full: T, quick: T) -> T:
@@ -34,5 +36,5 @@ def pick(full: T, quick: T) -> T:
 
 
 def mode_name() -> str:
-    """"quick" or "full", for labelling printed results."""
+    """ "quick" or "full", for labelling printed results."""
     return "quick" if is_quick() else "full"

@@ -1,5 +1,5 @@
-"""Timing helpers for the benchmarks: interleaved medians and their clock on a shared CPU (``bench spmm``),
-and the CPU name every benchmark records."""
+"""Timing helpers for the benchmarks: interleaved medians and their clock on a shared CPU (``bench
+spmm``), and the CPU name every benchmark records."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ import torch
 
 
 def cpu_clock(threads: int) -> Callable[[], float]:
-    """With one thread, the CPU time of the calling thread (``time.thread_time``): other processes on a
-    shared machine then do not distort it. With more threads (work on other threads), wall time."""
+    """With one thread, the CPU time of the calling thread (``time.thread_time``): other processes
+    on a shared machine then do not distort it. With more threads (work on other threads), wall
+    time."""
     return time.thread_time if threads == 1 else time.perf_counter
 
 
-def interleaved_medians(calls: Sequence[Callable[[], object]], repeats: int,
-                        clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def interleaved_medians(
+    calls: Sequence[Callable[[], object]],
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
     """Median seconds of each call, timed round-robin (one of each per round) so all see the same
     machine state: drift between separate loops would bias their ratios."""
     if repeats < 1:

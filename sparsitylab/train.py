@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,7 +76,9 @@ class History:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: str | torch.device | None = None
+) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (model put in eval mode)."""
     device = resolve_device(device if device is not None else next(model.parameters()).device)
     model.eval()
@@ -97,18 +99,36 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return evaluate(model, loader)["acc"]
 
 
-def sgd(model: nn.Module, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4,
-        nesterov: bool = False) -> torch.optim.SGD:
+def sgd(
+    model: nn.Module,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = False,
+) -> torch.optim.SGD:
     """SGD over all trainable parameters (the optimiser all the documents use)."""
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr,
-                           momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+    )
 
 
-def fit(model: nn.Module, train_loader: DataLoader, epochs: int, optimizer: torch.optim.Optimizer | None = None,
-        val_loader: DataLoader | None = None, callbacks: Sequence[Callback] = (),
-        scheduler: str | Callable[[torch.optim.Optimizer, int], object] | None = "cosine",
-        device: str | torch.device | None = None, progress: bool = True, desc: str = "train",
-        max_steps: int | None = None) -> History:
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    val_loader: DataLoader | None = None,
+    callbacks: Sequence[Callback] = (),
+    scheduler: str | Callable[[torch.optim.Optimizer, int], object] | None = "cosine",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    max_steps: int | None = None,
+) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` epochs and return its :class:`History`.
 
     ``scheduler``: "cosine" (per-step cosine decay to 0), None (constant LR) or a function
@@ -122,7 +142,11 @@ def fit(model: nn.Module, train_loader: DataLoader, epochs: int, optimizer: torc
     device = resolve_device(device)
     model.to(device)
     optimizer = optimizer or sgd(model)
-    total_steps = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
+    total_steps = (
+        epochs * len(train_loader)
+        if max_steps is None
+        else min(max_steps, epochs * len(train_loader))
+    )
     if scheduler == "cosine":
         lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     elif scheduler is None:
@@ -157,12 +181,18 @@ def fit(model: nn.Module, train_loader: DataLoader, epochs: int, optimizer: torc
             bar.set_postfix(epoch=epoch, loss=f"{loss_sum / count:.3f}")
             if step >= total_steps:
                 break
-        record = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count,
-                  "seconds": time.perf_counter() - start}
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / count,
+            "train_acc": correct / count,
+            "seconds": time.perf_counter() - start,
+        }
         if val_loader is not None:
             val = evaluate(model, val_loader, device)
             record.update(val_loss=val["loss"], val_acc=val["acc"])
-            bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+            bar.set_postfix(
+                epoch=epoch, loss=f"{record['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}"
+            )
         for cb in callbacks:
             cb.on_epoch_end(model, epoch, record)
         history.records.append(record)
@@ -172,4 +202,13 @@ def fit(model: nn.Module, train_loader: DataLoader, epochs: int, optimizer: torc
     return history
 
 
-__all__ = ["seed_everything", "resolve_device", "Callback", "History", "evaluate", "accuracy", "sgd", "fit"]
+__all__ = [
+    "seed_everything",
+    "resolve_device",
+    "Callback",
+    "History",
+    "evaluate",
+    "accuracy",
+    "sgd",
+    "fit",
+]

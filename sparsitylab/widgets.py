@@ -83,7 +83,8 @@ def _control(name: str, values: Sequence[Any], default: Any):
 
 
 def _knob_values(name: str, values: Any) -> list[Any]:
-    """A knob's values as a list: a list/tuple/range, a dict view, or a 1-D NumPy array or tensor."""
+    """A knob's values as a list: a list/tuple/range, a dict view, or a 1-D NumPy array or
+    tensor."""
     if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):
         values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, KeysView, ValuesView)):
@@ -130,7 +131,8 @@ def _chosen_values(
     count = math.prod(len(knobs[name]) for name in swept)
     if count > MAX_FRAMES:
         raise ValueError(
-            f"sweep={sweep!r} needs {count} frames, over MAX_FRAMES={MAX_FRAMES}; sweep fewer values"
+            f"sweep={sweep!r} needs {count} frames, over MAX_FRAMES={MAX_FRAMES}; sweep fewer "
+            f"values"
         )
     return chosen
 
@@ -143,7 +145,8 @@ def _sweep_frames(
     default_png: bytes,
     dpi: int,
 ) -> str:
-    """Render every combination of the swept knobs (others at their defaults) into a frame viewer."""
+    """Render every combination of the swept knobs (others at their defaults) into a frame
+    viewer."""
     frames = []
     for combo in itertools.product(*(knobs[name] for name in swept)):
         values = {**chosen, **dict(zip(swept, combo))}

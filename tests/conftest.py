@@ -28,4 +28,3 @@ def no_data_anywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(d, "DEBIAN_DIR", tmp_path / "debian")
     return tmp_path
-

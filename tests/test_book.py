@@ -1,11 +1,11 @@
 """The book: it builds with warnings as errors (quick mode), and every page works in a real browser.
 
-One quick-mode build per session (module fixture) into ``_build_test/`` feeds both tests. The browser
-test opens every page of the table of contents in headless Chromium with every non-``file://``
-request blocked, and checks: no console errors or failed loads, MathJax rendered (no raw ``\\(``),
-every image loaded, every frame slider steps to a different frame, stored ipywidgets rendered, and the
-download and launch buttons present. Screenshots go to ``screenshots/`` (gitignored), with the list
-of pages checked in ``screenshots/pages_checked.txt``.
+One quick-mode build per session (module fixture) into ``_build_test/`` feeds both tests. The
+browser test opens every page of the table of contents in headless Chromium with every
+non-``file://`` request blocked, and checks: no console errors or failed loads, MathJax rendered (no
+raw ``\\(``), every image loaded, every frame slider steps to a different frame, stored ipywidgets
+rendered, and the download and launch buttons present. Screenshots go to ``screenshots/``
+(gitignored), with the list of pages checked in ``screenshots/pages_checked.txt``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def _vendor_is_current() -> bool:
 
 
 def build_book(source: Path, output: Path) -> Build:
-    """``jupyter-book build -W -n --keep-going`` in quick mode, after vendoring the offline JavaScript."""
+    """``jupyter-book build -W -n --keep-going`` in quick mode, after vendoring the offline
+    JavaScript."""
     if not _vendor_is_current():
         subprocess.run(["bash", "scripts/vendor_assets.sh"], cwd=ROOT, check=True)
     shutil.rmtree(output, ignore_errors=True)
@@ -76,7 +77,8 @@ def quick_build() -> Build:
 
 
 def _failure_summary(log: str) -> str:
-    """Sphinx warnings and errors, and the first traceback (a failing cell shows its source there)."""
+    """Sphinx warnings and errors, and the first traceback (a failing cell shows its source
+    there)."""
     lines = log.splitlines()
     problems = [line for line in lines if "WARNING:" in line or "ERROR:" in line]
     first = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), None)
@@ -110,7 +112,8 @@ def test_every_plot_cell_shows_its_figure(quick_build: Build) -> None:
 
 
 def test_blank_repository_url_builds_without_launch_buttons(tmp_path: Path) -> None:
-    """A one-notebook book with the project's configuration but ``repository.url: ""`` still builds."""
+    """A one-notebook book with the project's configuration but ``repository.url: ""`` still
+    builds."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["repository"]["url"] = ""
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
@@ -168,7 +171,8 @@ def toc_pages() -> list[str]:
 
 
 def _launch_expectations() -> dict[str, str]:
-    """Launch button label → URL prefix, for the services _config.yml configures (none without a repository URL)."""
+    """Launch button label → URL prefix, for the services _config.yml configures (none without a
+    repository URL)."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     if not str((config.get("repository") or {}).get("url") or "").strip():
         return {}
@@ -230,7 +234,8 @@ _WIDGETS = """() => {
 
 
 def _check_slider(slider, report: PageReport) -> None:
-    """Step a frame slider (its first axis with several values) by keyboard and back by its button."""
+    """Step a frame slider (its first axis with several values) by keyboard and back by its
+    button."""
     before = slider.evaluate(_SLIDER_STATE)
     where = f"slider {before['labels']}"
     if not _consistent(before):
@@ -248,7 +253,8 @@ def _check_slider(slider, report: PageReport) -> None:
     after = slider.evaluate(_SLIDER_STATE)
     if after["positions"] == before["positions"] or not _consistent(after):
         report.problems.append(
-            f"{where}: the arrow key did not show a new frame ({before['shown']} -> {after['shown']})"
+            f"{where}: the arrow key did not show a new frame ({before['shown']} -> "
+            f"{after['shown']})"
         )
         return
     if after["src"] == before["src"]:
@@ -329,7 +335,8 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     report.widgets = widgets["rendered"]
     if widgets["rendered"] < widgets["views"]:
         report.problems.append(
-            f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not rendered"
+            f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored ipywidgets not "
+            f"rendered"
         )
     page.screenshot(path=str(shot_dir / f"{name.replace('/', '__')}.png"), full_page=True)
     for slider in page.query_selector_all(".sl-frame-slider"):

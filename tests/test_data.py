@@ -31,12 +31,15 @@ def test_parse_idx_big_endian_int32():
     assert d.parse_idx(raw).tolist() == [1, -2, 70000]
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"\x01\x00\x08\x01", "first two bytes"),
-    (b"\x00\x00\x42\x01\x00\x00\x00\x01\x00", "dtype code"),
-    (b"\x00\x00\x08\x02\x00\x00\x00\x02", "header"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "expected 13"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\x01\x00\x08\x01", "first two bytes"),
+        (b"\x00\x00\x42\x01\x00\x00\x00\x01\x00", "dtype code"),
+        (b"\x00\x00\x08\x02\x00\x00\x00\x02", "header"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "expected 13"),
+    ],
+)
 def test_parse_idx_rejects_malformed(raw, message):
     with pytest.raises(ValueError, match=message):
         d.parse_idx(raw)
@@ -67,7 +70,9 @@ def test_load_from_env_folder_with_checksums(no_data_anywhere, monkeypatch):
     monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
     train, test = d.load_fashion_mnist()
     assert train.images.shape == (12, 1, 28, 28) and test.images.shape == (5, 1, 28, 28)
-    assert train.images.dtype == torch.float32 and 0 <= train.images.min() and train.images.max() <= 1
+    assert (
+        train.images.dtype == torch.float32 and train.images.min() >= 0 and train.images.max() <= 1
+    )
     expected = torch.from_numpy(arrays["train-images-idx3-ubyte"].astype(np.float32) / 255)
     assert torch.equal(train.images[:, 0], expected)
     assert train.labels.tolist() == arrays["train-labels-idx1-ubyte"].tolist()

@@ -213,7 +213,8 @@ def test_grid_steps_in_a_browser(tmp_path):
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
 def test_slider_steps_in_a_browser(tmp_path):
-    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its label."""
+    """The inline JavaScript: arrow keys and buttons show exactly the selected frame and its
+    label."""
     frames = [viewer.figure_png(line_plot(slope), dpi=40) for slope in (1, 2, 3)]
     with _browser_page(
         tmp_path, viewer.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)

@@ -20,7 +20,12 @@ class Mask(nn.Module):
 
 
 def test_linear_and_conv_macs():
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 6, 3, stride=2), nn.Flatten(), nn.Linear(6 * 13 * 13, 5))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.Conv2d(4, 6, 3, stride=2),
+        nn.Flatten(),
+        nn.Linear(6 * 13 * 13, 5),
+    )
     costs = {c.name: c for c in metrics.layer_costs(net, (1, 1, 28, 28))}
     assert costs["0"].macs == 28 * 28 * 4 * 1 * 9
     assert costs["1"].macs == 13 * 13 * 6 * 4 * 9

@@ -28,7 +28,10 @@ def test_mlp_matches_ssl_784_500_300_10():
 def test_lenet_is_caffe_lenet():
     net = models.lenet5()
     convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 20, (5, 5)), (20, 50, (5, 5))]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 20, (5, 5)),
+        (20, 50, (5, 5)),
+    ]
     # 520 + 25 050 + 400 500 + 5 010: the parameter count of Caffe's examples/mnist/lenet.prototxt
     assert n_params(net) == 431_080
 

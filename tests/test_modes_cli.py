@@ -11,7 +11,9 @@ import sparsitylab
 from sparsitylab import cli, modes
 
 
-@pytest.mark.parametrize("value, quick", [("1", True), ("true", True), ("0", False), ("", False), ("off", False)])
+@pytest.mark.parametrize(
+    "value, quick", [("1", True), ("true", True), ("0", False), ("", False), ("off", False)]
+)
 def test_pick_follows_env(monkeypatch, value, quick):
     monkeypatch.setenv(modes.ENV_VAR, value)
     assert modes.is_quick() is quick
@@ -39,5 +41,7 @@ def test_cli_bench_list_and_unknown(capsys):
 
 
 def test_module_entry_point():
-    out = subprocess.run([sys.executable, "-m", "sparsitylab", "version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sparsitylab", "version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == sparsitylab.__version__

@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["book"] + project["optional-dependencies"]["test"]
+    reqs = (
+        project["dependencies"]
+        + project["optional-dependencies"]["book"]
+        + project["optional-dependencies"]["test"]
+    )
     return {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in reqs}
 
 
@@ -43,7 +47,9 @@ def test_torch_and_jupyter_book_are_pinned():
 
 
 def notebooks() -> list[Path]:
-    return sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(
+        p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+    )
 
 
 def code_cells(path: Path) -> list[dict]:
@@ -55,27 +61,41 @@ def test_there_are_notebooks():
 
 
 def test_no_committed_outputs():
-    dirty = [p.relative_to(ROOT) for p in notebooks()
-             if any(c.get("outputs") or c.get("execution_count") for c in code_cells(p))]
+    dirty = [
+        p.relative_to(ROOT)
+        for p in notebooks()
+        if any(c.get("outputs") or c.get("execution_count") for c in code_cells(p))
+    ]
     assert not dirty, f"notebooks with outputs (run nbstripout on them): {dirty}"
 
 
 def test_every_notebook_checks_its_claims():
     """Each chapter ends its key cells with hidden assert cells (tag remove-cell)."""
-    missing = [p.relative_to(ROOT) for p in notebooks()
-               if not any("remove-cell" in c.get("metadata", {}).get("tags", []) and "assert" in "".join(c["source"])
-                          for c in code_cells(p))]
+    missing = [
+        p.relative_to(ROOT)
+        for p in notebooks()
+        if not any(
+            "remove-cell" in c.get("metadata", {}).get("tags", [])
+            and "assert" in "".join(c["source"])
+            for c in code_cells(p)
+        )
+    ]
     assert not missing, f"notebooks without a hidden assert cell: {missing}"
 
 
 def test_every_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
-    absent = [p.relative_to(ROOT) for p in notebooks() if str(p.relative_to(ROOT).with_suffix("")) not in toc]
+    absent = [
+        p.relative_to(ROOT)
+        for p in notebooks()
+        if str(p.relative_to(ROOT).with_suffix("")) not in toc
+    ]
     assert not absent, f"notebooks missing from _toc.yml: {absent}"
 
 
 def test_imports_run_from_methods_to_primitives():
-    """Primitives never import methods, benchmarks or the CLI (README: chapters → methods → primitives)."""
+    """Primitives never import methods, benchmarks or the CLI (README: chapters → methods →
+    primitives)."""
     import ast
 
     upward = ("methods", "benchmarks", "cli")
@@ -88,5 +108,7 @@ def test_imports_run_from_methods_to_primitives():
                 target = (node.module or "").removeprefix("sparsitylab.")
                 names = [a.name for a in node.names] if node.level and not node.module else [target]
                 if any(n.split(".")[0] in upward for n in names):
-                    offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+                    offenders.append(
+                        f"{path.name}: from {'.' * node.level}{node.module or ''} import ..."
+                    )
     assert not offenders, offenders

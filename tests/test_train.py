@@ -23,7 +23,9 @@ def test_a_few_steps_reduce_loss(digits):
     train.seed_everything(0)
     net = small_mlp()
     before = train.evaluate(net, test_loader)["loss"]
-    history = train.fit(net, train_loader, epochs=3, optimizer=train.sgd(net, lr=0.1), progress=False)
+    history = train.fit(
+        net, train_loader, epochs=3, optimizer=train.sgd(net, lr=0.1), progress=False
+    )
     after = train.evaluate(net, test_loader)
     assert after["loss"] < 0.5 * before and after["acc"] > 0.85
     assert history["epoch"] == [1, 2, 3] and all(s > 0 for s in history["seconds"])
@@ -59,7 +61,9 @@ def test_callbacks_fire_and_penalty_is_added(digits):
     train_loader, test_loader = digits
     rec = Recorder()
     net = small_mlp()
-    history = train.fit(net, train_loader, epochs=2, val_loader=test_loader, callbacks=[rec], progress=False)
+    history = train.fit(
+        net, train_loader, epochs=2, val_loader=test_loader, callbacks=[rec], progress=False
+    )
     assert rec.steps == list(range(1, 2 * len(train_loader) + 1)) and rec.epochs == [1, 2]
     assert history["custom"] == [42.0, 42.0] and len(history["val_acc"]) == 2
 
@@ -70,7 +74,9 @@ def test_penalty_changes_gradient(digits):
     def weights_after(callbacks):
         train.seed_everything(2)
         net = small_mlp()
-        train.fit(net, train_loader, 1, callbacks=callbacks, progress=False, max_steps=3, scheduler=None)
+        train.fit(
+            net, train_loader, 1, callbacks=callbacks, progress=False, max_steps=3, scheduler=None
+        )
         return net[1].weight.detach().clone()
 
     assert not torch.equal(weights_after([]), weights_after([Recorder()]))
@@ -79,7 +85,9 @@ def test_penalty_changes_gradient(digits):
 def test_max_steps_stops_early(digits):
     train_loader, _ = digits
     rec = Recorder()
-    history = train.fit(small_mlp(), train_loader, epochs=5, callbacks=[rec], progress=False, max_steps=7)
+    history = train.fit(
+        small_mlp(), train_loader, epochs=5, callbacks=[rec], progress=False, max_steps=7
+    )
     assert rec.steps[-1] == 7 and len(history) == 1
 
 

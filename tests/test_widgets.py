@@ -1,6 +1,7 @@
 """sparsitylab.widgets.explore: what it displays with and without a kernel, and its argument checks.
 
-The frame viewer it emits is tested in tests/test_frames.py and, in every chapter, by tests/test_book.py.
+The frame viewer it emits is tested in tests/test_frames.py and, in every chapter, by
+tests/test_book.py.
 """
 
 from __future__ import annotations

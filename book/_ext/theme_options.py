@@ -27,13 +27,13 @@ def configure_theme(app: Sphinx, config: Config) -> None:
     url = str(options.get("repository_url") or "").strip()
     options["repository_url"] = url
     if url:
-        options.update({button: True for button in REPOSITORY_BUTTONS})
+        options.update(dict.fromkeys(REPOSITORY_BUTTONS, True))
         return
     LOGGER.info(
         "repository.url is blank: no launch (Colab/Binder/JupyterHub) or repository buttons"
     )
     options["launch_buttons"] = {}
-    options.update({button: False for button in REPOSITORY_BUTTONS})
+    options.update(dict.fromkeys(REPOSITORY_BUTTONS, False))
 
 
 def setup(app: Sphinx) -> dict:

@@ -5,10 +5,10 @@ Two tasks (issue: Chapter 1 acceptance):
 1. global magnitude pruning of a ~10M-parameter MLP (1024-2048-2048-2048-10, 10.5M weights);
 2. top-k magnitude mask of one 4096×4096 tensor.
 
-Contenders: ``sparsitylab.sparsify.masks`` (``kthvalue`` selection + positional tie-break, linear time), a
-naive exact reference (stable full sort of all |w|, then scatter — same masks, O(n log n)), and
-PyTorch's own tools (``torch.topk``; ``torch.nn.utils.prune.global_unstructured``), which are not
-deterministic under ties. Every contender's mask is checked for the exact non-zero count.
+Contenders: ``sparsitylab.sparsify.masks`` (``kthvalue`` selection + positional tie-break, linear
+time), a naive exact reference (stable full sort of all |w|, then scatter — same masks, O(n log n)),
+and PyTorch's own tools (``torch.topk``; ``torch.nn.utils.prune.global_unstructured``), which are
+not deterministic under ties. Every contender's mask is checked for the exact non-zero count.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import torch
 from torch.nn.utils import prune
 
 from .. import models
+from ..metrics import measure_latency, prunable_layers
 from ..sparsify.budgets import budget_masks
 from ..sparsify.masks import pruned_count, topk_mask
-from ..metrics import measure_latency, prunable_layers
 
 
 def sort_reference_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -39,7 +39,9 @@ def torch_topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     """``torch.topk`` keep-mask (ties: unspecified order)."""
     flat = w.abs().reshape(-1)
     keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[torch.topk(flat, flat.numel() - pruned_count(flat.numel(), sparsity), sorted=False).indices] = True
+    keep[
+        torch.topk(flat, flat.numel() - pruned_count(flat.numel(), sparsity), sorted=False).indices
+    ] = True
     return keep.reshape(w.shape)
 
 
@@ -50,7 +52,8 @@ def global_sort_reference(weights: list[torch.Tensor], sparsity: float) -> list[
 
 
 def torch_prune_global(model: torch.nn.Module, sparsity: float) -> list[torch.Tensor]:
-    """``torch.nn.utils.prune.global_unstructured`` with L1 on a copy (adds weight_orig + weight_mask)."""
+    """``torch.nn.utils.prune.global_unstructured`` with L1 on a copy (adds weight_orig +
+    weight_mask)."""
     clone = copy.deepcopy(model)
     params = [(m, "weight") for m in prunable_layers(clone).values()]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=sparsity)
@@ -58,13 +61,18 @@ def torch_prune_global(model: torch.nn.Module, sparsity: float) -> list[torch.Te
 
 
 def _row(name: str, latency, reference: float, kept: int, expected: int) -> str:
-    return (f"  {name:<44} {latency.median * 1e3:9.1f} ms   {reference / latency.median:6.2f}×   "
-            f"exact count: {'yes' if kept == expected else f'NO ({kept} vs {expected})'}")
+    return (
+        f"  {name:<44} {latency.median * 1e3:9.1f} ms   {reference / latency.median:6.2f}×   "
+        f"exact count: {'yes' if kept == expected else f'NO ({kept} vs {expected})'}"
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sparsitylab bench masks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sparsitylab bench masks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -73,8 +81,10 @@ def main(argv: list[str]) -> int:
         parser.error("--device cuda requested but CUDA is not available")
     device, s = torch.device(args.device), args.sparsity
     torch.manual_seed(0)
-    print(f"sparsitylab bench masks — sparsity {s}, device {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"sparsitylab bench masks — sparsity {s}, device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     print("  speed-up column = naive sort reference time / this time (higher is faster)\n")
 
     def timed(fn):
@@ -86,25 +96,74 @@ def main(argv: list[str]) -> int:
     expected = n - pruned_count(n, s)
     ours, naive = budget_masks(model, s, "global"), global_sort_reference(weights, s)
     same = all(torch.equal(a, b) for a, b in zip(ours.values(), naive))
-    print(f"[1] global magnitude pruning of an MLP with {n / 1e6:.1f}M weights (masks identical to reference: {same})")
+    print(
+        f"[1] global magnitude pruning of an MLP with {n / 1e6:.1f}M weights (masks identical to "
+        f"reference: {same})"
+    )
     reference = timed(lambda: global_sort_reference(weights, s))
-    print(_row("naive: concatenate + full stable sort", reference, reference.median,
-               sum(int(m.sum()) for m in naive), expected))
-    print(_row("torch.nn.utils.prune.global_unstructured", timed(lambda: torch_prune_global(model, s)),
-               reference.median, sum(int(m.sum()) for m in torch_prune_global(model, s)), expected))
-    print(_row("sparsitylab budget_masks(..., 'global')", timed(lambda: budget_masks(model, s, "global")),
-               reference.median, sum(int(m.sum()) for m in ours.values()), expected))
+    print(
+        _row(
+            "naive: concatenate + full stable sort",
+            reference,
+            reference.median,
+            sum(int(m.sum()) for m in naive),
+            expected,
+        )
+    )
+    print(
+        _row(
+            "torch.nn.utils.prune.global_unstructured",
+            timed(lambda: torch_prune_global(model, s)),
+            reference.median,
+            sum(int(m.sum()) for m in torch_prune_global(model, s)),
+            expected,
+        )
+    )
+    print(
+        _row(
+            "sparsitylab budget_masks(..., 'global')",
+            timed(lambda: budget_masks(model, s, "global")),
+            reference.median,
+            sum(int(m.sum()) for m in ours.values()),
+            expected,
+        )
+    )
 
     w = torch.randn(4096, 4096, device=device)
     expected = w.numel() - pruned_count(w.numel(), s)
     same = torch.equal(topk_mask(w, s), sort_reference_mask(w.abs(), s))
     print(f"\n[2] top-k mask of a 4096×4096 tensor (masks identical to reference: {same})")
     reference = timed(lambda: sort_reference_mask(w.abs(), s))
-    print(_row("naive: full stable sort", reference, reference.median,
-               int(sort_reference_mask(w.abs(), s).sum()), expected))
-    print(_row("torch.topk (ties unspecified)", timed(lambda: torch_topk_mask(w, s)), reference.median,
-               int(torch_topk_mask(w, s).sum()), expected))
-    print(_row("sparsitylab topk_mask", timed(lambda: topk_mask(w, s)), reference.median,
-               int(topk_mask(w, s).sum()), expected))
-    print("\nTimes are medians of", args.repeats, "runs after 1 warm-up; other processes on the machine add noise.")
+    print(
+        _row(
+            "naive: full stable sort",
+            reference,
+            reference.median,
+            int(sort_reference_mask(w.abs(), s).sum()),
+            expected,
+        )
+    )
+    print(
+        _row(
+            "torch.topk (ties unspecified)",
+            timed(lambda: torch_topk_mask(w, s)),
+            reference.median,
+            int(torch_topk_mask(w, s).sum()),
+            expected,
+        )
+    )
+    print(
+        _row(
+            "sparsitylab topk_mask",
+            timed(lambda: topk_mask(w, s)),
+            reference.median,
+            int(topk_mask(w, s).sum()),
+            expected,
+        )
+    )
+    print(
+        "\nTimes are medians of",
+        args.repeats,
+        "runs after 1 warm-up; other processes on the machine add noise.",
+    )
     return 0

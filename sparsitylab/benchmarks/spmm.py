@@ -55,17 +55,23 @@ class Config:
     blocks: tuple[tuple[int, int], ...] = BLOCKS
     repeats: int = 10
     threads: int = 1  # CPU threads for torch: 1 compares like with like (SciPy is single-threaded)
-                      # and stays stable on a shared machine
+    # and stays stable on a shared machine
 
     @classmethod
     def default(cls, gpu: bool) -> Config:
         if gpu:
             return cls(4096, 4096, 256, repeats=50)
-        return modes.pick(full=cls(2048, 2048, 256), quick=cls(1024, 1024, 128, (0.5, 0.8, 0.9, 0.95, 0.99),
-                                                                 ((4, 1), (16, 16), (32, 32)), 7))
+        return modes.pick(
+            full=cls(2048, 2048, 256),
+            quick=cls(
+                1024, 1024, 128, (0.5, 0.8, 0.9, 0.95, 0.99), ((4, 1), (16, 16), (32, 32)), 7
+            ),
+        )
 
 
-def pruned(w: torch.Tensor, kind: str, sparsity: float, block: tuple[int, int] | None = None) -> torch.Tensor:
+def pruned(
+    w: torch.Tensor, kind: str, sparsity: float, block: tuple[int, int] | None = None
+) -> torch.Tensor:
     """``w`` with the mask the format is built for (see module docstring)."""
     if kind == "csr":
         return w * topk_mask(w, sparsity)
@@ -78,13 +84,24 @@ def pruned(w: torch.Tensor, kind: str, sparsity: float, block: tuple[int, int] |
     raise ValueError(f"kind={kind!r} is not one of 'csr', 'bsr', 'compacted', '2:4'")
 
 
-def row(fmt: str, impl: str, sparsity: float, seconds: float, baseline: float, block=None) -> dict[str, Any]:
+def row(
+    fmt: str, impl: str, sparsity: float, seconds: float, baseline: float, block=None
+) -> dict[str, Any]:
     """One measurement: median time and speedup over the dense baseline timed in the same run."""
-    return {"format": fmt, "impl": impl, "block": list(block) if block else None, "sparsity": sparsity,
-            "median_ms": seconds * 1e3, "baseline_ms": baseline * 1e3, "speedup": baseline / seconds}
+    return {
+        "format": fmt,
+        "impl": impl,
+        "block": list(block) if block else None,
+        "sparsity": sparsity,
+        "median_ms": seconds * 1e3,
+        "baseline_ms": baseline * 1e3,
+        "speedup": baseline / seconds,
+    }
 
 
-def _cpu_contenders(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[tuple[str, str, float, Any, Callable]]:
+def _cpu_contenders(
+    cfg: Config, w: torch.Tensor, b: torch.Tensor
+) -> list[tuple[str, str, float, Any, Callable]]:
     """(format, impl, sparsity, block, call) for every CPU contender; all operands prepared here."""
     out: list[tuple[str, str, float, Any, Callable]] = []
     b_np = b.numpy()
@@ -95,12 +112,18 @@ def _cpu_contenders(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[tuple
         out.append(("csr", "SciPy CSR", s, None, lambda sp=sp: sp @ b_np))
         for blk in cfg.blocks:
             impl = "torch.sparse BSR (MKL)" if blk[0] == blk[1] else "MKL CSR (non-square blocks)"
-            out.append(("bsr", impl, s, blk, _bound(BSR.from_dense(pruned(w, "bsr", s, blk), blk), b)))
+            out.append(
+                ("bsr", impl, s, blk, _bound(BSR.from_dense(pruned(w, "bsr", s, blk), blk), b))
+            )
         comp = Compacted.from_dense(pruned(w, "compacted", s))
         out.append(("compacted", "gather + torch.mm", s, None, _bound(comp, b)))
         reduced, head = comp.values, b[: comp.values.shape[1]].contiguous()
-        out.append(("compacted", "reduced torch.mm (no gather)", s, None, lambda r=reduced, h=head: r @ h))
-    out.append(("2:4", "CSR view (MKL)", 0.5, None, _bound(Sparse24.from_dense(pruned(w, "2:4", 0.5)), b)))
+        out.append(
+            ("compacted", "reduced torch.mm (no gather)", s, None, lambda r=reduced, h=head: r @ h)
+        )
+    out.append(
+        ("2:4", "CSR view (MKL)", 0.5, None, _bound(Sparse24.from_dense(pruned(w, "2:4", 0.5)), b))
+    )
     return out
 
 
@@ -110,7 +133,8 @@ def _bound(fmt: Any, b: torch.Tensor) -> Callable[[], torch.Tensor]:
 
 
 def _cpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
-    """Every contender timed alternately with the dense GEMM (:func:`~.timing.cpu_clock` for ``cfg.threads``)."""
+    """Every contender timed alternately with the dense GEMM (:func:`~.timing.cpu_clock` for
+    ``cfg.threads``)."""
     clock = cpu_clock(cfg.threads)
     rows = []
     for fmt, impl, s, blk, call in _cpu_contenders(cfg, w, b):
@@ -155,13 +179,20 @@ def series_name(r: dict[str, Any]) -> str:
 
 def compacted_efficiency(rows: list[dict[str, Any]], impl: str) -> dict[str, float]:
     """Measured speedup / ideal FLOP ratio 1/(1-s) for column-compacted GEMM, per sparsity."""
-    return {f"{r['sparsity']:g}": round(r["speedup"] * (1 - r["sparsity"]), 3)
-            for r in rows if r["format"] == "compacted" and r["impl"] == impl}
+    return {
+        f"{r['sparsity']:g}": round(r["speedup"] * (1 - r["sparsity"]), 3)
+        for r in rows
+        if r["format"] == "compacted" and r["impl"] == impl
+    }
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "scipy": scipy.__version__}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
     if matmul.gpu_available():
         import cupy
 
@@ -186,9 +217,16 @@ def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
             rows, device = _cpu_rows(cfg, w, b), cpu_name()
         finally:
             torch.set_num_threads(threads)
-    result = {"kind": "gpu" if gpu else "cpu", "device": device, "versions": versions(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "mode": modes.mode_name(), "config": asdict(cfg), "rows": rows, "break_even": break_even(rows)}
+    result = {
+        "kind": "gpu" if gpu else "cpu",
+        "device": device,
+        "versions": versions(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "mode": modes.mode_name(),
+        "config": asdict(cfg),
+        "rows": rows,
+        "break_even": break_even(rows),
+    }
     impl = "ours: fused gather-GEMM" if gpu else "gather + torch.mm"
     result["compacted_speedup_over_ideal"] = compacted_efficiency(rows, impl)
     if gpu:
@@ -196,8 +234,9 @@ def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
     return result
 
 
-def plot_speedups(result: dict[str, Any], block: tuple[int, int] | None = None,
-                  sparsity: float | None = None) -> Figure:
+def plot_speedups(
+    result: dict[str, Any], block: tuple[int, int] | None = None, sparsity: float | None = None
+) -> Figure:
     """Speedup over dense vs sparsity for every series (BSR: only ``block`` if given), with the
     ideal FLOP ratio 1/(1-s); a second panel shows all contenders at ``sparsity`` if given."""
     fig = Figure(figsize=(11 if sparsity is not None else 6.5, 4.2))
@@ -210,16 +249,26 @@ def plot_speedups(result: dict[str, Any], block: tuple[int, int] | None = None,
     for name, points in names.items():
         s, v = zip(*sorted(points))
         ax.plot(s, v, "o-" if len(s) > 1 else "D", label=name, lw=1.5, ms=4)
-    grid = np.linspace(min(result["config"]["sparsities"]), max(result["config"]["sparsities"]), 100)
+    grid = np.linspace(
+        min(result["config"]["sparsities"]), max(result["config"]["sparsities"]), 100
+    )
     ax.plot(grid, 1 / (1 - grid), "k:", lw=1, label="ideal FLOP ratio 1/(1-s)")
     ax.axhline(1, color="grey", lw=1)
-    ax.set(yscale="log", xlabel="sparsity s", ylabel="speedup over dense (×)",
-           title=f"{result['kind'].upper()}: {result['config']['m']}×{result['config']['k']} · "
-                 f"{result['config']['k']}×{result['config']['n']} ({result['date'][:10]})")
+    ax.set(
+        yscale="log",
+        xlabel="sparsity s",
+        ylabel="speedup over dense (×)",
+        title=f"{result['kind'].upper()}: {result['config']['m']}×{result['config']['k']} · "
+        f"{result['config']['k']}×{result['config']['n']} ({result['date'][:10]})",
+    )
     if sparsity is not None:
         ax.axvline(sparsity, color="tab:red", lw=1, ls="--")
-        at = [(series_name(r), r["speedup"]) for r in measured(result)
-              if r["sparsity"] == sparsity and (not block or not r["block"] or tuple(r["block"]) == tuple(block))]
+        at = [
+            (series_name(r), r["speedup"])
+            for r in measured(result)
+            if r["sparsity"] == sparsity
+            and (not block or not r["block"] or tuple(r["block"]) == tuple(block))
+        ]
         bar = fig.add_subplot(1, 2, 2)
         bar.barh([a for a, _ in at], [v for _, v in at], color="tab:blue")
         bar.axvline(1, color="grey", lw=1)
@@ -232,17 +281,28 @@ def plot_speedups(result: dict[str, Any], block: tuple[int, int] | None = None,
 
 def summary(result: dict[str, Any]) -> str:
     """Plain-text table of speedups and the break-even sparsities."""
-    lines = [f"{result['kind']} | {result['device']} | {result['mode']} mode | {result['date']}",
-             f"{'series':<48} " + " ".join(f"{s:>6g}" for s in result["config"]["sparsities"])]
+    lines = [
+        f"{result['kind']} | {result['device']} | {result['mode']} mode | {result['date']}",
+        f"{'series':<48} " + " ".join(f"{s:>6g}" for s in result["config"]["sparsities"]),
+    ]
     table: dict[str, dict[float, float]] = {}
     for r in measured(result):
         table.setdefault(series_name(r), {})[r["sparsity"]] = r["speedup"]
     for name, by_s in table.items():
         if name.startswith("dense"):
             continue
-        lines.append(f"{name:<48} " + " ".join(f"{by_s[s]:6.2f}" if s in by_s else f"{'':>6}"
-                                               for s in result["config"]["sparsities"]))
-    lines += [f"{r['format']} / {r['impl']}: not run ({r['unsupported']})" for r in result["rows"] if "unsupported" in r]
+        lines.append(
+            f"{name:<48} "
+            + " ".join(
+                f"{by_s[s]:6.2f}" if s in by_s else f"{'':>6}"
+                for s in result["config"]["sparsities"]
+            )
+        )
+    lines += [
+        f"{r['format']} / {r['impl']}: not run ({r['unsupported']})"
+        for r in result["rows"]
+        if "unsupported" in r
+    ]
     lines.append("break-even sparsity (speedup = 1): " + json.dumps(result["break_even"]))
     lines.append("compacted speedup / ideal: " + json.dumps(result["compacted_speedup_over_ideal"]))
     if "goals" in result:
@@ -261,21 +321,30 @@ def save(result: dict[str, Any], folder: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sparsitylab bench spmm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sparsitylab bench spmm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     parser.add_argument("--m", type=int)
     parser.add_argument("--k", type=int)
     parser.add_argument("--n", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("data"), help="folder for the JSON and PNG")
+    parser.add_argument(
+        "--out", type=Path, default=Path("data"), help="folder for the JSON and PNG"
+    )
     args = parser.parse_args(argv)
     gpu = matmul.gpu_available() if args.device == "auto" else args.device == "gpu"
     if gpu and not matmul.gpu_available():
         parser.error("--device gpu: CuPy sees no CUDA device here")
     cfg = Config.default(gpu)
-    overrides = {k: v for k, v in vars(args).items() if k in ("m", "k", "n", "repeats", "threads") and v is not None}
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k in ("m", "k", "n", "repeats", "threads") and v is not None
+    }
     cfg = Config(**{**asdict(cfg), **overrides})
     result = run(cfg, gpu)
     print(summary(result))

@@ -2,8 +2,10 @@
 
 - ``compaction``  structural zeros → a smaller dense model with the same outputs
 - ``formats``     sparse storage formats (CSR, BSR, N:M, 2:4, compacted) with exact round trips
-- ``matmul``      sparse × dense products: the CUDA kernels through CuPy on a GPU, CPU paths otherwise
-- ``emulation``   the same CUDA kernels compiled with g++ and run on the CPU (tests, and readers without a GPU)
+- ``matmul``      sparse × dense products: the CUDA kernels through CuPy on a GPU, CPU paths
+  otherwise
+- ``emulation``   the same CUDA kernels compiled with g++ and run on the CPU (tests, and readers
+  without a GPU)
 """
 
 from . import compaction, formats, matmul

@@ -1,8 +1,8 @@
 """Run the CUDA kernels of ``kernels/`` on the CPU: g++ + ``cuda_shim.h`` + ctypes.
 
 :class:`EmulatedBackend` has the interface of :class:`sparsitylab.deploy.matmul.CupyBackend`, so
-``sparsitylab.deploy.matmul.plan(fmt, n, backend=EmulatedBackend())`` runs the very launch code used on
-a GPU — same kernel source text (``matmul.load_source``), same ``-D`` options, same grid and
+``sparsitylab.deploy.matmul.plan(fmt, n, backend=EmulatedBackend())`` runs the very launch code used
+on a GPU — same kernel source text (``matmul.load_source``), same ``-D`` options, same grid and
 block — with NumPy arrays standing in for CuPy arrays.
 
 How a source becomes callable: every ``extern "C" __global__`` kernel found in the text gets a
@@ -51,14 +51,19 @@ def _parameters(signature: str) -> list[tuple[str, str]]:
 def _wrapper(name: str, params: list[tuple[str, str]]) -> str:
     decl = ", ".join(f"{t} {p}" for t, p in params)
     call = ", ".join(p for _, p in params)
-    return (f'extern "C" void sl_launch_{name}(unsigned gx, unsigned gy, unsigned gz, '
-            f"unsigned bx, unsigned by, unsigned bz, {decl}) {{\n"
-            f"    sl_emu::launch(dim3{{gx, gy, gz}}, dim3{{bx, by, bz}}, [=] {{ {name}({call}); }});\n}}\n")
+    return (
+        f'extern "C" void sl_launch_{name}(unsigned gx, unsigned gy, unsigned gz, '
+        f"unsigned bx, unsigned by, unsigned bz, {decl}) {{\n"
+        f"    sl_emu::launch(dim3{{gx, gy, gz}}, dim3{{bx, by, bz}}, [=] "
+        f"{{ {name}({call}); }});\n}}\n"
+    )
 
 
 def _compile(code: str, options: tuple[str, ...]) -> Path:
     """Compile ``code`` + wrappers into a cached shared library; return its path."""
-    wrappers = "".join(_wrapper(m.group(1), _parameters(m.group(2))) for m in _KERNEL.finditer(code))
+    wrappers = "".join(
+        _wrapper(m.group(1), _parameters(m.group(2))) for m in _KERNEL.finditer(code)
+    )
     unit = f"{code}\n// ---- generated launch wrappers ----\n{wrappers}"
     key = hashlib.sha256("\0".join([SHIM.read_text(), unit, *options]).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "sparsitylab-emulation"
@@ -69,11 +74,25 @@ def _compile(code: str, options: tuple[str, ...]) -> Path:
     source = folder / f"{key}.{os.getpid()}.cpp"
     source.write_text(unit)
     partial = folder / f"{key}.{os.getpid()}.so"
-    command = ["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-include", str(SHIM),
-               *options, "-o", str(partial), str(source)]
+    command = [
+        "g++",
+        "-std=c++20",
+        "-O1",
+        "-shared",
+        "-fPIC",
+        "-pthread",
+        "-include",
+        str(SHIM),
+        *options,
+        "-o",
+        str(partial),
+        str(source),
+    ]
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"g++ failed on the emulated kernel:\n{' '.join(command)}\n{result.stderr}")
+        raise RuntimeError(
+            f"g++ failed on the emulated kernel:\n{' '.join(command)}\n{result.stderr}"
+        )
     partial.replace(library)  # atomic: concurrent test workers never load a half-written file
     source.unlink()
     return library
@@ -87,25 +106,36 @@ class EmulatedKernel:
         self._fn = getattr(library, f"sl_launch_{name}")
         self._fn.restype = None
         self._fn.argtypes = [ctypes.c_uint] * 6 + [
-            ctypes.c_void_p if t.endswith("*") else _SCALAR[t][1] for t, _ in params]
+            ctypes.c_void_p if t.endswith("*") else _SCALAR[t][1] for t, _ in params
+        ]
 
     def _convert(self, ctype: str, pname: str, value: Any) -> Any:
         if ctype.endswith("*"):
             pointee = _POINTEE[ctype.removeprefix("const ").rstrip("*").strip()]
-            if not isinstance(value, np.ndarray) or value.dtype != pointee or not value.flags.c_contiguous:
-                raise TypeError(f"{self.name}: argument {pname} ({ctype}) needs a C-contiguous "
-                                f"{np.dtype(pointee)} array, got {type(value).__name__} "
-                                f"{getattr(value, 'dtype', '')}")
+            if (
+                not isinstance(value, np.ndarray)
+                or value.dtype != pointee
+                or not value.flags.c_contiguous
+            ):
+                raise TypeError(
+                    f"{self.name}: argument {pname} ({ctype}) needs a C-contiguous "
+                    f"{np.dtype(pointee)} array, got {type(value).__name__} "
+                    f"{getattr(value, 'dtype', '')}"
+                )
             if not ctype.startswith("const") and not value.flags.writeable:
                 raise TypeError(f"{self.name}: output {pname} is read-only")
             return value.ctypes.data
         expected = _SCALAR[ctype][0]
         if type(value) is not expected:
-            raise TypeError(f"{self.name}: argument {pname} ({ctype}) needs numpy.{expected.__name__}, "
-                            f"got {type(value).__name__} (CuPy would pass it with the wrong width)")
+            raise TypeError(
+                f"{self.name}: argument {pname} ({ctype}) needs numpy.{expected.__name__}, "
+                f"got {type(value).__name__} (CuPy would pass it with the wrong width)"
+            )
         return value
 
-    def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...]) -> None:
+    def __call__(
+        self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...]
+    ) -> None:
         grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
         if not 1 <= int(np.prod(block)) <= MAX_THREADS_PER_BLOCK or min(grid) < 1:
             raise ValueError(f"{self.name}: invalid launch grid={grid} block={block}")
@@ -124,7 +154,9 @@ class EmulatedModule:
 
     def get_function(self, name: str) -> EmulatedKernel:
         if name not in self._params:
-            raise ValueError(f"no extern \"C\" __global__ kernel {name!r}; found {sorted(self._params)}")
+            raise ValueError(
+                f'no extern "C" __global__ kernel {name!r}; found {sorted(self._params)}'
+            )
         return EmulatedKernel(self._library, name, self._params[name])
 
 
@@ -146,7 +178,9 @@ class EmulatedBackend:
     def tensor(self, a: np.ndarray) -> torch.Tensor:
         return from_array(a)
 
-    def function(self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()) -> EmulatedKernel:
+    def function(
+        self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()
+    ) -> EmulatedKernel:
         key = (source, defines)
         if key not in self._modules:
             options = tuple(f"-D{k}={v}" for k, v in defines)

@@ -39,12 +39,17 @@ class _Format:
     shape: tuple[int, int]
 
     def _tensors(self, with_aux: bool = True) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if isinstance(getattr(self, f.name), torch.Tensor) and (with_aux or not f.metadata.get("aux"))}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if isinstance(getattr(self, f.name), torch.Tensor)
+            and (with_aux or not f.metadata.get("aux"))
+        }
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the stored values and indices (auxiliary kernel data such as row orders excluded)."""
+        """Bytes of the stored values and indices (auxiliary kernel data such as row orders
+        excluded)."""
         return sum(t.numel() * t.element_size() for t in self._tensors(with_aux=False).values())
 
     @property
@@ -53,7 +58,8 @@ class _Format:
         return self.values.numel() / (self.shape[0] * self.shape[1])  # type: ignore[attr-defined]
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
-        """A copy with ``fn`` applied to every tensor field, e.g. ``csr.map(lambda t: t.cuda())``."""
+        """A copy with ``fn`` applied to every tensor field, e.g. ``csr.map(lambda t:
+        t.cuda())``."""
         return dataclasses.replace(self, **{k: fn(v) for k, v in self._tensors().items()})  # type: ignore
 
 
@@ -84,8 +90,13 @@ class CSR(_Format):
         row_ptr = torch.zeros(dense.shape[0] + 1, dtype=torch.int64, device=dense.device)
         row_ptr[1:] = lengths.cumsum(0)
         order = torch.argsort(lengths, descending=True, stable=True)
-        return cls(tuple(dense.shape), row_ptr.to(INDEX), cols.to(INDEX), dense[rows, cols].clone(),
-                   order.to(INDEX))
+        return cls(
+            tuple(dense.shape),
+            row_ptr.to(INDEX),
+            cols.to(INDEX),
+            dense[rows, cols].clone(),
+            order.to(INDEX),
+        )
 
     def to_dense(self) -> torch.Tensor:
         lengths = (self.row_ptr[1:] - self.row_ptr[:-1]).long()
@@ -119,26 +130,38 @@ class BSR(_Format):
         block_rows, block_cols = keep.nonzero(as_tuple=True)
         row_ptr = torch.zeros(m // br + 1, dtype=torch.int64, device=dense.device)
         row_ptr[1:] = keep.sum(1).cumsum(0)
-        return cls((m, k), (br, bc), row_ptr.to(INDEX), block_cols.to(INDEX),
-                   tiles[block_rows, block_cols].contiguous())
+        return cls(
+            (m, k),
+            (br, bc),
+            row_ptr.to(INDEX),
+            block_cols.to(INDEX),
+            tiles[block_rows, block_cols].contiguous(),
+        )
 
     def to_dense(self) -> torch.Tensor:
         (m, k), (br, bc) = self.shape, self.block
         lengths = (self.row_ptr[1:] - self.row_ptr[:-1]).long()
         block_rows = torch.repeat_interleave(torch.arange(m // br, device=lengths.device), lengths)
-        tiles = torch.zeros(m // br, k // bc, br, bc, dtype=self.values.dtype, device=self.values.device)
+        tiles = torch.zeros(
+            m // br, k // bc, br, bc, dtype=self.values.dtype, device=self.values.device
+        )
         tiles[block_rows, self.col_idx.long()] = self.values
         return tiles.transpose(1, 2).reshape(m, k)
 
 
 def _check_block(block: Any, shape: tuple[int, ...]) -> tuple[int, int]:
-    if (not isinstance(block, (tuple, list)) or len(block) != 2
-            or not all(isinstance(b, int) and not isinstance(b, bool) for b in block)):
+    if (
+        not isinstance(block, (tuple, list))
+        or len(block) != 2
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in block)
+    ):
         raise TypeError(f"block must be a pair of ints (rows, cols), got {block!r}")
     br, bc = block
     if br < 1 or bc < 1 or shape[0] % br or shape[1] % bc:
-        raise ValueError(f"block={tuple(block)} must be positive and divide the matrix shape {shape}; "
-                         f"allowed: block rows dividing {shape[0]} and block cols dividing {shape[1]}")
+        raise ValueError(
+            f"block={tuple(block)} must be positive and divide the matrix shape {shape}; "
+            f"allowed: block rows dividing {shape[0]} and block cols dividing {shape[1]}"
+        )
     return br, bc
 
 
@@ -153,8 +176,10 @@ def _group_keep(dense: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torc
     nonzero = groups.ne(0)
     too_many = int((nonzero.sum(-1) > n).sum())
     if too_many:
-        raise ValueError(f"dense is not {n}:{m} sparse: {too_many} groups of {m} hold more than {n} "
-                         f"non-zeros (apply an N:M mask first, e.g. sparsitylab.sparsify.masks.nm_mask)")
+        raise ValueError(
+            f"dense is not {n}:{m} sparse: {too_many} groups of {m} hold more than {n} "
+            f"non-zeros (apply an N:M mask first, e.g. sparsitylab.sparsify.masks.nm_mask)"
+        )
     position = torch.arange(m, device=dense.device)
     priority = nonzero.long() * m + (m - 1 - position)  # non-zeros first, then lowest positions
     keep = priority.topk(n, dim=-1).indices.sort(-1).values
@@ -167,10 +192,14 @@ def _check_nm(dense: torch.Tensor, n: Any, m: Any) -> None:
     if not 0 < n < m:
         raise ValueError(f"N:M needs 0 < n < m (n = m would be dense), got n={n}, m={m}")
     if dense.shape[1] % m:
-        raise ValueError(f"the row length {dense.shape[1]} must be a multiple of m={m} for {n}:{m} groups")
+        raise ValueError(
+            f"the row length {dense.shape[1]} must be a multiple of m={m} for {n}:{m} groups"
+        )
 
 
-def _scatter_groups(shape: tuple[int, int], m: int, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def _scatter_groups(
+    shape: tuple[int, int], m: int, positions: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
     rows, k = shape
     groups = torch.zeros(rows, k // m, m, dtype=values.dtype, device=values.device)
     groups.scatter_(-1, positions.long(), values)
@@ -179,7 +208,8 @@ def _scatter_groups(shape: tuple[int, int], m: int, positions: torch.Tensor, val
 
 @dataclass(frozen=True)
 class NM(_Format):
-    """General N:M along rows, for teaching: ``values[rows, k/m, n]`` and in-group ``indices`` (uint8)."""
+    """General N:M along rows, for teaching: ``values[rows, k/m, n]`` and in-group ``indices``
+    (uint8)."""
 
     shape: tuple[int, int]
     n: int
@@ -217,14 +247,20 @@ class Sparse24(_Format):
     def from_dense(cls, dense: torch.Tensor) -> Sparse24:
         dense = _check_dense(dense)
         if dense.shape[1] % 16:
-            raise ValueError(f"2:4 metadata packs 16 columns per int16 word; the row length {dense.shape[1]} "
-                             "must be a multiple of 16 (use NM for other lengths)")
+            raise ValueError(
+                f"2:4 metadata packs 16 columns per int16 word; the row length {dense.shape[1]} "
+                "must be a multiple of 16 (use NM for other lengths)"
+            )
         keep, values = _group_keep(dense, 2, 4)
         nibbles = (keep[..., 0] | (keep[..., 1] << 2)).reshape(dense.shape[0], -1, NIBBLES_PER_WORD)
         shifts = 4 * torch.arange(NIBBLES_PER_WORD, device=dense.device)
         words = (nibbles << shifts).sum(-1)  # 0 … 0xFFFF
         words = torch.where(words >= 1 << 15, words - (1 << 16), words)  # same bits as int16
-        return cls(tuple(dense.shape), values.reshape(dense.shape[0], -1).contiguous(), words.to(torch.int16))
+        return cls(
+            tuple(dense.shape),
+            values.reshape(dense.shape[0], -1).contiguous(),
+            words.to(torch.int16),
+        )
 
     def positions(self) -> torch.Tensor:
         """Decoded in-group positions ``[m, k/4, 2]`` (int64)."""
@@ -234,7 +270,9 @@ class Sparse24(_Format):
         return torch.stack([nibbles & 3, nibbles >> 2], -1)
 
     def to_dense(self) -> torch.Tensor:
-        return _scatter_groups(self.shape, 4, self.positions(), self.values.reshape(self.shape[0], -1, 2))
+        return _scatter_groups(
+            self.shape, 4, self.positions(), self.values.reshape(self.shape[0], -1, 2)
+        )
 
 
 @dataclass(frozen=True)
@@ -251,15 +289,18 @@ class Compacted(_Format):
     values: torch.Tensor
 
     @classmethod
-    def from_dense(cls, dense: torch.Tensor, rows: torch.Tensor | None = None,
-                   cols: torch.Tensor | None = None) -> Compacted:
+    def from_dense(
+        cls, dense: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+    ) -> Compacted:
         dense = _check_dense(dense)
         nonzero = dense.ne(0)
         rows = nonzero.any(1).nonzero().flatten() if rows is None else rows.long()
         cols = nonzero.any(0).nonzero().flatten() if cols is None else cols.long()
         values = dense[rows][:, cols].contiguous()
         if int(values.count_nonzero()) != int(nonzero.sum()):
-            raise ValueError("rows/cols drop non-zero entries of dense; a compacted matrix must keep them all")
+            raise ValueError(
+                "rows/cols drop non-zero entries of dense; a compacted matrix must keep them all"
+            )
         return cls(tuple(dense.shape), rows.to(INDEX), cols.to(INDEX), values)
 
     def to_dense(self) -> torch.Tensor:

@@ -2,9 +2,9 @@
 
 One API, two kinds of engine:
 
-* **GPU kernels** (``kernels/*.cu``), compiled by CuPy's ``RawModule`` and used whenever
-  ``cupy`` imports and ``cupy.cuda.is_available()``. The same launch code also drives the CPU
-  emulation harness in ``sparsitylab.deploy.emulation`` (any object with the :class:`Backend` interface), so
+* **GPU kernels** (``kernels/*.cu``), compiled by CuPy's ``RawModule`` and used whenever ``cupy``
+  imports and ``cupy.cuda.is_available()``. The same launch code also drives the CPU emulation
+  harness in ``sparsitylab.deploy.emulation`` (any object with the :class:`Backend` interface), so
   the tests exercise the exact grid/block configuration a GPU would get.
 * **CPU paths** otherwise: torch.sparse (MKL) for CSR/BSR, batched block products for
   rectangular blocks, compacted dense GEMM (REFERENCE §2.7).
@@ -53,7 +53,9 @@ class Backend(Protocol):
 
     def array(self, t: torch.Tensor) -> Any: ...
     def tensor(self, a: Any) -> torch.Tensor: ...
-    def function(self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()) -> Callable: ...
+    def function(
+        self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()
+    ) -> Callable: ...
 
 
 class CupyBackend:
@@ -70,7 +72,9 @@ class CupyBackend:
     def tensor(self, a: Any) -> torch.Tensor:
         return from_array(a) if torch.cuda.is_available() else torch.from_numpy(self.xp.asnumpy(a))
 
-    def function(self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()) -> Callable:
+    def function(
+        self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()
+    ) -> Callable:
         return _cupy_function(source, name, defines)
 
 
@@ -117,6 +121,7 @@ def _csr_plan(a: CSR, n: int, be: Backend) -> Callable[[Any], Any]:
         c = be.xp.empty((m, n), dtype=be.xp.float32)
         fn(grid, block, (*arrs, b, c, np.int32(m), np.int32(n)))
         return c
+
     return run
 
 
@@ -131,6 +136,7 @@ def _bsr_plan(a: BSR, n: int, be: Backend) -> Callable[[Any], Any]:
         c = be.xp.empty((m, n), dtype=be.xp.float32)
         fn(grid, block, (*arrs, b, c, np.int32(n)))
         return c
+
     return run
 
 
@@ -145,6 +151,7 @@ def _sparse24_plan(a: Sparse24, n: int, be: Backend) -> Callable[[Any], Any]:
         c = be.xp.empty((m, n), dtype=be.xp.float32)
         fn(grid, block, (values, metadata, b, c, np.int32(m), np.int32(k), np.int32(n)))
         return c
+
     return run
 
 
@@ -174,6 +181,7 @@ def _compacted_plan(a: Compacted, n: int, be: Backend, fused: bool = True) -> Ca
         c = (be.xp.empty if all_rows else be.xp.zeros)((m, n), dtype=be.xp.float32)
         fn(grid, block, (values, rows, cols, b, c, np.int32(mc), np.int32(kc), np.int32(n)))
         return c
+
     return run
 
 
@@ -217,12 +225,15 @@ def _compacted_cpu(a: Compacted) -> Callable[[torch.Tensor], torch.Tensor]:
         if all_rows:
             return product
         return torch.zeros(a.shape[0], b.shape[1], dtype=b.dtype).index_copy_(0, rows, product)
+
     return run
 
 
 def _all_rows(a: Compacted) -> bool:
     """True when no row is pruned (column compaction only): the output needs no scatter."""
-    return a.rows.numel() == a.shape[0] and torch.equal(a.rows.cpu().long(), torch.arange(a.shape[0]))
+    return a.rows.numel() == a.shape[0] and torch.equal(
+        a.rows.cpu().long(), torch.arange(a.shape[0])
+    )
 
 
 def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
@@ -233,17 +244,25 @@ def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool 
     gather-GEMM kernel for :class:`Compacted` on a backend.
     """
     if not isinstance(a, (CSR, BSR, Sparse24, Compacted)):
-        raise TypeError(f"a must be a CSR, BSR, Sparse24 or Compacted matrix, got {type(a).__name__}")
+        raise TypeError(
+            f"a must be a CSR, BSR, Sparse24 or Compacted matrix, got {type(a).__name__}"
+        )
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n (columns of B) must be a positive int, got {n!r}")
     be = default_backend() if backend == "auto" else backend
     if be is None:
-        cpu = {CSR: _csr_cpu, BSR: _bsr_cpu, Compacted: _compacted_cpu,
-               Sparse24: lambda s: _csr_cpu(sparse24_as_csr(s))}[type(a)]
+        cpu = {
+            CSR: _csr_cpu,
+            BSR: _bsr_cpu,
+            Compacted: _compacted_cpu,
+            Sparse24: lambda s: _csr_cpu(sparse24_as_csr(s)),
+        }[type(a)]
         return cpu(a.map(lambda t: t.cpu()))
     if a.values.dtype != torch.float32:
-        raise TypeError(f"the GPU kernels are fp32: a.values has dtype {a.values.dtype}; convert with "
-                        "a.map(lambda t: t.float() if t.is_floating_point() else t)")
+        raise TypeError(
+            f"the GPU kernels are fp32: a.values has dtype {a.values.dtype}; convert with "
+            "a.map(lambda t: t.float() if t.is_floating_point() else t)"
+        )
     if isinstance(a, Compacted):
         return _compacted_plan(a, n, be, fused)
     return {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
@@ -252,7 +271,9 @@ def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool 
 def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> torch.Tensor:
     """C = A · B for a sparse ``a`` and a dense 2-D tensor ``b`` (rows of b = columns of a)."""
     if not isinstance(b, torch.Tensor) or b.dim() != 2:
-        raise TypeError(f"b must be a 2-D torch.Tensor, got {type(b).__name__} {getattr(b, 'shape', '')}")
+        raise TypeError(
+            f"b must be a 2-D torch.Tensor, got {type(b).__name__} {getattr(b, 'shape', '')}"
+        )
     if b.shape[0] != a.shape[1]:
         raise ValueError(f"b has {b.shape[0]} rows but a has {a.shape[1]} columns; they must match")
     be = default_backend() if backend == "auto" else backend

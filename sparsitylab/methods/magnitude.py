@@ -8,8 +8,8 @@ Recipe (Han et al. 2015; Zhu & Gupta 2017, https://arxiv.org/abs/1710.01878; REF
     model = method.finalize(model)                    # bake W ⊙ M into plain weights
 
 At each pruning event the masks are recomputed from the *effective* weights with
-:func:`sparsitylab.sparsify.budgets.budget_masks`; pruned weights are 0 and rank lowest, so sparsity only
-grows and masks freeze after the last event. Between events the fixed-mask reparametrisation
+:func:`sparsitylab.sparsify.budgets.budget_masks`; pruned weights are 0 and rank lowest, so sparsity
+only grows and masks freeze after the last event. Between events the fixed-mask reparametrisation
 (:mod:`sparsitylab.reparam.fixed_mask`) keeps pruned weights exactly zero. Introduced in Chapter 1.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 from torch import nn
 
 from .. import reparam
-from ..sparsify.budgets import BUDGETS, budget_masks
 from ..metrics import global_sparsity
+from ..sparsify.budgets import BUDGETS, budget_masks
 from ..sparsify.schedules import CubicSchedule, OneShot, Schedule
 from .base import Method
 
@@ -32,10 +32,18 @@ class MagnitudePruning(Method):
     bake_in: whether :meth:`finalize` removes the reparametrisation (True) or keeps the masks.
     """
 
-    def __init__(self, schedule: Schedule, budget: str = "global", first_dense: bool = False,
-                 last_dense: bool = False, bake_in: bool = True):
+    def __init__(
+        self,
+        schedule: Schedule,
+        budget: str = "global",
+        first_dense: bool = False,
+        last_dense: bool = False,
+        bake_in: bool = True,
+    ):
         if not isinstance(schedule, (OneShot, CubicSchedule)):
-            raise TypeError(f"schedule must be OneShot or CubicSchedule, got {type(schedule).__name__}")
+            raise TypeError(
+                f"schedule must be OneShot or CubicSchedule, got {type(schedule).__name__}"
+            )
         if budget not in BUDGETS:
             raise ValueError(f"budget={budget!r} is not known; use one of {BUDGETS}")
         self.schedule, self.budget = schedule, budget
@@ -54,7 +62,9 @@ class MagnitudePruning(Method):
         if self.schedule.is_pruning_step(0):
             self.prune(model, self.schedule.sparsity_at(0), 0)
         else:  # all-True masks: attach the reparametrisation, prune nothing yet
-            reparam.apply_masks(model, budget_masks(model, 0.0, self.budget, self.first_dense, self.last_dense))
+            reparam.apply_masks(
+                model, budget_masks(model, 0.0, self.budget, self.first_dense, self.last_dense)
+            )
         return model
 
     def after_step(self, model: nn.Module, step: int) -> None:
@@ -73,10 +83,16 @@ def one_shot(sparsity: float, budget: str = "global", **kwargs) -> MagnitudePrun
     return MagnitudePruning(OneShot(sparsity), budget, **kwargs)
 
 
-def gradual(final_sparsity: float, total_steps: int, budget: str = "global", n: int = 10,
-            end_fraction: float = 0.75, **kwargs) -> MagnitudePruning:
-    """Zhu & Gupta GMP from dense (s_i = 0, t₀ = 0) to ``final_sparsity`` in ``n`` events that end at
-    ``end_fraction`` of ``total_steps``; the rest of training fine-tunes with frozen masks."""
+def gradual(
+    final_sparsity: float,
+    total_steps: int,
+    budget: str = "global",
+    n: int = 10,
+    end_fraction: float = 0.75,
+    **kwargs,
+) -> MagnitudePruning:
+    """Zhu & Gupta GMP from dense (s_i = 0, t₀ = 0) to ``final_sparsity`` in ``n`` events that end
+    at ``end_fraction`` of ``total_steps``; the rest of training fine-tunes with frozen masks."""
     schedule = CubicSchedule.spanning(total_steps, final_sparsity, n=n, end_fraction=end_fraction)
     return MagnitudePruning(schedule, budget, **kwargs)
 

@@ -1,6 +1,7 @@
 """HOW the effective weight is formed: reparametrisations built on ``torch.nn.utils.parametrize``.
 
-- ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every forward)
+- ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every
+  forward)
 """
 
 from .fixed_mask import (
@@ -13,5 +14,12 @@ from .fixed_mask import (
     remove_masks,
 )
 
-__all__ = ["FixedMask", "apply_masks", "get_masks", "is_masked", "load_masked_state_dict", "masked_layer_names",
-           "remove_masks"]
+__all__ = [
+    "FixedMask",
+    "apply_masks",
+    "get_masks",
+    "is_masked",
+    "load_masked_state_dict",
+    "masked_layer_names",
+    "remove_masks",
+]

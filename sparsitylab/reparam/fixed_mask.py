@@ -2,8 +2,8 @@
 
 A masked layer computes with ``layer.weight`` = ``original ⊙ mask``; the trainable tensor lives in
 ``layer.parametrizations.weight.original`` (the *same* Parameter object, so an optimiser built
-before masking keeps working) and the boolean mask is a buffer ``...parametrizations.weight.0.mask``.
-Hence:
+before masking keeps working) and the boolean mask is a buffer
+``...parametrizations.weight.0.mask``. Hence:
 
 - pruned weights are **exactly zero in every forward pass**, whatever SGD momentum or weight decay
   do to the stored original (the classic "pruned weights come back" complaint, REFERENCE §4.11);
@@ -52,7 +52,8 @@ def _mask_param(layer: nn.Module, tensor: str = "weight") -> FixedMask | None:
 
 
 def _target(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """(module, tensor name) a mask name refers to: a layer name means its ``weight``, else ``layer.param``."""
+    """(module, tensor name) a mask name refers to: a layer name means its ``weight``, else
+    ``layer.param``."""
     try:
         layer, tensor = model.get_submodule(name), "weight"
     except AttributeError:
@@ -62,8 +63,10 @@ def _target(model: nn.Module, name: str) -> tuple[nn.Module, str]:
         except AttributeError:
             layer = None
         if layer is None or not hasattr(layer, tensor):
-            raise ValueError(f"masks name {name!r}, which the model does not have; "
-                             f"prunable layers are {list(prunable_layers(model))}") from None
+            raise ValueError(
+                f"masks name {name!r}, which the model does not have; "
+                f"prunable layers are {list(prunable_layers(model))}"
+            ) from None
     if not isinstance(getattr(layer, tensor, None), torch.Tensor):
         raise ValueError(f"{name!r} ({type(layer).__name__}) has no {tensor} tensor to mask")
     return layer, tensor
@@ -74,7 +77,8 @@ def _mask_name(layer_name: str, tensor: str) -> str:
 
 
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Mask ``model`` in place: ``masks`` maps a layer name (its weight) or ``layer.param`` → boolean keep-mask.
+    """Mask ``model`` in place: ``masks`` maps a layer name (its weight) or ``layer.param`` →
+    boolean keep-mask.
 
     A layer that is already masked gets its mask replaced (this is how a schedule updates masks).
     The stored original is also zeroed where the mask is False, so a weight that is ever un-masked
@@ -86,8 +90,10 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
             raise TypeError(f"masks[{name!r}] must be a torch.Tensor, got {type(mask).__name__}")
         current = getattr(layer, tensor)
         if tuple(mask.shape) != tuple(current.shape):
-            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)} but its {tensor} has shape "
-                             f"{tuple(current.shape)}")
+            raise ValueError(
+                f"masks[{name!r}] has shape {tuple(mask.shape)} but its {tensor} has shape "
+                f"{tuple(current.shape)}"
+            )
         keep = mask.detach().to(device=current.device, dtype=torch.bool)
         existing = _mask_param(layer, tensor)
         if existing is None:
@@ -103,14 +109,15 @@ def _masked(model: nn.Module) -> list[tuple[str, nn.Module, str, FixedMask]]:
     """(mask name, layer, tensor name, mask module) of every masked tensor, in module order."""
     found = []
     for layer_name, layer in model.named_modules():
-        for tensor in (layer.parametrizations.keys() if parametrize.is_parametrized(layer) else ()):
+        for tensor in layer.parametrizations.keys() if parametrize.is_parametrized(layer) else ():
             if (p := _mask_param(layer, tensor)) is not None:
                 found.append((_mask_name(layer_name, tensor), layer, tensor, p))
     return found
 
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Mask name (layer name for a weight, ``layer.param`` otherwise) → boolean keep-mask, in module order."""
+    """Mask name (layer name for a weight, ``layer.param`` otherwise) → boolean keep-mask, in module
+    order."""
     return {name: p.mask for name, _, _, p in _masked(model)}
 
 
@@ -153,9 +160,13 @@ def reapply_masks(model: nn.Module) -> None:
 
 
 def _saved_masks(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mask name (as :func:`get_masks` gives it) → mask, for every mask a masked model's ``state_dict`` holds."""
-    return {_mask_name(key[: m.start()], m.group(1)): value for key, value in state_dict.items()
-            if (m := MASK_KEY.search(key))}
+    """Mask name (as :func:`get_masks` gives it) → mask, for every mask a masked model's
+    ``state_dict`` holds."""
+    return {
+        _mask_name(key[: m.start()], m.group(1)): value
+        for key, value in state_dict.items()
+        if (m := MASK_KEY.search(key))
+    }
 
 
 def masked_layer_names(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
@@ -163,12 +174,23 @@ def masked_layer_names(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     return list(_saved_masks(state_dict))
 
 
-def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> nn.Module:
-    """Load a masked model's ``state_dict`` into ``model`` (masked or not): masks first, then values."""
+def load_masked_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True
+) -> nn.Module:
+    """Load a masked model's ``state_dict`` into ``model`` (masked or not): masks first, then
+    values."""
     apply_masks(model, _saved_masks(state_dict))
     model.load_state_dict(state_dict, strict=strict)
     return model
 
 
-__all__ = ["FixedMask", "apply_masks", "get_masks", "is_masked", "remove_masks", "reapply_masks",
-           "masked_layer_names", "load_masked_state_dict"]
+__all__ = [
+    "FixedMask",
+    "apply_masks",
+    "get_masks",
+    "is_masked",
+    "remove_masks",
+    "reapply_masks",
+    "masked_layer_names",
+    "load_masked_state_dict",
+]

@@ -1,7 +1,8 @@
 """WHICH weights: pure functions that choose what to prune, with no module state.
 
 - ``masks``        exact top-k, global, block and N:M keep-masks
-- ``groups``       SSL's group views (filters, channels, shapes, neurons, residual branches) and their norms
+- ``groups``       SSL's group views (filters, channels, shapes, neurons, residual branches) and
+  their norms
 - ``budgets``      how an overall sparsity is shared among layers (uniform, global, ERK)
 - ``schedules``    when the sparsity target changes (one-shot, Zhu & Gupta's cubic schedule)
 - ``sensitivity``  per-layer accuracy-vs-sparsity scans

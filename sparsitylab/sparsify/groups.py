@@ -32,8 +32,14 @@ from ..models import BasicBlock
 
 GroupKind = Literal["filter", "channel", "shape", "neuron_out", "neuron_in", "depth"]
 KINDS: tuple[str, ...] = ("filter", "channel", "shape", "neuron_out", "neuron_in", "depth")
-_LAYER_TYPE = {"filter": nn.Conv2d, "channel": nn.Conv2d, "shape": nn.Conv2d,
-               "neuron_out": nn.Linear, "neuron_in": nn.Linear, "depth": BasicBlock}
+_LAYER_TYPE = {
+    "filter": nn.Conv2d,
+    "channel": nn.Conv2d,
+    "shape": nn.Conv2d,
+    "neuron_out": nn.Linear,
+    "neuron_in": nn.Linear,
+    "depth": BasicBlock,
+}
 
 
 def check_kind(kind: str) -> str:
@@ -44,26 +50,36 @@ def check_kind(kind: str) -> str:
 
 
 def gemm_view(weight: torch.Tensor) -> torch.Tensor:
-    """The im2col GEMM matrix of a conv weight: (N, C, kh, kw) → (N, C·kh·kw); a Linear weight as is."""
+    """The im2col GEMM matrix of a conv weight: (N, C, kh, kw) → (N, C·kh·kw); a Linear weight as
+    is."""
     if weight.dim() not in (2, 4):
-        raise ValueError(f"weight of shape {tuple(weight.shape)} must be 2-D (Linear) or 4-D (Conv2d)")
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} must be 2-D (Linear) or 4-D (Conv2d)"
+        )
     return weight.flatten(1)
 
 
 def safe_norm(squared: torch.Tensor) -> torch.Tensor:
-    """√squared with value 0 and (sub)gradient 0 where squared = 0 (the paper's choice at ‖w_g‖ = 0)."""
+    """√squared with value 0 and (sub)gradient 0 where squared = 0 (the paper's choice at ‖w_g‖ =
+    0)."""
     positive = squared > 0
-    return torch.where(positive, torch.where(positive, squared, torch.ones_like(squared)).sqrt(),
-                       torch.zeros_like(squared))
+    return torch.where(
+        positive,
+        torch.where(positive, squared, torch.ones_like(squared)).sqrt(),
+        torch.zeros_like(squared),
+    )
 
 
 def following_batchnorm(model: nn.Module) -> dict[nn.Module, nn.Module]:
-    """Map each Conv2d/Linear that is directly followed by a BatchNorm in an ``nn.Sequential`` to that BN."""
+    """Map each Conv2d/Linear that is directly followed by a BatchNorm in an ``nn.Sequential`` to
+    that BN."""
     pairs: dict[nn.Module, nn.Module] = {}
     for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
         children = list(seq.children())
         for layer, nxt in zip(children[:-1], children[1:]):
-            if isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(nxt, nn.modules.batchnorm._BatchNorm):
+            if isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(
+                nxt, nn.modules.batchnorm._BatchNorm
+            ):
                 pairs[layer] = nxt
     return pairs
 
@@ -96,7 +112,8 @@ def branch_squares(block: BasicBlock) -> torch.Tensor:
 
 
 def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
-    """The modules carrying ``kind`` groups; ``neuron_out`` skips the last Linear (the class scores)."""
+    """The modules carrying ``kind`` groups; ``neuron_out`` skips the last Linear (the class
+    scores)."""
     layer_type = _LAYER_TYPE[check_kind(kind)]
     layers = {name: m for name, m in model.named_modules() if isinstance(m, layer_type)}
     if kind == "neuron_out" and layers:
@@ -106,8 +123,11 @@ def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
     return layers
 
 
-def group_squares(model: nn.Module, kind: str, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Squared group norms of ``kind`` per layer (1-D tensor, one entry per group; a scalar for depth).
+def group_squares(
+    model: nn.Module, kind: str, layers: list[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Squared group norms of ``kind`` per layer (1-D tensor, one entry per group; a scalar for
+    depth).
 
     ``layers`` restricts to those module names (default: every module the kind applies to).
     """
@@ -115,7 +135,9 @@ def group_squares(model: nn.Module, kind: str, layers: list[str] | None = None) 
     if layers is not None:
         unknown = sorted(set(layers) - set(available))
         if unknown:
-            raise ValueError(f"layers={unknown} carry no {kind!r} groups; available: {sorted(available)}")
+            raise ValueError(
+                f"layers={unknown} carry no {kind!r} groups; available: {sorted(available)}"
+            )
         available = {name: available[name] for name in layers}
     if kind in ("filter", "neuron_out"):
         bns = following_batchnorm(model)
@@ -127,17 +149,37 @@ def group_squares(model: nn.Module, kind: str, layers: list[str] | None = None) 
     return {name: branch_squares(b) for name, b in available.items()}
 
 
-def group_norms(model: nn.Module, kind: str, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+def group_norms(
+    model: nn.Module, kind: str, layers: list[str] | None = None
+) -> dict[str, torch.Tensor]:
     """‖w_g‖₂ for every group of ``kind``, per layer (differentiable; gradient 0 at zero groups)."""
     return {name: safe_norm(sq) for name, sq in group_squares(model, kind, layers).items()}
 
 
 @torch.no_grad()
-def zero_group_fraction(model: nn.Module, kind: str, layers: list[str] | None = None) -> dict[str, float]:
+def zero_group_fraction(
+    model: nn.Module, kind: str, layers: list[str] | None = None
+) -> dict[str, float]:
     """Fraction of groups of ``kind`` that are exactly zero, per layer."""
-    return {name: (sq == 0).float().mean().item() for name, sq in group_squares(model, kind, layers).items()}
+    return {
+        name: (sq == 0).float().mean().item()
+        for name, sq in group_squares(model, kind, layers).items()
+    }
 
 
-__all__ = ["GroupKind", "KINDS", "check_kind", "gemm_view", "safe_norm", "following_batchnorm", "row_squares",
-           "channel_squares", "column_squares", "branch_squares", "group_layers", "group_squares", "group_norms",
-           "zero_group_fraction"]
+__all__ = [
+    "GroupKind",
+    "KINDS",
+    "check_kind",
+    "gemm_view",
+    "safe_norm",
+    "following_batchnorm",
+    "row_squares",
+    "channel_squares",
+    "column_squares",
+    "branch_squares",
+    "group_layers",
+    "group_squares",
+    "group_norms",
+    "zero_group_fraction",
+]

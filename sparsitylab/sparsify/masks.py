@@ -40,17 +40,26 @@ def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
     1 is excluded: a layer with every weight pruned computes nothing (the project-wide rule).
     """
     if isinstance(sparsity, bool) or not isinstance(sparsity, Real):
-        raise TypeError(f"{name}={sparsity!r} must be a real number in [0, 1), got {type(sparsity).__name__}")
+        raise TypeError(
+            f"{name}={sparsity!r} must be a real number in [0, 1), got {type(sparsity).__name__}"
+        )
     if not 0.0 <= float(sparsity) < 1.0:  # also rejects NaN
-        raise ValueError(f"{name}={sparsity!r} must lie in [0, 1) (fraction of weights set to zero)")
+        raise ValueError(
+            f"{name}={sparsity!r} must lie in [0, 1) (fraction of weights set to zero)"
+        )
     return float(sparsity)
 
 
 def _check_tensor(w: torch.Tensor, name: str = "w") -> None:
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-    if not (w.is_floating_point() or w.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
-        raise TypeError(f"{name} has dtype {w.dtype}; a real (floating or integer) tensor is required")
+    if not (
+        w.is_floating_point()
+        or w.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    ):
+        raise TypeError(
+            f"{name} has dtype {w.dtype}; a real (floating or integer) tensor is required"
+        )
     if w.is_floating_point() and torch.isnan(w).any():
         raise ValueError(f"{name} contains NaN; magnitudes of NaN cannot be ranked")
 
@@ -64,7 +73,8 @@ def pruned_count(numel: int, sparsity: float) -> int:
 
 
 def _keep_flat(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """Keep-mask of a 1-D ``scores`` pruning exactly ``n_prune`` lowest (ties: higher index pruned)."""
+    """Keep-mask of a 1-D ``scores`` pruning exactly ``n_prune`` lowest (ties: higher index
+    pruned)."""
     n = scores.numel()
     if n_prune <= 0:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
@@ -80,13 +90,16 @@ def _keep_flat(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 
 def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep-mask of ``scores``' shape keeping the largest scores; exactly ``pruned_count`` are pruned.
+    """Keep-mask of ``scores``' shape keeping the largest scores; exactly ``pruned_count`` are
+    pruned.
 
     This is the selection every other function here reuses; pass any importance score
     (|w|, |w·∇w|, block sums, …).
     """
     _check_tensor(scores, "scores")
-    return _keep_flat(scores.reshape(-1), pruned_count(scores.numel(), sparsity)).reshape(scores.shape)
+    return _keep_flat(scores.reshape(-1), pruned_count(scores.numel(), sparsity)).reshape(
+        scores.shape
+    )
 
 
 def topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -113,8 +126,14 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
         _check_tensor(t, f"tensors[{i}]")
     devices = {t.device for t in items}
     if len(devices) > 1:
-        raise ValueError(f"tensors live on several devices {sorted(map(str, devices))}; move them to one")
-    dtype = torch.promote_types(items[0].dtype, torch.float32) if items[0].is_floating_point() else torch.float32
+        raise ValueError(
+            f"tensors live on several devices {sorted(map(str, devices))}; move them to one"
+        )
+    dtype = (
+        torch.promote_types(items[0].dtype, torch.float32)
+        if items[0].is_floating_point()
+        else torch.float32
+    )
     for t in items[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     flat = torch.cat([t.detach().abs().reshape(-1).to(dtype) for t in items])
@@ -126,9 +145,15 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
 
 
 def _as_pair(value: Sequence[int] | int, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
-        raise ValueError(f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)")
+    pair = (
+        (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    )
+    if len(pair) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair
+    ):
+        raise ValueError(
+            f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)"
+        )
     return pair  # type: ignore[return-value]
 
 
@@ -143,12 +168,16 @@ def block_mask(w: torch.Tensor, block_shape: Sequence[int] | int, sparsity: floa
     """
     _check_tensor(w)
     if w.dim() < 2:
-        raise ValueError(f"w has shape {tuple(w.shape)}; block_mask needs a tensor with ≥ 2 dimensions")
+        raise ValueError(
+            f"w has shape {tuple(w.shape)}; block_mask needs a tensor with ≥ 2 dimensions"
+        )
     bh, bw = _as_pair(block_shape, "block_shape")
     rows, cols = w.shape[0], w[0].numel()
     if rows % bh or cols % bw:
-        raise ValueError(f"block_shape=({bh}, {bw}) does not divide the weight viewed as a {rows}×{cols} matrix "
-                         f"(from shape {tuple(w.shape)}); choose bh | {rows} and bw | {cols}")
+        raise ValueError(
+            f"block_shape=({bh}, {bw}) does not divide the weight viewed as a {rows}×{cols} matrix "
+            f"(from shape {tuple(w.shape)}); choose bh | {rows} and bw | {cols}"
+        )
     block_sums = w.detach().abs().reshape(rows // bh, bh, cols // bw, bw).sum(dim=(1, 3))
     keep_blocks = mask_from_scores(block_sums, sparsity)
     keep = keep_blocks[:, None, :, None].expand(rows // bh, bh, cols // bw, bw)
@@ -156,7 +185,8 @@ def block_mask(w: torch.Tensor, block_shape: Sequence[int] | int, sparsity: floa
 
 
 def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
-    """N:M mask: in every group of ``m`` consecutive weights along ``dim``, keep the ``n`` largest |w|.
+    """N:M mask: in every group of ``m`` consecutive weights along ``dim``, keep the ``n`` largest
+    |w|.
 
     ``dim`` is the input (reduction) dimension: 1 for ``nn.Linear`` (out, in) and for
     ``nn.Conv2d`` (out, in, kh, kw). The tensor is viewed with ``dim`` last — for a conv that is
@@ -169,14 +199,18 @@ def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}={value!r} must be an int")
     if not 1 <= n < m:
-        raise ValueError(f"n={n}, m={m}: need 1 ≤ n < m (keep n of every m weights; n = m is dense, n = 0 empty)")
+        raise ValueError(
+            f"n={n}, m={m}: need 1 ≤ n < m (keep n of every m weights; n = m is dense, n = 0 empty)"
+        )
     if w.dim() == 0:
         raise ValueError("w is a scalar; nm_mask needs a tensor with at least one dimension")
     if not -w.dim() <= dim < w.dim():
         raise ValueError(f"dim={dim} is out of range for a tensor with {w.dim()} dimensions")
     if w.shape[dim] % m:
-        raise ValueError(f"w.shape[{dim}]={w.shape[dim]} is not divisible by m={m}; "
-                         f"N:M groups run along dim {dim} (pad it to a multiple of m)")
+        raise ValueError(
+            f"w.shape[{dim}]={w.shape[dim]} is not divisible by m={m}; "
+            f"N:M groups run along dim {dim} (pad it to a multiple of m)"
+        )
     moved = w.detach().abs().movedim(dim, -1)
     groups = moved.reshape(*moved.shape[:-1], moved.shape[-1] // m, m)
     order = torch.argsort(groups, dim=-1, descending=True, stable=True)
@@ -188,9 +222,19 @@ def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
 def apply_mask(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``w ⊙ mask`` (a new tensor; masked entries are exact zeros of ``w``'s dtype)."""
     if mask.shape != w.shape:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match weight shape {tuple(w.shape)}")
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match weight shape {tuple(w.shape)}"
+        )
     return w * mask.to(w.dtype)
 
 
-__all__ = ["check_sparsity", "pruned_count", "mask_from_scores", "topk_mask", "global_topk_masks", "block_mask",
-           "nm_mask", "apply_mask"]
+__all__ = [
+    "check_sparsity",
+    "pruned_count",
+    "mask_from_scores",
+    "topk_mask",
+    "global_topk_masks",
+    "block_mask",
+    "nm_mask",
+    "apply_mask",
+]

@@ -5,8 +5,8 @@ SSL's objective (Wen et al., 2016; REFERENCE §1.4)::
     E(W) = E_D(W) + λ·R(W) + Σ_g λ_g · R_g(W),     R_g(W) = Σ_l Σ_groups ‖w^(g)‖₂
 
 R is a non-structured term (ℓ2 = weight decay, or ℓ1 for the unstructured baseline) and R_g the
-group lasso over one group kind (:mod:`sparsitylab.sparsify.groups`). SGD on R_g adds λ_g · w/‖w_g‖₂ to
-the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
+group lasso over one group kind (:mod:`sparsitylab.sparsify.groups`). SGD on R_g adds λ_g · w/‖w_g‖₂
+to the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
 
 - :func:`zero_small_` — the paper's practice: after **every** update set |w| < 1e-4 to 0;
 - :func:`prox_group_` — the proximal step of group lasso (block soft-threshold),
@@ -16,14 +16,21 @@ the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from .groups import check_kind, following_batchnorm, group_layers, group_norms, group_squares, safe_norm
 from ..metrics import prunable_layers
 from ..train import Callback
+from .groups import (
+    check_kind,
+    following_batchnorm,
+    group_layers,
+    group_norms,
+    group_squares,
+    safe_norm,
+)
 
 ZEROUT_THRESHOLD = 1e-4
 
@@ -55,7 +62,8 @@ def l2_penalty(model: nn.Module) -> torch.Tensor:
 
 @torch.no_grad()
 def zero_small_(model: nn.Module, threshold: float = ZEROUT_THRESHOLD) -> int:
-    """Set every parameter entry with |w| < ``threshold`` to exactly 0 (SSL's ZEROUT); return how many are 0."""
+    """Set every parameter entry with |w| < ``threshold`` to exactly 0 (SSL's ZEROUT); return how
+    many are 0."""
     if not threshold >= 0:
         raise ValueError(f"threshold={threshold!r} must be ≥ 0")
     zeros = 0
@@ -74,15 +82,19 @@ def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) ->
 
 @torch.no_grad()
 def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | None = None) -> None:
-    """Block soft-threshold every group of ``kind``: w_g ← max(0, 1 − step/‖w_g‖) · w_g, step = η·λ_g."""
+    """Block soft-threshold every group of ``kind``: w_g ← max(0, 1 − step/‖w_g‖) · w_g, step =
+    η·λ_g."""
     if not step >= 0:
         raise ValueError(f"step={step!r} must be ≥ 0 (learning rate × λ_g)")
     modules = group_layers(model, kind)
     bns = following_batchnorm(model)
     for name, sq in group_squares(model, kind, layers).items():
         norm = safe_norm(sq)
-        scale = torch.where(norm > step, 1 - step / torch.where(norm > 0, norm, torch.ones_like(norm)),
-                            torch.zeros_like(norm))
+        scale = torch.where(
+            norm > step,
+            1 - step / torch.where(norm > 0, norm, torch.ones_like(norm)),
+            torch.zeros_like(norm),
+        )
         m = modules[name]
         if kind in ("filter", "neuron_out"):
             _scale_rows_(m, bns.get(m), scale)
@@ -107,15 +119,21 @@ def prox_l1_(model: nn.Module, step: float) -> None:
 
 
 class StructuredPenalty(Callback):
-    """λ·R + Σ_g λ_g·R_g as a training :class:`Callback`, with the paper's 1e-4 zeroing after every step.
+    """λ·R + Σ_g λ_g·R_g as a training :class:`Callback`, with the paper's 1e-4 zeroing after every
+    step.
 
     strengths: {group kind: λ_g}. ``l1``: λ of an ℓ1 term R (the unstructured baseline; ℓ2 is the
     optimizer's weight decay). ``layers``: {group kind: module names} to restrict a kind.
     ``threshold``: ZEROUT threshold (None = no zeroing).
     """
 
-    def __init__(self, strengths: Mapping[str, float], l1: float = 0.0,
-                 layers: Mapping[str, list[str]] | None = None, threshold: float | None = ZEROUT_THRESHOLD):
+    def __init__(
+        self,
+        strengths: Mapping[str, float],
+        l1: float = 0.0,
+        layers: Mapping[str, list[str]] | None = None,
+        threshold: float | None = ZEROUT_THRESHOLD,
+    ):
         self.strengths = check_strengths(strengths)
         if not l1 >= 0:
             raise ValueError(f"l1={l1!r} must be ≥ 0")
@@ -133,5 +151,14 @@ class StructuredPenalty(Callback):
             zero_small_(model, self.threshold)
 
 
-__all__ = ["ZEROUT_THRESHOLD", "check_strengths", "group_lasso", "l1_penalty", "l2_penalty", "zero_small_",
-           "prox_group_", "prox_l1_", "StructuredPenalty"]
+__all__ = [
+    "ZEROUT_THRESHOLD",
+    "check_strengths",
+    "group_lasso",
+    "l1_penalty",
+    "l2_penalty",
+    "zero_small_",
+    "prox_group_",
+    "prox_l1_",
+    "StructuredPenalty",
+]

@@ -74,8 +74,10 @@ class CubicSchedule:
         check_sparsity(self.initial_sparsity, "initial_sparsity")
         check_sparsity(self.final_sparsity, "final_sparsity")
         if self.initial_sparsity > self.final_sparsity:
-            raise ValueError(f"initial_sparsity={self.initial_sparsity} exceeds final_sparsity="
-                             f"{self.final_sparsity}; sparsity only grows under this schedule")
+            raise ValueError(
+                f"initial_sparsity={self.initial_sparsity} exceeds final_sparsity="
+                f"{self.final_sparsity}; sparsity only grows under this schedule"
+            )
         for name, low in (("start_step", 0), ("delta", 1), ("n", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -93,7 +95,10 @@ class CubicSchedule:
             return 0.0
         k = min((step - self.start_step) // self.delta, self.n)
         progress = k / self.n
-        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** 3
+        return (
+            self.final_sparsity
+            + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** 3
+        )
 
     def is_pruning_step(self, step: int) -> bool:
         step = _check_step(step)
@@ -105,18 +110,29 @@ class CubicSchedule:
         return list(range(self.start_step, self.final_step + 1, self.delta))
 
     @classmethod
-    def spanning(cls, total_steps: int, final_sparsity: float, initial_sparsity: float = 0.0,
-                 start_fraction: float = 0.0, end_fraction: float = 0.75, n: int = 10) -> CubicSchedule:
-        """A schedule pruning between ``start_fraction`` and ``end_fraction`` of ``total_steps``
-        in ``n`` events (Zhu & Gupta prune early enough to recover; RigL ends at ~3/4 of training)."""
+    def spanning(
+        cls,
+        total_steps: int,
+        final_sparsity: float,
+        initial_sparsity: float = 0.0,
+        start_fraction: float = 0.0,
+        end_fraction: float = 0.75,
+        n: int = 10,
+    ) -> CubicSchedule:
+        """A schedule pruning between ``start_fraction`` and ``end_fraction`` of ``total_steps`` in
+        ``n`` events (Zhu & Gupta prune early enough to recover; RigL ends at ~3/4 of training)."""
         if not 0.0 <= start_fraction < end_fraction <= 1.0:
-            raise ValueError(f"start_fraction={start_fraction}, end_fraction={end_fraction}: "
-                             f"need 0 ≤ start < end ≤ 1")
+            raise ValueError(
+                f"start_fraction={start_fraction}, end_fraction={end_fraction}: "
+                f"need 0 ≤ start < end ≤ 1"
+            )
         start = round(start_fraction * total_steps)
         delta = (round(end_fraction * total_steps) - start) // n
         if delta < 1:
-            raise ValueError(f"total_steps={total_steps} is too few for n={n} events between "
-                             f"{start_fraction} and {end_fraction} of training")
+            raise ValueError(
+                f"total_steps={total_steps} is too few for n={n} events between "
+                f"{start_fraction} and {end_fraction} of training"
+            )
         return cls(initial_sparsity, final_sparsity, start, delta, n)
 
 

@@ -17,20 +17,24 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
-from .masks import check_sparsity, topk_mask
 from ..metrics import prunable_layers
 from ..train import accuracy
+from .masks import check_sparsity, topk_mask
 
 MIT_LAB_SPARSITIES = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def sensitivity_scan(model: nn.Module, loader: DataLoader, sparsities: Sequence[float] = MIT_LAB_SPARSITIES,
-                     layers: Sequence[str] | None = None):
+def sensitivity_scan(
+    model: nn.Module,
+    loader: DataLoader,
+    sparsities: Sequence[float] = MIT_LAB_SPARSITIES,
+    layers: Sequence[str] | None = None,
+):
     """Accuracy of ``model`` with only layer l pruned to sparsity s, for every (l, s).
 
     Returns a pandas DataFrame (index: layer name, columns: sparsity) plus the dense accuracy in
-    ``df.attrs["dense_acc"]``. The model must be unmasked; it is restored exactly afterwards. Cost: |layers|·|sparsities|
-    evaluations of ``loader``.
+    ``df.attrs["dense_acc"]``. The model must be unmasked; it is restored exactly afterwards. Cost:
+    |layers|·|sparsities| evaluations of ``loader``.
     """
     import pandas as pd
 
@@ -41,10 +45,14 @@ def sensitivity_scan(model: nn.Module, loader: DataLoader, sparsities: Sequence[
     names = list(available) if layers is None else list(layers)
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ValueError(f"layers {unknown} are not prunable layers; choose among {list(available)}")
+        raise ValueError(
+            f"layers {unknown} are not prunable layers; choose among {list(available)}"
+        )
     masked = [n for n in names if parametrize.is_parametrized(available[n], "weight")]
     if masked:
-        raise ValueError(f"layers {masked} are reparametrised; scan an unmasked model (reparam.remove_masks)")
+        raise ValueError(
+            f"layers {masked} are reparametrised; scan an unmasked model (reparam.remove_masks)"
+        )
     rows = {}
     dense_acc = accuracy(model, loader)
     for name in names:
@@ -67,12 +75,15 @@ def sensitivity_scan(model: nn.Module, loader: DataLoader, sparsities: Sequence[
 
 
 def sensitivity_budget(scan, max_drop: float) -> dict[str, float]:
-    """Per layer, the largest scanned sparsity whose accuracy is within ``max_drop`` of dense (0 if none)."""
+    """Per layer, the largest scanned sparsity whose accuracy is within ``max_drop`` of dense (0 if
+    none)."""
     if not 0.0 <= max_drop <= 1.0:
         raise ValueError(f"max_drop={max_drop!r} must be an accuracy difference in [0, 1]")
     ok = scan.ge(scan.attrs["dense_acc"] - max_drop)
     sparsities = scan.columns.to_numpy(dtype=float)
-    return {layer: float(sparsities[ok.loc[layer].to_numpy()].max(initial=0.0)) for layer in scan.index}
+    return {
+        layer: float(sparsities[ok.loc[layer].to_numpy()].max(initial=0.0)) for layer in scan.index
+    }
 
 
 __all__ = ["MIT_LAB_SPARSITIES", "sensitivity_budget", "sensitivity_scan"]

@@ -16,7 +16,10 @@ def test_references_agree_with_library():
     assert torch.equal(bench.sort_reference_mask(w.abs(), 0.7), topk_mask(w, 0.7))
     assert int(bench.torch_topk_mask(w, 0.7).sum()) == int(topk_mask(w, 0.7).sum())
     ws = [torch.randn(8, 8), torch.randn(3, 5)]
-    assert all(torch.equal(a, b) for a, b in zip(bench.global_sort_reference(ws, 0.6), global_topk_masks(ws, 0.6)))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(bench.global_sort_reference(ws, 0.6), global_topk_masks(ws, 0.6))
+    )
 
 
 def test_torch_prune_reference_matches_global_budget_without_ties():

@@ -27,7 +27,8 @@ def _bn_stats(model: nn.Module, shape=(8, 1, 28, 28)) -> nn.Module:
 
 @torch.no_grad()
 def _zero_random_groups(model: nn.Module, seed: int, frac: float) -> None:
-    """Zero a random subset of every group kind (filters with their bias/BN, channels, fibers, neurons)."""
+    """Zero a random subset of every group kind (filters with their bias/BN, channels, fibers,
+    neurons)."""
     g = torch.Generator().manual_seed(seed)
     bns = groups.following_batchnorm(model)
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -45,7 +46,11 @@ def _zero_random_groups(model: nn.Module, seed: int, frac: float) -> None:
 
 
 @settings(max_examples=12, deadline=None)
-@given(name=st.sampled_from(["mlp", "lenet5", "convnet_bn"]), seed=st.integers(0, 1000), frac=st.floats(0, 0.9))
+@given(
+    name=st.sampled_from(["mlp", "lenet5", "convnet_bn"]),
+    seed=st.integers(0, 1000),
+    frac=st.floats(0, 0.9),
+)
 def test_compacted_outputs_equal_masked_outputs(name, seed, frac):
     torch.manual_seed(seed)
     model = _bn_stats(models.build(name))
@@ -63,14 +68,20 @@ def test_resnet_dead_branches_are_dropped_and_outputs_equal():
         for i in (1, 4, 8):
             for p in net.blocks[i].branch.parameters():
                 p.zero_()
-        conv, bn = net.blocks[2].branch[0], net.blocks[2].branch[1]   # 5 inner channels of a live block
+        conv, bn = (
+            net.blocks[2].branch[0],
+            net.blocks[2].branch[1],
+        )  # 5 inner channels of a live block
         conv.weight[:5] = 0
         bn.weight[:5] = 0
         bn.bias[:5] = 0
     small = compaction.compact(net)
     assert small.depth() == 20 - 6
     assert net.depth() == 20  # the original is untouched
-    assert small.blocks[2].branch[0].out_channels == 11 and small.blocks[2].branch[1].num_features == 11
+    assert (
+        small.blocks[2].branch[0].out_channels == 11
+        and small.blocks[2].branch[1].num_features == 11
+    )
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
 
@@ -78,9 +89,9 @@ def test_resnet_dead_branches_are_dropped_and_outputs_equal():
 def test_mlp_neurons_and_input_pixels_are_removed():
     net = models.mlp().eval()
     with torch.no_grad():
-        net[1].weight[:, :284] = 0        # 284 dead pixels → 500 inputs survive
-        net[3].weight[:, :100] = 0        # h1 neurons 0..99 unread
-        net[3].weight[:50] = 0            # h2 neurons 0..49 dead (row and bias)
+        net[1].weight[:, :284] = 0  # 284 dead pixels → 500 inputs survive
+        net[3].weight[:, :100] = 0  # h1 neurons 0..99 unread
+        net[3].weight[:50] = 0  # h2 neurons 0..49 dead (row and bias)
         net[3].bias[:50] = 0
     small = compaction.compact(net)
     assert isinstance(small[1], compaction.Gather) and len(small[1].index) == 500
@@ -96,19 +107,21 @@ def test_mlp_neurons_and_input_pixels_are_removed():
 def test_channel_and_shape_sparsity_give_a_smaller_gemm():
     net = models.lenet5().eval()
     with torch.no_grad():
-        net[2].weight[:, 5:] = 0              # conv2 reads only 5 channels → conv1 keeps 5 filters
-        net[2].weight[:, :, 0, :] = 0         # and no tap of the first kernel row
+        net[2].weight[:, 5:] = 0  # conv2 reads only 5 channels → conv1 keeps 5 filters
+        net[2].weight[:, :, 0, :] = 0  # and no tap of the first kernel row
     small = compaction.compact(net)
     conv1, conv2 = small[0], small[2]
     assert conv1.out_channels == 5
     assert isinstance(conv2, compaction.GemmConv2d) and tuple(conv2.weight.shape) == (50, 5 * 4 * 5)
     macs = compaction.layer_macs(small)
-    assert macs["2"] == 8 * 8 * 50 * 5 * 4 * 5   # positions × kept rows × kept columns
+    assert macs["2"] == 8 * 8 * 50 * 5 * 4 * 5  # positions × kept rows × kept columns
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2), ((2, 1), (1, 0), 1)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2), ((2, 1), (1, 0), 1)]
+)
 def test_gemm_conv_equals_conv2d(stride, padding, dilation):
     torch.manual_seed(1)
     conv = nn.Conv2d(3, 4, (3, 2), stride=stride, padding=padding, dilation=dilation)
@@ -117,7 +130,9 @@ def test_gemm_conv_equals_conv2d(stride, padding, dilation):
     cols = (groups.column_squares(conv.weight) > 0).nonzero().flatten()
     gemm = compaction.GemmConv2d.from_conv(conv, cols)
     x = torch.randn(2, 3, 9, 8)
-    assert torch.allclose(gemm(x), F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), atol=1e-5)
+    assert torch.allclose(
+        gemm(x), F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), atol=1e-5
+    )
     with pytest.raises(ValueError, match="channels"):
         gemm(torch.randn(1, 2, 9, 8))
 
@@ -154,7 +169,7 @@ def test_keep_masks_keep_one_unit_and_refuse_unknown_modules():
         net[1].weight.zero_()
         net[1].bias.zero_()
     small = compaction.compact(net)
-    assert small[-1].in_features == 1   # a layer keeps ≥ 1 unit; the output is still exact
+    assert small[-1].in_features == 1  # a layer keeps ≥ 1 unit; the output is still exact
     x = torch.randn(2, 6)
     assert torch.allclose(small(x), net(x))
     odd = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2))
@@ -180,7 +195,9 @@ def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
     assert structured.main(["--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
     assert "compacted speedup / ideal" in capsys.readouterr().out
     record = json.loads(out.read_text())
-    assert record["cpu"] and record["date"] and len(record["results"]) == len(structured.PAPER_LAYERS)
+    assert (
+        record["cpu"] and record["date"] and len(record["results"]) == len(structured.PAPER_LAYERS)
+    )
 
 
 def test_branch_with_zero_last_conv_becomes_a_constant():
@@ -189,15 +206,18 @@ def test_branch_with_zero_last_conv_becomes_a_constant():
     torch.manual_seed(2)
     net = _bn_stats(models.resnet20())
     with torch.no_grad():
-        net.blocks[0].branch[3].weight.zero_()          # last conv zero, BN β ≠ 0: a constant per channel
+        net.blocks[0].branch[3].weight.zero_()  # last conv zero, BN β ≠ 0: a constant per channel
         net.blocks[0].branch[4].bias.uniform_(0.1, 0.5)
-        net.blocks[5].branch[3].weight.zero_()          # … and with β = 0 and γ = 0: nothing at all
+        net.blocks[5].branch[3].weight.zero_()  # … and with β = 0 and γ = 0: nothing at all
         net.blocks[5].branch[4].bias.zero_()
         net.blocks[5].branch[4].weight.zero_()
     loader = [(torch.randn(8, 1, 28, 28), torch.zeros(8)) for _ in range(2)]
     recalibrate_batchnorm(net, loader)
     assert not net.training
     small = compaction.compact(net)
-    assert isinstance(small.blocks[0].branch, compaction.ConstantBranch) and small.blocks[5].branch is None
+    assert (
+        isinstance(small.blocks[0].branch, compaction.ConstantBranch)
+        and small.blocks[5].branch is None
+    )
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)

@@ -30,8 +30,13 @@ def sparse_matrix(rows: int, cols: int, density: float, seed: int) -> torch.Tens
     return values * (torch.rand(rows, cols, generator=g) < density)
 
 
-matrices = st.builds(sparse_matrix, st.integers(1, 24), st.integers(1, 24), st.sampled_from([0.0, 0.1, 0.5, 1.0]),
-                     st.integers(0, 2**31 - 1))
+matrices = st.builds(
+    sparse_matrix,
+    st.integers(1, 24),
+    st.integers(1, 24),
+    st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    st.integers(0, 2**31 - 1),
+)
 
 
 def nm_matrix(rows: int, groups: int, n: int, m: int, seed: int) -> torch.Tensor:
@@ -68,7 +73,7 @@ def test_bsr_round_trip_any_dividing_block(dense, data):
 @pytest.mark.parametrize("block", [(8, 8), (16, 16), (32, 32), (4, 1), (1, 4)])
 def test_bsr_common_blocks_on_a_block_mask(block):
     dense = sparse_matrix(64, 96, 1.0, 3)
-    dense[:block[0], :block[1]] = 0  # one fully empty block
+    dense[: block[0], : block[1]] = 0  # one fully empty block
     assert torch.equal(BSR.from_dense(dense, block).to_dense(), dense)
 
 
@@ -85,8 +90,12 @@ def test_bsr_rejects_malformed_blocks(block):
 
 
 @SETTINGS
-@given(st.integers(1, 8), st.integers(1, 6), st.sampled_from([(1, 2), (2, 4), (1, 4), (4, 8), (3, 8), (7, 8)]),
-       st.integers(0, 2**31 - 1))
+@given(
+    st.integers(1, 8),
+    st.integers(1, 6),
+    st.sampled_from([(1, 2), (2, 4), (1, 4), (4, 8), (3, 8), (7, 8)]),
+    st.integers(0, 2**31 - 1),
+)
 def test_nm_holds_and_round_trips(rows, groups, nm, seed):
     n, m = nm
     dense = nm_matrix(rows, groups, n, m, seed)
@@ -111,41 +120,66 @@ def test_nm_rejects_dense_that_is_not_nm():
 
 
 @SETTINGS
-@given(st.integers(1, 8), st.integers(1, 4), st.integers(0, 2**31 - 1), st.sampled_from([0.0, 0.5, 1.0]))
+@given(
+    st.integers(1, 8),
+    st.integers(1, 4),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([0.0, 0.5, 1.0]),
+)
 def test_sparse24_round_trip_valid_nibbles_and_bytes(rows, words, seed, extra_zeros):
     dense = nm_matrix(rows, 4 * words, 2, 4, seed)
-    dense = dense * (torch.rand(dense.shape, generator=torch.Generator().manual_seed(seed)) >= extra_zeros * 0.5)
+    dense = dense * (
+        torch.rand(dense.shape, generator=torch.Generator().manual_seed(seed)) >= extra_zeros * 0.5
+    )
     fmt = Sparse24.from_dense(dense)
     assert torch.equal(fmt.to_dense(), dense)
     assert fmt.values.shape == (rows, 8 * words) and fmt.metadata.shape == (rows, words)
     assert fmt.metadata.dtype == torch.int16
     nibbles = {(int(w) & 0xFFFF) >> (4 * j) & 0xF for w in fmt.metadata.flatten() for j in range(4)}
     assert nibbles <= VALID_NIBBLES
-    assert fmt.nbytes == rows * 16 * words * (4 // 2) + rows * words * 2  # values k/2·4 B + k/16·2 B per row
+    assert (
+        fmt.nbytes == rows * 16 * words * (4 // 2) + rows * words * 2
+    )  # values k/2·4 B + k/16·2 B per row
     assert fmt.nbytes / dense_nbytes(dense.shape) == pytest.approx(0.5 + 1 / 32)
 
 
 def test_sparse24_nibbles_match_the_ptx_table():
     a, b = 1.5, -2.0
-    dense = torch.tensor([[a, b, 0, 0, a, 0, b, 0, 0, a, b, 0, a, 0, 0, b],     # (0,1) (0,2) (1,2) (0,3)
-                          [0, a, 0, b, 0, 0, a, b, 0, 0, 0, 0, 0, 0, 0, a]])   # (1,3) (2,3) zeros (3 only)
+    dense = torch.tensor(
+        [
+            [a, b, 0, 0, a, 0, b, 0, 0, a, b, 0, a, 0, 0, b],  # (0,1) (0,2) (1,2) (0,3)
+            [0, a, 0, b, 0, 0, a, b, 0, 0, 0, 0, 0, 0, 0, a],
+        ]
+    )  # (1,3) (2,3) zeros (3 only)
     fmt = Sparse24.from_dense(dense)
     words = [int(w) & 0xFFFF for w in fmt.metadata[:, 0]]
-    assert words == [0b1100_1001_1000_0100, 0b1100_0100_1110_1101]  # first group in the lowest nibble
-    assert fmt.values[1, 4:8].tolist() == [0.0, 0.0, 0.0, a]  # all-zero group and the (0, 3) pad keep zeros
+    assert words == [
+        0b1100_1001_1000_0100,
+        0b1100_0100_1110_1101,
+    ]  # first group in the lowest nibble
+    assert fmt.values[1, 4:8].tolist() == [
+        0.0,
+        0.0,
+        0.0,
+        a,
+    ]  # all-zero group and the (0, 3) pad keep zeros
 
 
 def test_sparse24_matches_pytorchs_converter_on_exact_2_4_matrices():
     """PyTorch's CUTLASS converter (the GPU oracle, REFERENCE §2.4) gives the same values and,
     once its CUTLASS reordering is undone, the same metadata words. Groups with fewer than two
     non-zeros may be padded at other positions (both decode exactly), so they are left out."""
-    conversions = pytest.importorskip("torch.sparse._semi_structured_conversions",
-                                      reason="PyTorch's 2:4 converter module is not available")
+    conversions = pytest.importorskip(
+        "torch.sparse._semi_structured_conversions",
+        reason="PyTorch's 2:4 converter module is not available",
+    )
     w = sparse_matrix(64, 128, 1.0, 7).half()
     w = w * nm_mask(w, 2, 4)
     values, reordered = conversions.sparse_semi_structured_from_dense_cutlass(w)
     rows, words = reordered.shape
-    offsets = conversions._calculate_meta_reordering_scatter_offsets(rows, words, reordered.dtype, reordered.device)
+    offsets = conversions._calculate_meta_reordering_scatter_offsets(
+        rows, words, reordered.dtype, reordered.device
+    )
     ours = Sparse24.from_dense(w)
     assert torch.equal(ours.values, values)
     assert torch.equal(ours.metadata, reordered.reshape(-1)[offsets].reshape(rows, words))
@@ -172,8 +206,14 @@ def test_compacted_rejects_rows_that_drop_nonzeros():
         Compacted.from_dense(dense, rows=torch.tensor([0, 1]))
 
 
-@pytest.mark.parametrize("bad, error", [([[1.0]], TypeError), (torch.ones(4), ValueError),
-                                        (torch.ones(2, 2, dtype=torch.int64), TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ([[1.0]], TypeError),
+        (torch.ones(4), ValueError),
+        (torch.ones(2, 2, dtype=torch.int64), TypeError),
+    ],
+)
 def test_bad_dense_input_is_named(bad, error):
     with pytest.raises(error, match="dense"):
         CSR.from_dense(bad)

@@ -1,8 +1,9 @@
 """Every CUDA kernel, run on the CPU through the emulation harness, equals dense PyTorch.
 
 The kernels are launched by ``sparsitylab.matmul.plan`` — the launch code a GPU uses — with
-``EmulatedBackend`` in place of CuPy (see :mod:`sparsitylab.deploy.emulation`). The CPU paths are checked on the
-same cases. Each kernel module compiles once (cached by source hash in the temp directory).
+``EmulatedBackend`` in place of CuPy (see :mod:`sparsitylab.deploy.emulation`). The CPU paths are
+checked on the same cases. Each kernel module compiles once (cached by source hash in the temp
+directory).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from sparsitylab.deploy.emulation import EmulatedBackend, EmulatedModule
 
 from sparsitylab.deploy import matmul
+from sparsitylab.deploy.emulation import EmulatedBackend, EmulatedModule
 from sparsitylab.deploy.formats import BSR, CSR, Compacted, Sparse24
 from sparsitylab.sparsify.masks import nm_mask
 
 BACKENDS = {"emulated": EmulatedBackend(), "cpu": None}
-NEEDS_GXX = pytest.mark.skipif(shutil.which("g++") is None,
-                               reason="g++ not found: the CUDA emulation harness compiles the kernels with g++ (C++20)")
+NEEDS_GXX = pytest.mark.skipif(
+    shutil.which("g++") is None,
+    reason="g++ not found: the CUDA emulation harness compiles the kernels with g++ (C++20)",
+)
 BOTH = [pytest.param("emulated", marks=NEEDS_GXX), "cpu"]
 CASES = ["random", "empty_rows", "all_zero", "fully_dense"]
 
@@ -57,8 +60,16 @@ def test_csr(backend, case, n):
 
 @pytest.mark.parametrize("backend", BOTH)
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("block, shape", [((8, 8), (40, 24)), ((16, 16), (48, 32)), ((32, 32), (64, 96)),
-                                          ((4, 1), (36, 20)), ((1, 4), (6, 20))])
+@pytest.mark.parametrize(
+    "block, shape",
+    [
+        ((8, 8), (40, 24)),
+        ((16, 16), (48, 32)),
+        ((32, 32), (64, 96)),
+        ((4, 1), (36, 20)),
+        ((1, 4), (6, 20)),
+    ],
+)
 @pytest.mark.parametrize("n", [1, 70])  # 70: a full 64-column tile plus a partial one
 def test_bsr(backend, case, block, shape, n):
     dense = matrix(case, *shape)

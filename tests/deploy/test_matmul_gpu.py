@@ -30,10 +30,18 @@ def cases() -> dict[str, object]:
     w = weights()
     return {
         "csr 90%": (CSR.from_dense, w * topk_mask(w, 0.9)),
-        **{f"bsr {b[0]}x{b[1]} 80%": ((lambda d, b=b: BSR.from_dense(d, b)), w * block_mask(w, b, 0.8))
-           for b in [(8, 8), (16, 16), (32, 32), (4, 1)]},
+        **{
+            f"bsr {b[0]}x{b[1]} 80%": (
+                (lambda d, b=b: BSR.from_dense(d, b)),
+                w * block_mask(w, b, 0.8),
+            )
+            for b in [(8, 8), (16, 16), (32, 32), (4, 1)]
+        },
         "2:4": (Sparse24.from_dense, w * nm_mask(w, 2, 4)),
-        "compacted": (Compacted.from_dense, w * (torch.arange(K) % 3 == 0) * (torch.arange(M) % 2 == 0)[:, None]),
+        "compacted": (
+            Compacted.from_dense,
+            w * (torch.arange(K) % 3 == 0) * (torch.arange(M) % 2 == 0)[:, None],
+        ),
     }
 
 
@@ -50,7 +58,9 @@ def test_unfused_compacted_gemm_matches(backend):
     _, dense = cases()["compacted"]
     b = torch.randn(K, 64)
     run = matmul.plan(Compacted.from_dense(dense), 64, backend, fused=False)
-    torch.testing.assert_close(backend.tensor(run(backend.array(b))).cpu(), dense @ b, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(
+        backend.tensor(run(backend.array(b))).cpu(), dense @ b, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_csr_kernel_agrees_with_cusparse_and_cublas(backend):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsitylab import data, metrics, models, train
-from sparsitylab import reparam
+from sparsitylab import data, metrics, models, reparam, train
 from sparsitylab.methods.magnitude import MagnitudePruning, gradual, one_shot
 from sparsitylab.sparsify.schedules import CubicSchedule
 
@@ -28,8 +27,14 @@ def test_gradual_hits_final_sparsity_exactly_and_zeros_survive(digits):
     steps = 4 * len(train_loader)
     method = gradual(0.8, steps, budget="erk", n=5)
     net = method.prepare(net)
-    history = train.fit(net, train_loader, 4, optimizer=train.sgd(net, 0.05, 0.9, 5e-4),
-                        callbacks=[method], progress=False)
+    history = train.fit(
+        net,
+        train_loader,
+        4,
+        optimizer=train.sgd(net, 0.05, 0.9, 5e-4),
+        callbacks=[method],
+        progress=False,
+    )
     assert [t for t, _ in method.events] == method.schedule.pruning_steps()
     assert method.events[-1][1] == 0.8
     assert history["sparsity"][-1] == pytest.approx(0.8, abs=2e-3)  # ERK rounds per layer
@@ -60,7 +65,9 @@ def test_one_shot_global_fine_tune_keeps_exact_count_and_recovers(digits):
 def test_late_start_keeps_model_dense_until_t0(digits):
     train_loader, _ = digits
     net = small_mlp()
-    method = MagnitudePruning(CubicSchedule(0.0, 0.5, start_step=10, delta=2, n=2), budget="uniform")
+    method = MagnitudePruning(
+        CubicSchedule(0.0, 0.5, start_step=10, delta=2, n=2), budget="uniform"
+    )
     method.prepare(net)
     assert reparam.is_masked(net) and metrics.global_sparsity(net) == 0.0 and method.events == []
     train.fit(net, train_loader, 1, callbacks=[method], progress=False, max_steps=9)

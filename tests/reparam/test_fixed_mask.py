@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsitylab import metrics, models
-from sparsitylab import reparam
+from sparsitylab import metrics, models, reparam
 from sparsitylab.sparsify.masks import topk_mask
 
 
 def magnitude_masks(model, sparsity):
-    return {name: topk_mask(m.weight, sparsity) for name, m in metrics.prunable_layers(model).items()}
+    return {
+        name: topk_mask(m.weight, sparsity) for name, m in metrics.prunable_layers(model).items()
+    }
 
 
 def train_steps(model, optimizer, steps, seed=0):
@@ -57,8 +58,11 @@ def test_pruned_weights_stay_exactly_zero_through_momentum_and_weight_decay(lene
         assert (layer.weight[~mask] == 0).all()  # exact zeros, not just small
         assert not torch.equal(layer.weight.detach(), before[name])  # kept weights did train
     nonzeros = sum(int(m.sum()) for m in masks.values())
-    assert metrics.count_nonzeros(reparam.remove_masks(lenet)) - sum(
-        m.bias.count_nonzero().item() for m in metrics.prunable_layers(lenet).values()) == nonzeros
+    assert (
+        metrics.count_nonzeros(reparam.remove_masks(lenet))
+        - sum(m.bias.count_nonzero().item() for m in metrics.prunable_layers(lenet).values())
+        == nonzeros
+    )
 
 
 def test_zeroing_weights_once_is_not_enough_control(lenet):
@@ -93,7 +97,9 @@ def test_state_dict_round_trip_weights_only(lenet):
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(fresh(x), lenet(x))
     assert metrics.layer_sparsity(fresh) == metrics.layer_sparsity(lenet)
-    with pytest.raises(RuntimeError):  # a plain model cannot take the masked keys: that is why the helper exists
+    with pytest.raises(
+        RuntimeError
+    ):  # a plain model cannot take the masked keys: that is why the helper exists
         models.lenet5().load_state_dict(state)
 
 
@@ -112,7 +118,9 @@ def test_remove_bakes_in_plain_parameters(lenet):
     reparam.remove_masks(lenet)
     assert not reparam.is_masked(lenet)
     assert not any("parametrizations" in k for k in lenet.state_dict())
-    assert all(isinstance(m.weight, torch.nn.Parameter) for m in metrics.prunable_layers(lenet).values())
+    assert all(
+        isinstance(m.weight, torch.nn.Parameter) for m in metrics.prunable_layers(lenet).values()
+    )
     assert metrics.layer_sparsity(lenet) == expected
 
 
@@ -138,11 +146,11 @@ def test_deepcopy_and_partial_masking(lenet):
 
 def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
     torch.manual_seed(1)
-    net = models.convnet_bn()                                  # "1": BatchNorm2d(32), "13": Linear(128, 10)
+    net = models.convnet_bn()  # "1": BatchNorm2d(32), "13": Linear(128, 10)
     keep, keep_fc = torch.arange(32) % 2 == 0, torch.arange(10) < 7
     masks = {"1.weight": keep, "1.bias": keep, "13.bias": keep_fc}
     reparam.apply_masks(net, masks)
-    names = ["1", "1.bias", "13.bias"]                          # a weight mask is named by its layer
+    names = ["1", "1.bias", "13.bias"]  # a weight mask is named by its layer
     assert sorted(reparam.get_masks(net)) == names
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     for _ in range(3):
@@ -150,7 +158,11 @@ def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
         net(torch.randn(4, 1, 28, 28)).sum().backward()
         opt.step()
     bn, fc = net[1], net[13]
-    assert (bn.weight[~keep] == 0).all() and (bn.bias[~keep] == 0).all() and (fc.bias[~keep_fc] == 0).all()
+    assert (
+        (bn.weight[~keep] == 0).all()
+        and (bn.bias[~keep] == 0).all()
+        and (fc.bias[~keep_fc] == 0).all()
+    )
     assert bn.weight[keep].ne(0).all()
     state = net.state_dict()
     assert sorted(reparam.masked_layer_names(state)) == names
@@ -164,14 +176,17 @@ def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
     torch.testing.assert_close(net(x), fresh(x))
 
 
-@pytest.mark.parametrize("masks,err,msg", [
-    ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
-    ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
-    ({"0.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
-    ({"0.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
-    ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
-    ({"0": [[1]]}, TypeError, "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "masks,err,msg",
+    [
+        ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
+        ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
+        ({"0.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
+        ({"0.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+        ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+        ({"0": [[1]]}, TypeError, "torch.Tensor"),
+    ],
+)
 def test_bad_masks_raise(lenet, masks, err, msg):
     with pytest.raises(err, match=msg):
         reparam.apply_masks(lenet, masks)

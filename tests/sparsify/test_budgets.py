@@ -20,7 +20,8 @@ LENET = {"0": (20, 1, 5, 5), "2": (50, 20, 5, 5), "5": (500, 800), "7": (10, 500
 
 
 def rigl_reference(shapes, sparsity, custom_dense=(), erk_power_scale=1.0):
-    """google-research/rigl sparse_utils.get_sparsities_erdos_renyi, transcribed (dict of shapes)."""
+    """google-research/rigl sparse_utils.get_sparsities_erdos_renyi, transcribed (dict of
+    shapes)."""
     dense_layers = set(custom_dense)
     is_eps_valid = False
     while not is_eps_valid:
@@ -42,7 +43,9 @@ def rigl_reference(shapes, sparsity, custom_dense=(), erk_power_scale=1.0):
                     dense_layers.add(name)
         else:
             is_eps_valid = True
-    return {name: 0.0 if name in dense_layers else 1 - eps * raw_probabilities[name] for name in shapes}
+    return {
+        name: 0.0 if name in dense_layers else 1 - eps * raw_probabilities[name] for name in shapes
+    }
 
 
 def total_density(shapes, sparsities):
@@ -51,7 +54,8 @@ def total_density(shapes, sparsities):
 
 
 layer_dims = st.tuples(st.integers(1, 64), st.integers(1, 64)) | st.tuples(
-    st.integers(1, 32), st.integers(1, 16), st.sampled_from([1, 3, 5]), st.sampled_from([1, 3, 5]))
+    st.integers(1, 32), st.integers(1, 16), st.sampled_from([1, 3, 5]), st.sampled_from([1, 3, 5])
+)
 
 
 @PROPERTY
@@ -87,7 +91,7 @@ def test_erk_custom_dense_and_power_scale_zero_is_uniform():
 
 
 def test_uniform_compensates_for_dense_layers():
-    assert budgets.uniform_sparsities(LENET, 0.9) == {n: 0.9 for n in LENET}
+    assert budgets.uniform_sparsities(LENET, 0.9) == dict.fromkeys(LENET, 0.9)
     out = budgets.uniform_sparsities(LENET, 0.9, dense=["0", "7"])
     assert out["0"] == out["7"] == 0.0 and out["2"] == out["5"] > 0.9
     assert total_density(LENET, out) == pytest.approx(0.1)

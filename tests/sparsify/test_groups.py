@@ -19,7 +19,9 @@ def naive_norms(w: torch.Tensor, kind: str) -> torch.Tensor:
     if kind in ("channel", "neuron_in"):
         return torch.stack([w[:, c].norm() for c in range(w.shape[1])])
     c, kh, kw = w.shape[1:]
-    return torch.stack([w[:, i, m, k].norm() for i in range(c) for m in range(kh) for k in range(kw)])
+    return torch.stack(
+        [w[:, i, m, k].norm() for i in range(c) for m in range(kh) for k in range(kw)]
+    )
 
 
 conv_shapes = st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(1, 3), st.integers(1, 3))
@@ -31,9 +33,15 @@ def test_conv_group_norms_match_naive_loop(shape, seed, zero_frac):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(shape, generator=g)
     w[torch.rand(shape[0], generator=g) < zero_frac] = 0  # some all-zero filters
-    assert torch.allclose(groups.safe_norm(groups.row_squares(_conv(w))), naive_norms(w, "filter"), atol=1e-6)
-    assert torch.allclose(groups.safe_norm(groups.channel_squares(w)), naive_norms(w, "channel"), atol=1e-6)
-    assert torch.allclose(groups.safe_norm(groups.column_squares(w)), naive_norms(w, "shape"), atol=1e-6)
+    assert torch.allclose(
+        groups.safe_norm(groups.row_squares(_conv(w))), naive_norms(w, "filter"), atol=1e-6
+    )
+    assert torch.allclose(
+        groups.safe_norm(groups.channel_squares(w)), naive_norms(w, "channel"), atol=1e-6
+    )
+    assert torch.allclose(
+        groups.safe_norm(groups.column_squares(w)), naive_norms(w, "shape"), atol=1e-6
+    )
 
 
 def _conv(w: torch.Tensor) -> nn.Conv2d:
@@ -72,7 +80,9 @@ def test_neuron_groups_cover_rows_and_columns_and_skip_the_class_layer():
     assert list(out_norms) == ["1", "3"]  # the last Linear (class scores) is not pruned
     fc = mlp[1]
     assert torch.allclose(out_norms["1"], torch.cat([fc.weight, fc.bias[:, None]], 1).norm(dim=1))
-    assert torch.allclose(groups.group_norms(mlp, "neuron_in")["1"], naive_norms(fc.weight, "neuron_in"))
+    assert torch.allclose(
+        groups.group_norms(mlp, "neuron_in")["1"], naive_norms(fc.weight, "neuron_in")
+    )
 
 
 def test_depth_group_is_the_whole_branch_and_restricting_layers_works():

@@ -1,4 +1,5 @@
-"""Magnitude mask primitives: exact counts, ranking, ties, determinism, errors (hypothesis + references)."""
+"""Magnitude mask primitives: exact counts, ranking, ties, determinism, errors (hypothesis +
+references)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsitylab.sparsify.masks import (apply_mask, block_mask, global_topk_masks, mask_from_scores, nm_mask, pruned_count,
-                               topk_mask)
+from sparsitylab.sparsify.masks import (
+    apply_mask,
+    block_mask,
+    global_topk_masks,
+    mask_from_scores,
+    nm_mask,
+    pruned_count,
+    topk_mask,
+)
 
 PROPERTY = settings(max_examples=60, deadline=None)  # per test, not a global profile
 
@@ -37,6 +45,7 @@ def reference_keep(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 # --- pruned_count --------------------------------------------------------------------------------
+
 
 def test_pruned_count_rounds_half_up():
     assert pruned_count(10, 0.25) == 3  # 2.5 → 3
@@ -65,6 +74,7 @@ def test_non_tensor_and_nan_raise():
 
 
 # --- topk_mask -----------------------------------------------------------------------------------
+
 
 @PROPERTY
 @given(arrays(), sparsities)
@@ -115,6 +125,7 @@ def test_mask_from_scores_keeps_largest_scores():
 
 # --- global_topk_masks ---------------------------------------------------------------------------
 
+
 @PROPERTY
 @given(st.lists(arrays(), min_size=1, max_size=4), sparsities)
 def test_global_exact_total_and_equals_topk_of_concatenation(ws, s):
@@ -140,9 +151,16 @@ def test_global_empty_raises():
 
 # --- block_mask ----------------------------------------------------------------------------------
 
+
 @PROPERTY
-@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), sparsities,
-       st.data())
+@given(
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    sparsities,
+    st.data(),
+)
 def test_block_mask_whole_blocks_exact_block_count(bh, bw, nr, nc, s, data):
     w = data.draw(arrays(st.just((bh * nr, bw * nc))))
     keep = block_mask(w, (bh, bw), s)
@@ -161,7 +179,9 @@ def test_block_mask_conv_viewed_as_filters_by_columns():
     assert keep.shape == w.shape and keep[1].all() and int(keep.sum()) == 18
 
 
-@pytest.mark.parametrize("shape,block", [((6, 8), (4, 4)), ((8, 6), (4, 4)), ((4, 2, 3, 3), (2, 4))])
+@pytest.mark.parametrize(
+    "shape,block", [((6, 8), (4, 4)), ((8, 6), (4, 4)), ((4, 2, 3, 3), (2, 4))]
+)
 def test_block_mask_not_dividing_raises(shape, block):
     with pytest.raises(ValueError, match="does not divide"):
         block_mask(torch.ones(shape), block, 0.5)
@@ -180,9 +200,14 @@ def test_block_mask_1d_raises():
 
 # --- nm_mask -------------------------------------------------------------------------------------
 
+
 @PROPERTY
-@given(st.sampled_from([(1, 2), (2, 4), (1, 4), (4, 8), (3, 4), (1, 8)]), st.integers(1, 5), st.integers(1, 3),
-       st.data())
+@given(
+    st.sampled_from([(1, 2), (2, 4), (1, 4), (4, 8), (3, 4), (1, 8)]),
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.data(),
+)
 def test_nm_linear_exact_n_per_group_and_largest(nm, rows, groups, data):
     n, m = nm
     w = data.draw(arrays(st.just((rows, groups * m))))
@@ -197,7 +222,9 @@ def test_nm_linear_exact_n_per_group_and_largest(nm, rows, groups, data):
 @PROPERTY
 @given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 3), st.data())
 def test_nm_conv_groups_input_channels_nhwc(out, groups, k, data):
-    w = data.draw(arrays(st.just((out, 4 * groups, k, k)), st.floats(-1, 1, allow_nan=False, width=32)))
+    w = data.draw(
+        arrays(st.just((out, 4 * groups, k, k)), st.floats(-1, 1, allow_nan=False, width=32))
+    )
     keep = nm_mask(w, 2, 4)
     nhwc = keep.permute(0, 2, 3, 1).reshape(-1, 4)  # (out, kh, kw, in) rows cut into groups of 4
     assert (nhwc.sum(-1) == 2).all()
@@ -212,10 +239,18 @@ def test_nm_ties_keep_earlier_and_dim_argument():
     assert torch.equal(nm_mask(w.T, 2, 4, dim=-2), nm_mask(w, 2, 4).T)
 
 
-@pytest.mark.parametrize("n,m,err,msg", [(3, 2, ValueError, "n=3"), (-1, 4, ValueError, "n=-1"),
-                                         (4, 4, ValueError, "n=4"), (0, 4, ValueError, "n=0"),
-                                         (2, 0, ValueError, "m=0"), (2.0, 4, TypeError, "n=2.0"),
-                                         (2, True, TypeError, "m=True")])
+@pytest.mark.parametrize(
+    "n,m,err,msg",
+    [
+        (3, 2, ValueError, "n=3"),
+        (-1, 4, ValueError, "n=-1"),
+        (4, 4, ValueError, "n=4"),
+        (0, 4, ValueError, "n=0"),
+        (2, 0, ValueError, "m=0"),
+        (2.0, 4, TypeError, "n=2.0"),
+        (2, True, TypeError, "m=True"),
+    ],
+)
 def test_nm_bad_n_m_raise(n, m, err, msg):
     with pytest.raises(err, match=msg):
         nm_mask(torch.ones(2, 8), n, m)
@@ -229,6 +264,7 @@ def test_nm_not_divisible_and_bad_dim_raise():
 
 
 # --- apply_mask ----------------------------------------------------------------------------------
+
 
 def test_apply_mask_zeroes_exactly_and_checks_shape():
     w = torch.randn(3, 4)
@@ -263,8 +299,16 @@ def test_every_mask_function_is_deterministic(fn, w, s):
 
 
 @pytest.mark.parametrize("fn", MASK_FUNCTIONS.values(), ids=MASK_FUNCTIONS.keys())
-@pytest.mark.parametrize("bad,err", [(-0.01, ValueError), (1.01, ValueError), (float("nan"), ValueError),
-                                     ("0.5", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad,err",
+    [
+        (-0.01, ValueError),
+        (1.01, ValueError),
+        (float("nan"), ValueError),
+        ("0.5", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_every_mask_function_rejects_bad_sparsity(fn, bad, err):
     with pytest.raises(err, match="sparsity"):
         fn(torch.ones(4, 4), bad)

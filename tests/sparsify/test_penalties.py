@@ -7,21 +7,27 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsitylab import data, models, train
-from sparsitylab import reparam
-from sparsitylab.sparsify import groups, penalties
+from sparsitylab import data, models, reparam, train
 from sparsitylab.methods.ssl import SSL
+from sparsitylab.sparsify import groups, penalties
 
 
 def test_group_lasso_value_matches_naive_sum_over_groups():
     torch.manual_seed(0)
     net = models.lenet5()
     conv2 = net[2].weight
-    naive_shape = sum(conv2[:, c, m, k].norm() for c in range(20) for m in range(5) for k in range(5))
-    naive_shape = naive_shape + sum(net[0].weight[:, 0, m, k].norm() for m in range(5) for k in range(5))
+    naive_shape = sum(
+        conv2[:, c, m, k].norm() for c in range(20) for m in range(5) for k in range(5)
+    )
+    naive_shape = naive_shape + sum(
+        net[0].weight[:, 0, m, k].norm() for m in range(5) for k in range(5)
+    )
     assert torch.allclose(penalties.group_lasso(net, "shape"), naive_shape, rtol=1e-5)
-    naive_filter = sum(torch.cat([net[i].weight[n].flatten(), net[i].bias[n:n + 1]]).norm()
-                       for i, count in ((0, 20), (2, 50)) for n in range(count))
+    naive_filter = sum(
+        torch.cat([net[i].weight[n].flatten(), net[i].bias[n : n + 1]]).norm()
+        for i, count in ((0, 20), (2, 50))
+        for n in range(count)
+    )
     assert torch.allclose(penalties.group_lasso(net, "filter"), naive_filter, rtol=1e-5)
 
 
@@ -44,8 +50,11 @@ def test_structured_penalty_adds_l1_and_sums_kinds():
     torch.manual_seed(2)
     net = models.lenet5()
     cb = penalties.StructuredPenalty({"filter": 0.1, "channel": 0.2}, l1=0.01)
-    expected = (0.01 * sum(m.weight.abs().sum() for m in (net[0], net[2], net[5], net[7]))
-                + 0.1 * penalties.group_lasso(net, "filter") + 0.2 * penalties.group_lasso(net, "channel"))
+    expected = (
+        0.01 * sum(m.weight.abs().sum() for m in (net[0], net[2], net[5], net[7]))
+        + 0.1 * penalties.group_lasso(net, "filter")
+        + 0.2 * penalties.group_lasso(net, "channel")
+    )
     assert torch.allclose(cb.penalty(net), expected)
     with pytest.raises(ValueError, match="unknown"):
         penalties.StructuredPenalty({"rows": 0.1})
@@ -64,7 +73,11 @@ def test_zero_small_sets_tiny_entries_to_exact_zero():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), step=st.floats(0.0, 3.0), kind=st.sampled_from(["filter", "channel", "shape"]))
+@given(
+    seed=st.integers(0, 10_000),
+    step=st.floats(0.0, 3.0),
+    kind=st.sampled_from(["filter", "channel", "shape"]),
+)
 def test_prox_group_shrinks_each_norm_by_step_and_keeps_directions(seed, step, kind):
     torch.manual_seed(seed)
     net = models.lenet5()
@@ -80,7 +93,8 @@ def test_prox_group_shrinks_each_norm_by_step_and_keeps_directions(seed, step, k
 
 
 def test_prox_group_is_the_proximal_operator():
-    """prox_{t‖·‖}(v) minimises ½‖x − v‖² + t‖x‖: compare with a numeric minimisation of one group."""
+    """prox_{t‖·‖}(v) minimises ½‖x − v‖² + t‖x‖: compare with a numeric minimisation of one
+    group."""
     torch.manual_seed(3)
     v = torch.randn(7)
     t = 0.8
@@ -139,9 +153,9 @@ def test_ssl_learns_exactly_zero_groups_and_freezing_keeps_them(exact, lam):
     train.fit(net, loader, 1, optimizer=train.sgd(net, lr=0.05), callbacks=[ssl], progress=False)
     for name, was_zero in zeros_before.items():
         layer, _, tensor = name.rpartition(".")
-        value = getattr(net.get_submodule(layer), tensor)                # what the forward pass uses
+        value = getattr(net.get_submodule(layer), tensor)  # what the forward pass uses
         assert bool((value[was_zero] == 0).all()), f"{name}: frozen zeros came back"
-    assert "1.bias" in reparam.get_masks(net)                             # dead neurons' biases are masked too
+    assert "1.bias" in reparam.get_masks(net)  # dead neurons' biases are masked too
     small = ssl.finalize(net)
     x = next(iter(loader))[0]
     assert torch.allclose(small(x), net.eval()(x), atol=1e-5)

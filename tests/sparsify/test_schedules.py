@@ -16,9 +16,14 @@ def zhu_gupta(t, s_i, s_f, t0, dt, n):
     return s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3
 
 
-schedules = st.builds(lambda si, extra, t0, dt, n: CubicSchedule(si, min(0.99, si + extra), t0, dt, n),
-                      st.floats(0, 0.5), st.floats(0, 0.5), st.integers(0, 50), st.integers(1, 20),
-                      st.integers(1, 12))
+schedules = st.builds(
+    lambda si, extra, t0, dt, n: CubicSchedule(si, min(0.99, si + extra), t0, dt, n),
+    st.floats(0, 0.5),
+    st.floats(0, 0.5),
+    st.integers(0, 50),
+    st.integers(1, 20),
+    st.integers(1, 12),
+)
 
 
 @PROPERTY
@@ -28,8 +33,10 @@ def test_events_follow_formula_and_end_exactly_at_final(s):
     assert len(steps) == s.n + 1 and steps[0] == s.start_step and steps[-1] == s.final_step
     for t in steps:
         assert s.is_pruning_step(t)
-        assert s.sparsity_at(t) == pytest.approx(zhu_gupta(t, s.initial_sparsity, s.final_sparsity,
-                                                           s.start_step, s.delta, s.n), abs=1e-12)
+        assert s.sparsity_at(t) == pytest.approx(
+            zhu_gupta(t, s.initial_sparsity, s.final_sparsity, s.start_step, s.delta, s.n),
+            abs=1e-12,
+        )
     assert s.sparsity_at(s.start_step) == pytest.approx(s.initial_sparsity)
     assert s.sparsity_at(s.final_step) == s.final_sparsity  # exactly, not asymptotically
     assert s.sparsity_at(s.final_step + 1000) == s.final_sparsity
@@ -49,7 +56,7 @@ def test_cubic_prunes_fast_early_and_slow_late():
     s = CubicSchedule(0.0, 0.9, 0, 10, 10)
     first, last = s.sparsity_at(10) - s.sparsity_at(0), s.sparsity_at(100) - s.sparsity_at(90)
     assert first > 10 * last
-    assert s.sparsity_at(50) == pytest.approx(0.9 * (1 - 0.5 ** 3))
+    assert s.sparsity_at(50) == pytest.approx(0.9 * (1 - 0.5**3))
     assert s.sparsity_at(5) == 0.0 and not s.is_pruning_step(5)
 
 
@@ -73,14 +80,17 @@ def test_one_shot():
     assert s.sparsity_at(0) == s.sparsity_at(500) == s.final_sparsity == 0.9 and s.final_step == 0
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(initial_sparsity=0.5, final_sparsity=0.2), "exceeds"),
-    (dict(final_sparsity=1.2), "final_sparsity"),
-    (dict(delta=0), "delta"),
-    (dict(n=0), "n=0"),
-    (dict(start_step=-1), "start_step"),
-    (dict(n=2.5), "n=2.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(initial_sparsity=0.5, final_sparsity=0.2), "exceeds"),
+        (dict(final_sparsity=1.2), "final_sparsity"),
+        (dict(delta=0), "delta"),
+        (dict(n=0), "n=0"),
+        (dict(start_step=-1), "start_step"),
+        (dict(n=2.5), "n=2.5"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, msg):
     args = dict(initial_sparsity=0.0, final_sparsity=0.9, start_step=0, delta=10, n=5) | kwargs
     with pytest.raises(ValueError, match=msg):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsitylab import data, models, train
-from sparsitylab import reparam
+from sparsitylab import data, models, reparam, train
 from sparsitylab.sparsify.masks import topk_mask
 from sparsitylab.sparsify.sensitivity import sensitivity_budget, sensitivity_scan
 
