@@ -24,6 +24,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from ._checks import check_int
+
 MAX_FRAMES = 40
 MAX_FRAME_PIXELS = 1600
 MAX_FRAME_BYTES = 400_000
@@ -168,7 +170,10 @@ def frame_grid_html(
     rows = "".join(
         _axis_row(name, axis, position) for name, axis, position in zip(names, labels, start)
     )
-    note = f'<div style="font-size:0.8em;opacity:0.7">{len(frames)} pre-rendered frames; no kernel needed</div>'
+    note = (
+        f'<div style="font-size:0.8em;opacity:0.7">{len(frames)} pre-rendered frames; '
+        "no kernel needed</div>"
+    )
     return (
         f'<div class="sl-frame-slider" data-shape="{json.dumps(shape)}" '
         f'data-labels="{html.escape(json.dumps(labels))}">{rows}{note}\n{images}</div>'
@@ -186,12 +191,7 @@ def frame_slider_html(
     """
     if len(frames) != len(labels):
         raise ValueError(f"got {len(frames)} frames but {len(labels)} labels; they must match")
-    if (
-        isinstance(start, bool)
-        or not isinstance(start, int)
-        or not 0 <= start < max(len(frames), 1)
-    ):
-        raise ValueError(f"start={start!r} must index one of the {len(frames)} frames")
+    check_int(start, "start", 0, max(len(frames) - 1, 0))  # the frame shown first
     return frame_grid_html(frames, {name: labels}, [start])
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from ._checks import check_int
 from .frames import (
     MAX_FRAME_BYTES,
     MAX_FRAME_PIXELS,
@@ -176,8 +177,7 @@ def explore(
         raise TypeError(
             f"plot must be a function returning a matplotlib Figure, got {type(plot).__name__}"
         )
-    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 300:
-        raise ValueError(f"dpi={dpi!r} must be an integer between 20 and 300")
+    check_int(dpi, "dpi", 20, 300)
     if not isinstance(knobs, Mapping):
         raise TypeError(f"knobs must map names to lists of values, got {type(knobs).__name__}")
     knobs = {name: _knob_values(name, values) for name, values in knobs.items()}

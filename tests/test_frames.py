@@ -185,8 +185,9 @@ def _browser_page(tmp_path, body: str):
         context.close()
 
 
-_STATE = """s => ({shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
-                  labels: Array.from(s.querySelectorAll('output')).map(o => o.textContent)})"""
+_STATE = """s => ({
+  shown: Array.from(s.querySelectorAll('img.sl-frame')).map(i => i.style.display !== 'none'),
+  labels: Array.from(s.querySelectorAll('output')).map(o => o.textContent)})"""
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"Chromium not found at {CHROMIUM}")
@@ -203,7 +204,10 @@ def test_grid_steps_in_a_browser(tmp_path):
     with _browser_page(tmp_path, html) as page:
         slider = page.query_selector(".sl-frame-slider")
         colour_range, slope_range = slider.query_selector_all("input[type=range]")
-        shown = lambda: slider.evaluate(_STATE)
+
+        def shown():
+            return slider.evaluate(_STATE)
+
         assert shown() == {"shown": [i == 1 for i in range(6)], "labels": ["C0", "2"]}
         colour_range.press("ArrowRight")
         assert shown() == {"shown": [i == 4 for i in range(6)], "labels": ["C1", "2"]}
@@ -220,7 +224,10 @@ def test_slider_steps_in_a_browser(tmp_path):
         tmp_path, viewer.frame_slider_html(frames, ["1", "2", "3"], "slope", 1)
     ) as page:
         slider = page.query_selector(".sl-frame-slider")
-        state = lambda: slider.evaluate(_STATE)
+
+        def state():
+            return slider.evaluate(_STATE)
+
         assert state() == {"shown": [False, True, False], "labels": ["2"]}
         slider.query_selector("input[type=range]").press("ArrowRight")
         assert state() == {"shown": [False, False, True], "labels": ["3"]}

@@ -145,7 +145,7 @@ def test_explore_live_controls_redraw_the_figure(shell, monkeypatch):
             "needs 42 frames",
         ),
         ({"slope": [1.0, 2.0]}, {"dpi": 5}, ValueError, "dpi=5"),
-        ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, ValueError, "dpi=80.0"),
+        ({"slope": [1.0, 2.0]}, {"dpi": 80.0}, TypeError, "dpi=80.0"),
     ],
 )
 def test_explore_rejects_bad_arguments_before_plotting(shell, knobs, kwargs, error, message):

@@ -2,11 +2,16 @@
 
 Every format is a frozen dataclass of torch tensors with ``from_dense`` / ``to_dense`` (an exact
 round trip) and ``nbytes`` (bytes a kernel must read for the sparse operand), so the book can plot
-storage cost against density (REFERENCE §2.1). Tensors may live on any device; ``map`` moves them,
-and :func:`to_array` / :func:`from_array` exchange them zero-copy with NumPy or CuPy via DLPack.
+storage cost against density. Tensors may live on any device; ``map`` moves them, and
+:func:`to_array` / :func:`from_array` exchange them zero-copy with NumPy or CuPy via DLPack.
 
-The 2:4 layout follows the PTX ISA sparse-storage section and PyTorch's
-``torch/sparse/_semi_structured_conversions.py`` (REFERENCE §2.4): values ``[m, k/2]``; metadata
+A layer's weight is packed with ``from_weight``, through its GEMM view (:mod:`sparsitylab.gemm`) in
+the format's ``order``: CSR, BSR and compacted use ``"chw"`` (PyTorch's im2col order), the N:M
+formats ``"hwc"``, where N:M groups are input channels at a fixed kernel tap (the layout of sparse
+tensor cores). The packed matrix multiplies ``im2col(x, ..., order=fmt.order)``.
+
+The 2:4 layout follows the PTX ISA sparse-storage section (§9.7.14.6, "sparse matrix storage") and
+PyTorch's ``torch/sparse/_semi_structured_conversions.py``: values ``[m, k/2]``; metadata
 ``[m, k/16]`` int16 words of four 4-bit nibbles, first group in the lowest nibble,
 ``nibble = idx0 | idx1 << 2`` with ``idx0 < idx1``.
 """
@@ -16,27 +21,37 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
+
+from .._checks import check_nm, check_pair, check_tensor
+from ..gemm import alive_columns, alive_rows, gemm_view
 
 INDEX = torch.int32
 
 
 def _check_dense(dense: Any, name: str = "dense") -> torch.Tensor:
-    if not isinstance(dense, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(dense).__name__}")
-    if dense.dim() != 2:
-        raise ValueError(f"{name} must be 2-D (rows × cols), got shape {tuple(dense.shape)}")
-    if not dense.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got dtype {dense.dtype}")
+    check_tensor(dense, name, dims=(2,), floating=True)
+    if dense.numel() == 0:
+        raise ValueError(
+            f"{name} has shape {tuple(dense.shape)}; a sparse format needs at least one row and "
+            f"column"
+        )
     return dense
 
 
 class _Format:
-    """Shared helpers: tensor fields, byte size, device moves."""
+    """Shared helpers: tensor fields, byte size, device moves, packing a layer's weight."""
 
     shape: tuple[int, int]
+    order: ClassVar[str] = "chw"
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, *args: Any) -> Self:
+        """Pack a Linear or Conv2d weight: ``from_dense`` of its GEMM view in this format's
+        ``order``."""
+        return cls.from_dense(gemm_view(weight.detach(), cls.order), *args)  # type: ignore[attr-defined]
 
     def _tensors(self, with_aux: bool = True) -> dict[str, torch.Tensor]:
         return {
@@ -150,14 +165,10 @@ class BSR(_Format):
 
 
 def _check_block(block: Any, shape: tuple[int, ...]) -> tuple[int, int]:
-    if (
-        not isinstance(block, (tuple, list))
-        or len(block) != 2
-        or not all(isinstance(b, int) and not isinstance(b, bool) for b in block)
-    ):
+    if not isinstance(block, (tuple, list)):
         raise TypeError(f"block must be a pair of ints (rows, cols), got {block!r}")
-    br, bc = block
-    if br < 1 or bc < 1 or shape[0] % br or shape[1] % bc:
+    br, bc = check_pair(block, "block")
+    if shape[0] % br or shape[1] % bc:
         raise ValueError(
             f"block={tuple(block)} must be positive and divide the matrix shape {shape}; "
             f"allowed: block rows dividing {shape[0]} and block cols dividing {shape[1]}"
@@ -169,7 +180,7 @@ def _group_keep(dense: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torc
     """Per group of ``m`` along a row: the ``n`` kept positions (ascending) and their values.
 
     Non-zeros are kept first; a group with fewer than ``n`` of them is padded with the lowest free
-    positions, which store explicit zeros (REFERENCE §2.4).
+    positions, which store explicit zeros (as the 2:4 hardware format requires).
     """
     rows, k = dense.shape
     groups = dense.reshape(rows, k // m, m)
@@ -178,7 +189,8 @@ def _group_keep(dense: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torc
     if too_many:
         raise ValueError(
             f"dense is not {n}:{m} sparse: {too_many} groups of {m} hold more than {n} "
-            f"non-zeros (apply an N:M mask first, e.g. sparsitylab.sparsify.masks.nm_mask)"
+            f"non-zeros (apply an N:M mask first, e.g. sparsitylab.sparsify.masks.nm_mask, with "
+            f"the same order)"
         )
     position = torch.arange(m, device=dense.device)
     priority = nonzero.long() * m + (m - 1 - position)  # non-zeros first, then lowest positions
@@ -186,11 +198,15 @@ def _group_keep(dense: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torc
     return keep, groups.gather(-1, keep)
 
 
+MAX_M = 256  # in-group indices are stored as uint8
+
+
 def _check_nm(dense: torch.Tensor, n: Any, m: Any) -> None:
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
-        raise TypeError(f"n and m must be ints, got n={n!r}, m={m!r}")
-    if not 0 < n < m:
-        raise ValueError(f"N:M needs 0 < n < m (n = m would be dense), got n={n}, m={m}")
+    n, m = check_nm(n, m)
+    if m > MAX_M:
+        raise ValueError(
+            f"m={m} is too large: the N:M format stores in-group indices as uint8, so m ≤ {MAX_M}"
+        )
     if dense.shape[1] % m:
         raise ValueError(
             f"the row length {dense.shape[1]} must be a multiple of m={m} for {n}:{m} groups"
@@ -209,8 +225,9 @@ def _scatter_groups(
 @dataclass(frozen=True)
 class NM(_Format):
     """General N:M along rows, for teaching: ``values[rows, k/m, n]`` and in-group ``indices``
-    (uint8)."""
+    (uint8, m ≤ 256)."""
 
+    order: ClassVar[str] = "hwc"
     shape: tuple[int, int]
     n: int
     m: int
@@ -239,6 +256,7 @@ class Sparse24(_Format):
     bits ``4(g mod 4) … 4(g mod 4)+3`` of word ``g // 4`` (PTX ISA §9.7.14.6; PyTorch's converter).
     """
 
+    order: ClassVar[str] = "hwc"
     shape: tuple[int, int]
     values: torch.Tensor
     metadata: torch.Tensor
@@ -279,8 +297,9 @@ class Sparse24(_Format):
 class Compacted(_Format):
     """Structured (row/column) sparsity as a small dense matrix: ``values = dense[rows][:, cols]``.
 
-    By default the kept rows and columns are those not entirely zero (filter and channel pruning,
-    REFERENCE §2.5); ``rows``/``cols`` may be given, but must cover every non-zero.
+    By default the kept rows and columns are the alive ones (:mod:`sparsitylab.gemm`: filter and
+    channel pruning); ``rows``/``cols`` may be given, distinct and in range, but must cover every
+    non-zero.
     """
 
     shape: tuple[int, int]
@@ -294,19 +313,41 @@ class Compacted(_Format):
     ) -> Compacted:
         dense = _check_dense(dense)
         nonzero = dense.ne(0)
-        rows = nonzero.any(1).nonzero().flatten() if rows is None else rows.long()
-        cols = nonzero.any(0).nonzero().flatten() if cols is None else cols.long()
-        values = dense[rows][:, cols].contiguous()
-        if int(values.count_nonzero()) != int(nonzero.sum()):
+        rows = (
+            alive_rows(dense).nonzero().flatten()
+            if rows is None
+            else _check_index(rows, "rows", dense.shape[0])
+        )
+        cols = (
+            alive_columns(dense).nonzero().flatten()
+            if cols is None
+            else _check_index(cols, "cols", dense.shape[1])
+        )
+        kept = torch.zeros_like(nonzero)
+        kept[rows.unsqueeze(1), cols] = True
+        if bool((nonzero & ~kept).any()):
             raise ValueError(
                 "rows/cols drop non-zero entries of dense; a compacted matrix must keep them all"
             )
+        values = dense[rows][:, cols].contiguous()
         return cls(tuple(dense.shape), rows.to(INDEX), cols.to(INDEX), values)
 
     def to_dense(self) -> torch.Tensor:
         out = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
         out[self.rows.long().unsqueeze(1), self.cols.long()] = self.values
         return out
+
+
+def _check_index(index: Any, name: str, size: int) -> torch.Tensor:
+    check_tensor(index, name, dims=(1,))
+    if index.is_floating_point() or index.dtype == torch.bool:
+        raise TypeError(f"{name} has dtype {index.dtype}; give integer indices")
+    index = index.long()
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+        raise ValueError(f"{name} holds indices outside [0, {size})")
+    if index.unique().numel() != index.numel():
+        raise ValueError(f"{name} holds duplicated indices; each row/column may be kept once")
+    return index
 
 
 def to_array(t: torch.Tensor, xp: Any) -> Any:

@@ -5,10 +5,11 @@ Three allocations (introduced in Chapter 1, ``book/01_unstructured_pruning``):
 - **uniform** — every prunable layer gets the same sparsity;
 - **global** — one magnitude ranking over all layers; each layer gets what its weights earn
   (Han et al. 2015; can empty small layers, "layer collapse");
-- **ERK** — Erdős–Rényi-Kernel (Evci et al., RigL, ICML 2020): density_l = ε·p_l with p_l = (Σ dims
-  / Π dims)^power for a weight of dims (out, in[, kh, kw]) — ER for Linear, ERK for conv — and ε
-  solved so that Σ density_l·N_l = (1 − S)·Σ N_l. A layer whose ε·p_l would exceed 1 is made dense
-  and ε is re-solved (google-research/rigl ``get_sparsities_erdos_renyi``, REFERENCE §1.2).
+- **ERK** — Erdős–Rényi-Kernel (Evci et al., RigL, ICML 2020): density_l = ε·p_l with
+  p_l = (Σ dims / Π dims)^power for a weight of dims (out, in[, kh, kw]) — ER for Linear, ERK for
+  conv — and ε solved so that Σ density_l·N_l = (1 − S)·Σ N_l. A layer whose ε·p_l would exceed 1
+  is made dense and ε is re-solved (google-research/rigl ``get_sparsities_erdos_renyi``;
+  https://arxiv.org/abs/1911.11134).
 
 Convention for every budget here: **S is the sparsity over all prunable weights** (Linear and
 Conv2d weights; biases and BN stay dense). Layers listed as ``dense`` (e.g. the first/last layer)
@@ -25,8 +26,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from .._checks import check_choice, check_names, check_real, check_sparsity
 from ..metrics import prunable_layers
-from .masks import check_sparsity, global_topk_masks, pruned_count, topk_mask
+from .masks import global_topk_masks, pruned_count, topk_mask
 
 BUDGETS = ("uniform", "global", "erk")
 
@@ -42,21 +44,25 @@ def dense_layer_names(names: Sequence[str], first: bool = False, last: bool = Fa
     return [n for i, n in enumerate(names) if (first and i == 0) or (last and i == len(names) - 1)]
 
 
+def _unreachable(sparsity: float, dense: Sequence[str], dense_fraction: float) -> ValueError:
+    return ValueError(
+        f"sparsity={sparsity} is unreachable with dense layers {list(dense)} (they hold "
+        f"{dense_fraction:.2%} of the weights): the other layers would have to lose every weight; "
+        f"request less than {1 - dense_fraction:.4f} or keep fewer layers dense"
+    )
+
+
 def _split(shapes: Mapping[str, Sequence[int]], sparsity: float, dense: Sequence[str]):
+    """Check a request; return (S, sizes, free sizes). S·ΣN must stay below the free layers'
+    weights."""
     sparsity = check_sparsity(sparsity)
-    unknown = set(dense) - set(shapes)
-    if unknown:
-        raise ValueError(f"dense names {sorted(unknown)} are not layers; layers are {list(shapes)}")
     if not shapes:
         raise ValueError("shapes is empty: the model has no prunable layers")
+    check_names(dense, "dense", list(shapes))
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     free = {n: s for n, s in sizes.items() if n not in dense}
-    n_pruned = sparsity * sum(sizes.values())
-    if n_pruned > sum(free.values()) * (1 + 1e-12):
-        raise ValueError(
-            f"sparsity={sparsity} is unreachable with dense layers {list(dense)}: they hold "
-            f"{1 - sum(free.values()) / sum(sizes.values()):.1%} of the weights"
-        )
+    if sparsity > 0 and pruned_count(sum(sizes.values()), sparsity) >= sum(free.values()):
+        raise _unreachable(sparsity, dense, 1 - sum(free.values()) / sum(sizes.values()))
     return sparsity, sizes, free
 
 
@@ -66,7 +72,9 @@ def uniform_sparsities(
     """Same sparsity s' for every non-dense layer, with s'·Σ_free N_l = S·Σ N_l (s' = S without
     dense layers)."""
     sparsity, sizes, free = _split(shapes, sparsity, dense)
-    share = min(1.0, sparsity * sum(sizes.values()) / sum(free.values())) if free else 0.0
+    share = (
+        sparsity * sum(sizes.values()) / sum(free.values()) if free else 0.0
+    )  # < 1: _split checked
     return {name: (share if name in free else 0.0) for name in shapes}
 
 
@@ -82,14 +90,7 @@ def erk_sparsities(
     Solves ε·Σ_free p_l N_l = (1 − S)·Σ_free N_l − S·Σ_dense N_l; while max ε·p_l > 1, the layers
     with maximal p_l join the dense set and ε is solved again (at most one pass per layer).
     """
-    if (
-        isinstance(power_scale, bool)
-        or not isinstance(power_scale, (int, float))
-        or power_scale < 0
-    ):
-        raise ValueError(
-            f"power_scale={power_scale!r} must be a number ≥ 0 (1.0 = ERK, 0 = uniform)"
-        )
+    power_scale = check_real(power_scale, "power_scale", minimum=0.0)  # 1.0 = ERK, 0 = uniform
     sparsity, sizes, _ = _split(shapes, sparsity, dense)
     if sparsity == 0.0:
         return dict.fromkeys(shapes, 0.0)
@@ -104,14 +105,17 @@ def erk_sparsities(
         rhs = sum((1 - sparsity) * sizes[n] for n in free) - sum(
             sparsity * sizes[n] for n in dense_set
         )
+        if rhs <= 0:  # the layers made dense so far leave nothing for the others to keep
+            raise _unreachable(
+                sparsity, sorted(dense_set), sum(sizes[n] for n in dense_set) / sum(sizes.values())
+            )
         epsilon = rhs / sum(raw[n] * sizes[n] for n in free)
         p_max = max(raw[n] for n in free)
         if epsilon * p_max <= 1.0 + 1e-12:  # tolerance: ε·p = 1 exactly is a valid density
             break
         dense_set |= {n for n in free if raw[n] == p_max}
     return {
-        name: 0.0 if name in dense_set else min(1.0, max(0.0, 1.0 - epsilon * raw[name]))
-        for name in shapes
+        name: 0.0 if name in dense_set else max(0.0, 1.0 - epsilon * raw[name]) for name in shapes
     }
 
 
@@ -136,7 +140,16 @@ def global_masks(
     if not free:
         return {}
     n_prune = pruned_count(sum(sizes.values()), sparsity)
-    return global_topk_masks({n: weights[n] for n in free}, min(1.0, n_prune / sum(free.values())))
+    return global_topk_masks(
+        {n: weights[n] for n in free}, n_prune / sum(free.values())
+    )  # < 1: _split checked
+
+
+def _weights_and_dense(model: nn.Module, budget: str, first_dense: bool, last_dense: bool):
+    """The (effective) weights of ``model``'s prunable layers and the names to keep dense."""
+    check_choice(budget, "budget", BUDGETS)
+    weights = {n: m.weight.detach() for n, m in prunable_layers(model).items()}
+    return weights, dense_layer_names(list(weights), first_dense, last_dense)
 
 
 def budget_sparsities(
@@ -149,16 +162,13 @@ def budget_sparsities(
 ) -> dict[str, float]:
     """Per-layer sparsities of ``model``'s prunable layers under ``budget`` ("uniform", "global",
     "erk")."""
-    weights = {n: m.weight.detach() for n, m in prunable_layers(model).items()}
-    dense = dense_layer_names(list(weights), first_dense, last_dense)
+    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
     if budget == "global":
         return global_sparsities(weights, sparsity, dense)
     shapes = {n: tuple(w.shape) for n, w in weights.items()}
     if budget == "uniform":
         return uniform_sparsities(shapes, sparsity, dense)
-    if budget == "erk":
-        return erk_sparsities(shapes, sparsity, dense, power_scale)
-    raise ValueError(f"budget={budget!r} is not known; use one of {BUDGETS}")
+    return erk_sparsities(shapes, sparsity, dense, power_scale)
 
 
 def budget_masks(
@@ -176,11 +186,17 @@ def budget_masks(
     Masks come from the *effective* weights, so an already-masked weight (0) ranks lowest and
     stays pruned: repeated calls with growing S give nested masks (up to ties among exact zeros).
     """
-    weights = {n: m.weight.detach() for n, m in prunable_layers(model).items()}
-    dense = dense_layer_names(list(weights), first_dense, last_dense)
+    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
     if budget == "global":
         return global_masks(weights, sparsity, dense)
     per_layer = budget_sparsities(model, sparsity, budget, first_dense, last_dense, power_scale)
+    for n, s in per_layer.items():
+        if n not in dense and pruned_count(weights[n].numel(), s) == weights[n].numel():
+            raise ValueError(
+                f"layer {n!r} ({weights[n].numel()} weights) would lose every weight at its "
+                f"{budget} "
+                f"sparsity {s:.4f} (overall sparsity={sparsity}); request less or keep it dense"
+            )
     return {n: topk_mask(w, per_layer[n]) for n, w in weights.items() if n not in dense}
 
 

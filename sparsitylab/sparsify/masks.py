@@ -3,72 +3,74 @@
 Every function returns a **boolean keep-mask** (``True`` = weight kept) of the weight's shape.
 Conventions shared by all of them (introduced in Chapter 1, ``book/01_unstructured_pruning``):
 
-- ``sparsity`` s ∈ [0, 1) is the fraction of zeros; a set of n candidates loses exactly
-  ``pruned_count(n, s) = ⌊s·n + ½⌋`` of them (round half up), so the number of non-zeros is exact.
+- ``sparsity`` s ∈ [0, 1) is the fraction of the *candidates* that are pruned — weights for
+  :func:`topk_mask` and :func:`global_topk_masks`, blocks for :func:`block_mask`, any scored unit
+  for :func:`mask_from_scores`. A set of n candidates loses exactly ``pruned_count(n, s) = ⌊s·n +
+  ½⌋`` of them (round half up), so the number of non-zeros is exact.
+- Weights must be floating point: magnitudes of integer tensors wrap (``abs(int8 -128) = -128``), so
+  they are rejected with a ``TypeError``. ``mask_from_scores`` also ranks integer scores exactly.
 - The lowest scores are pruned. Ties are broken deterministically: among equal scores the one with
   the **lower flat index is kept** (row-major order; for :func:`global_topk_masks`, the order of the
   tensors, then row-major within each).
 - Selection uses ``kthvalue`` (linear time) rather than a full sort; a plain threshold ``|w| > t``
-  would over-prune when scores tie at t (REFERENCE §1.1), so ties at the threshold are resolved by
-  position.
+  would over-prune when scores tie at t, so ties at the threshold are resolved by position.
 
 Primitives:
 
 - :func:`mask_from_scores` — the core: keep the largest scores of any tensor to an exact sparsity.
 - :func:`topk_mask` — per-tensor magnitude pruning (Han et al. 2015; Zhu & Gupta 2017).
 - :func:`global_topk_masks` — one magnitude threshold across many tensors (global budget).
-- :func:`block_mask` — rank (bh, bw) blocks by Σ|w| and prune whole blocks (HBsNN, REFERENCE §1.8).
-- :func:`nm_mask` — N:M: keep the N largest |w| of every M consecutive weights along the reduction
-  dimension (Zhou et al. 2021; for conv, groups of input channels in (out, kh, kw, in) order, §1.7).
+- :func:`block_mask` — rank (bh, bw) blocks of the GEMM view by Σ|w| and prune whole blocks
+  (Vooturi et al., "Hierarchical Block Sparse Neural Networks", https://arxiv.org/abs/1808.03420).
+- :func:`nm_mask` — N:M: keep the N largest |w| of every M consecutive columns of the GEMM view
+  (Zhou et al., ICLR 2021, https://arxiv.org/abs/2102.04010); for a conv the grouping follows the
+  ``order`` of :mod:`sparsitylab.gemm` (default: input channels at a fixed tap, the hardware
+  layout).
+- :func:`zero_pruned` — apply a keep-mask to a tensor: pruned entries become exact zeros.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Real
 from typing import TypeVar
 
 import torch
 
+from .._checks import check_int, check_nm, check_pair, check_sparsity, check_tensor
+from ..gemm import from_gemm_view, gemm_view
+
 Tensors = TypeVar("Tensors", Sequence[torch.Tensor], Mapping[str, torch.Tensor])
+INTEGER_SCORES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
-def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
-    """Return ``sparsity`` as a float after checking it is a real number in [0, 1).
-
-    1 is excluded: a layer with every weight pruned computes nothing (the project-wide rule).
-    """
-    if isinstance(sparsity, bool) or not isinstance(sparsity, Real):
+def _check_scores(scores: torch.Tensor, name: str) -> torch.Tensor:
+    """Floating or integer scores without NaN (NaN cannot be ranked)."""
+    check_tensor(scores, name)
+    if not (scores.is_floating_point() or scores.dtype in INTEGER_SCORES):
         raise TypeError(
-            f"{name}={sparsity!r} must be a real number in [0, 1), got {type(sparsity).__name__}"
+            f"{name} has dtype {scores.dtype}; a real (floating or integer) tensor is required"
         )
-    if not 0.0 <= float(sparsity) < 1.0:  # also rejects NaN
-        raise ValueError(
-            f"{name}={sparsity!r} must lie in [0, 1) (fraction of weights set to zero)"
-        )
-    return float(sparsity)
+    if scores.is_floating_point() and torch.isnan(scores).any():
+        raise ValueError(f"{name} contains NaN; NaN scores cannot be ranked")
+    return scores
 
 
-def _check_tensor(w: torch.Tensor, name: str = "w") -> None:
-    if not isinstance(w, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-    if not (
-        w.is_floating_point()
-        or w.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-    ):
+def _check_weight(w: torch.Tensor, name: str = "w") -> torch.Tensor:
+    """A floating tensor without NaN: its magnitudes |w| are the scores."""
+    check_tensor(w, name)
+    if not w.is_floating_point():
         raise TypeError(
-            f"{name} has dtype {w.dtype}; a real (floating or integer) tensor is required"
+            f"{name} has dtype {w.dtype}; magnitude masks need a floating-point tensor "
+            "(|x| of the most negative integer wraps around)"
         )
-    if w.is_floating_point() and torch.isnan(w).any():
-        raise ValueError(f"{name} contains NaN; magnitudes of NaN cannot be ranked")
+    return _check_scores(w, name)
 
 
 def pruned_count(numel: int, sparsity: float) -> int:
     """How many of ``numel`` candidates a ``sparsity`` prunes: ⌊s·n + ½⌋ (round half up)."""
     sparsity = check_sparsity(sparsity)
-    if numel < 0:
-        raise ValueError(f"numel={numel} must be ≥ 0")
+    numel = check_int(numel, "numel", minimum=0)
     return min(numel, math.floor(sparsity * numel + 0.5))
 
 
@@ -94,9 +96,9 @@ def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     pruned.
 
     This is the selection every other function here reuses; pass any importance score
-    (|w|, |w·∇w|, block sums, …).
+    (|w|, |w·∇w|, block sums, …). Integer scores are ranked exactly.
     """
-    _check_tensor(scores, "scores")
+    _check_scores(scores, "scores")
     return _keep_flat(scores.reshape(-1), pruned_count(scores.numel(), sparsity)).reshape(
         scores.shape
     )
@@ -107,7 +109,7 @@ def topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
 
     m = 1{|w| ranks among the top (1 − s)·n}, ties kept in row-major order.
     """
-    _check_tensor(w)
+    _check_weight(w)
     n_prune = pruned_count(w.numel(), sparsity)
     return _keep_flat(w.detach().abs().reshape(-1), n_prune).reshape(w.shape)
 
@@ -117,24 +119,21 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
 
     Exactly ``⌊s·Σn + ½⌋`` weights are pruned in total; layers receive whatever share their
     magnitudes earn (which can empty a layer at high sparsity — "layer collapse").
-    ``tensors`` is a sequence or a mapping; the result has the same container type.
+    ``tensors`` is a sequence or a mapping; the result has the same container type. Magnitudes are
+    ranked in the widest floating dtype among the tensors (never narrowed).
     """
     items = list(tensors.values()) if isinstance(tensors, Mapping) else list(tensors)
     if not items:
         raise ValueError("tensors is empty: give at least one tensor to prune")
     for i, t in enumerate(items):
-        _check_tensor(t, f"tensors[{i}]")
+        _check_weight(t, f"tensors[{i}]")
     devices = {t.device for t in items}
     if len(devices) > 1:
         raise ValueError(
             f"tensors live on several devices {sorted(map(str, devices))}; move them to one"
         )
-    dtype = (
-        torch.promote_types(items[0].dtype, torch.float32)
-        if items[0].is_floating_point()
-        else torch.float32
-    )
-    for t in items[1:]:
+    dtype = torch.float32  # at least fp32 (kthvalue on fp16 is slow or missing); fp64 stays fp64
+    for t in items:
         dtype = torch.promote_types(dtype, t.dtype)
     flat = torch.cat([t.detach().abs().reshape(-1).to(dtype) for t in items])
     keep = _keep_flat(flat, pruned_count(flat.numel(), sparsity))
@@ -144,97 +143,93 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
     return masks  # type: ignore[return-value]
 
 
-def _as_pair(value: Sequence[int] | int, name: str) -> tuple[int, int]:
-    pair = (
-        (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    )
-    if len(pair) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair
-    ):
-        raise ValueError(
-            f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)"
-        )
-    return pair  # type: ignore[return-value]
-
-
 def block_mask(w: torch.Tensor, block_shape: Sequence[int] | int, sparsity: float) -> torch.Tensor:
     """Block magnitude pruning: prune the ``⌊s·B + ½⌋`` of the B blocks with the smallest Σ|w|.
 
-    ``w`` is viewed as a matrix of ``w.shape[0]`` rows (a conv weight (K, C, R, S) as K × C·R·S,
-    row i = filter i, as HBsNN does) and tiled by ``block_shape = (bh, bw)`` blocks, which must
-    divide that matrix exactly. A block is kept or pruned as a whole; ties keep the block that comes
-    first in row-major block order. Sparsity counts blocks, so weight sparsity equals it up to the
-    rounding of B.
+    ``w`` is tiled in its GEMM view (:func:`sparsitylab.gemm.gemm_view`, ``"chw"``: a conv weight
+    (K, C, R, S) as K × C·R·S, row i = filter i, as HBsNN does) by ``block_shape = (bh, bw)``
+    blocks, which must divide that matrix exactly. A block is kept or pruned as a whole; ties keep
+    the block that comes first in row-major block order. Sparsity counts blocks, so weight sparsity
+    equals it up to the rounding of B.
     """
-    _check_tensor(w)
-    if w.dim() < 2:
+    _check_weight(w)
+    if w.dim() not in (2, 4):
         raise ValueError(
-            f"w has shape {tuple(w.shape)}; block_mask needs a tensor with ≥ 2 dimensions"
+            f"w has shape {tuple(w.shape)}; block_mask needs a 2-D (Linear) or 4-D (Conv2d) weight"
         )
-    bh, bw = _as_pair(block_shape, "block_shape")
-    rows, cols = w.shape[0], w[0].numel()
+    bh, bw = check_pair(block_shape, "block_shape")
+    matrix = gemm_view(w.detach())
+    rows, cols = matrix.shape
     if rows % bh or cols % bw:
         raise ValueError(
             f"block_shape=({bh}, {bw}) does not divide the weight viewed as a {rows}×{cols} matrix "
             f"(from shape {tuple(w.shape)}); choose bh | {rows} and bw | {cols}"
         )
-    block_sums = w.detach().abs().reshape(rows // bh, bh, cols // bw, bw).sum(dim=(1, 3))
+    block_sums = matrix.abs().reshape(rows // bh, bh, cols // bw, bw).sum(dim=(1, 3))
     keep_blocks = mask_from_scores(block_sums, sparsity)
     keep = keep_blocks[:, None, :, None].expand(rows // bh, bh, cols // bw, bw)
-    return keep.reshape(w.shape)
+    return from_gemm_view(keep.reshape(rows, cols), w.shape)
 
 
-def nm_mask(w: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
-    """N:M mask: in every group of ``m`` consecutive weights along ``dim``, keep the ``n`` largest
-    |w|.
+def nm_mask(w: torch.Tensor, n: int, m: int, order: str = "hwc") -> torch.Tensor:
+    """N:M mask: in every group of ``m`` consecutive columns of the GEMM view, keep the ``n``
+    largest |w|.
 
-    ``dim`` is the input (reduction) dimension: 1 for ``nn.Linear`` (out, in) and for
-    ``nn.Conv2d`` (out, in, kh, kw). The tensor is viewed with ``dim`` last — for a conv that is
-    (out, kh, kw, in), the NHWC grouping of aojunzz/NM-sparsity and NVIDIA ASP (REFERENCE §1.7) —
-    and cut into groups of m. Ties keep the earlier weight of the group. ``w.shape[dim]`` must be
-    divisible by ``m`` (ASP zero-pads instead; pad before calling if you want that).
+    Groups run along the input (reduction) dimension: for ``nn.Linear`` (out, in), ``m`` consecutive
+    inputs of a row; for ``nn.Conv2d`` (out, in, kh, kw), the grouping of :mod:`sparsitylab.gemm` in
+    ``order``: ``"hwc"`` (default) groups ``m`` consecutive input channels at a fixed (out, kh, kw)
+    — the layout of NVIDIA ASP, NM-sparsity and sparse tensor cores; ``"chw"`` groups ``m``
+    consecutive entries of the flattened (in, kh, kw) row, as the N:M paper's original code did.
+    Ties keep the earlier weight of the group. The grouped length must be divisible by ``m`` (ASP
+    zero-pads instead; pad before calling if you want that).
     """
-    _check_tensor(w)
-    for name, value in (("n", n), ("m", m)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name}={value!r} must be an int")
-    if not 1 <= n < m:
+    _check_weight(w)
+    n, m = check_nm(n, m)
+    if w.dim() not in (2, 4):
         raise ValueError(
-            f"n={n}, m={m}: need 1 ≤ n < m (keep n of every m weights; n = m is dense, n = 0 empty)"
+            f"w has shape {tuple(w.shape)}; nm_mask needs a 2-D (Linear) or 4-D (Conv2d) weight"
         )
-    if w.dim() == 0:
-        raise ValueError("w is a scalar; nm_mask needs a tensor with at least one dimension")
-    if not -w.dim() <= dim < w.dim():
-        raise ValueError(f"dim={dim} is out of range for a tensor with {w.dim()} dimensions")
-    if w.shape[dim] % m:
+    matrix = gemm_view(w.detach(), order).abs()
+    grouped = w.shape[1] if (w.dim() == 2 or order == "hwc") else matrix.shape[1]
+    if grouped % m:
+        what = (
+            "input features"
+            if w.dim() == 2
+            else ("input channels" if order == "hwc" else "in·kh·kw entries")
+        )
         raise ValueError(
-            f"w.shape[{dim}]={w.shape[dim]} is not divisible by m={m}; "
-            f"N:M groups run along dim {dim} (pad it to a multiple of m)"
+            f"w of shape {tuple(w.shape)} has {grouped} {what}, not divisible by m={m}; "
+            f"N:M groups run along them (order={order!r}; pad to a multiple of m)"
         )
-    moved = w.detach().abs().movedim(dim, -1)
-    groups = moved.reshape(*moved.shape[:-1], moved.shape[-1] // m, m)
-    order = torch.argsort(groups, dim=-1, descending=True, stable=True)
+    groups = matrix.reshape(matrix.shape[0], -1, m)
+    order_in_group = torch.argsort(groups, dim=-1, descending=True, stable=True)
     keep = torch.zeros(groups.shape, dtype=torch.bool, device=w.device)
-    keep.scatter_(-1, order[..., :n], True)
-    return keep.reshape(moved.shape).movedim(-1, dim)
+    keep.scatter_(-1, order_in_group[..., :n], True)
+    return from_gemm_view(keep.reshape(matrix.shape), w.shape, order)
 
 
-def apply_mask(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``w ⊙ mask`` (a new tensor; masked entries are exact zeros of ``w``'s dtype)."""
-    if mask.shape != w.shape:
+def zero_pruned(w: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``w`` with every pruned entry (``keep`` False) set to exactly 0 — a select, not a product, so
+    a pruned NaN or ±inf also becomes 0. Kept entries are ``w``'s values, bit for bit."""
+    check_tensor(w, "w")
+    check_tensor(keep, "keep")
+    if keep.shape != w.shape:
         raise ValueError(
-            f"mask shape {tuple(mask.shape)} does not match weight shape {tuple(w.shape)}"
+            f"keep has shape {tuple(keep.shape)}, which does not match w's shape {tuple(w.shape)}"
         )
-    return w * mask.to(w.dtype)
+    return torch.where(
+        keep.to(device=w.device, dtype=torch.bool),
+        w,
+        torch.zeros((), dtype=w.dtype, device=w.device),
+    )
 
 
 __all__ = [
-    "check_sparsity",
     "pruned_count",
     "mask_from_scores",
     "topk_mask",
     "global_topk_masks",
     "block_mask",
     "nm_mask",
-    "apply_mask",
+    "zero_pruned",
 ]

@@ -2,12 +2,13 @@
 
 A schedule answers two questions for an optimizer step t (t = 0 before the first step):
 ``sparsity_at(t)`` — the target sparsity after the last pruning event at or before t — and
-``is_pruning_step(t)`` — whether masks are recomputed at t. The training callback that applies
-them is :class:`sparsitylab.methods.magnitude.MagnitudePruning`.
+``is_pruning_step(t)`` — whether masks are recomputed at t. Any object with those methods (and
+``final_sparsity``, ``pruning_steps()``) is a :class:`Schedule`; the training callback that applies
+one is :class:`sparsitylab.methods.magnitude.MagnitudePruning`.
 
 - :class:`OneShot` — prune once at step 0, then train (fine-tune) with the masks fixed.
 - :class:`CubicSchedule` — gradual magnitude pruning (GMP) of Zhu & Gupta 2017
-  (https://arxiv.org/abs/1710.01878; REFERENCE §1.1)::
+  (https://arxiv.org/abs/1710.01878)::
 
       s_t = s_f + (s_i − s_f) · (1 − (t − t₀)/(n Δt))³,   t ∈ {t₀, t₀+Δt, …, t₀+nΔt}
 
@@ -21,14 +22,28 @@ them is :class:`sparsitylab.methods.magnitude.MagnitudePruning`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-from .masks import check_sparsity
+from .._checks import check_int, check_real, check_sparsity
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """What a pruning method asks of a schedule (steps count optimizer steps; 0 = before the
+    first)."""
+
+    @property
+    def final_sparsity(self) -> float: ...
+
+    def sparsity_at(self, step: int) -> float: ...
+
+    def is_pruning_step(self, step: int) -> bool: ...
+
+    def pruning_steps(self) -> list[int]: ...
 
 
 def _check_step(step: int) -> int:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step={step!r} must be an int ≥ 0 (optimizer steps taken so far)")
-    return step
+    return check_int(step, "step", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -79,9 +94,7 @@ class CubicSchedule:
                 f"{self.final_sparsity}; sparsity only grows under this schedule"
             )
         for name, low in (("start_step", 0), ("delta", 1), ("n", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} must be an int ≥ {low}")
+            check_int(getattr(self, name), name, minimum=low)
 
     @property
     def final_step(self) -> int:
@@ -121,7 +134,9 @@ class CubicSchedule:
     ) -> CubicSchedule:
         """A schedule pruning between ``start_fraction`` and ``end_fraction`` of ``total_steps`` in
         ``n`` events (Zhu & Gupta prune early enough to recover; RigL ends at ~3/4 of training)."""
-        if not 0.0 <= start_fraction < end_fraction <= 1.0:
+        check_real(start_fraction, "start_fraction", 0.0, 1.0)
+        check_real(end_fraction, "end_fraction", 0.0, 1.0)
+        if not start_fraction < end_fraction:
             raise ValueError(
                 f"start_fraction={start_fraction}, end_fraction={end_fraction}: "
                 f"need 0 ≤ start < end ≤ 1"
@@ -135,7 +150,5 @@ class CubicSchedule:
             )
         return cls(initial_sparsity, final_sparsity, start, delta, n)
 
-
-Schedule = OneShot | CubicSchedule
 
 __all__ = ["CubicSchedule", "OneShot", "Schedule"]

@@ -1,10 +1,10 @@
 """Per-layer sensitivity scan: accuracy when one layer alone is magnitude-pruned (no fine-tuning).
 
 The teaching anchor is MIT 6.5940 (EfficientML) Lab 1 (CalebDu/MIT6.5940-EfficientML:
-Lab1-pruning/Lab1.ipynb; REFERENCE §1.1): prune each layer in turn to sparsities 0.4…0.9, measure
-accuracy, then hand-pick per-layer sparsities. Layers whose accuracy barely moves can be pruned
-harder. :func:`sensitivity_budget` turns a scan into such a budget with one rule (largest scanned
-sparsity whose accuracy drop is within a tolerance), as an alternative to picking by eye.
+Lab1-pruning/Lab1.ipynb, https://efficientml.ai): prune each layer in turn to sparsities 0.4…0.9,
+measure accuracy, then hand-pick per-layer sparsities. Layers whose accuracy barely moves can be
+pruned harder. :func:`sensitivity_budget` turns a scan into such a budget with one rule (largest
+scanned sparsity whose accuracy drop is within a tolerance), as an alternative to picking by eye.
 Introduced in Chapter 1 (``book/01_unstructured_pruning``).
 """
 
@@ -17,9 +17,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
+from .._checks import check_sparsity
 from ..metrics import prunable_layers
 from ..train import accuracy
-from .masks import check_sparsity, topk_mask
+from .masks import topk_mask
 
 MIT_LAB_SPARSITIES = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

@@ -21,7 +21,7 @@ from sparsitylab.deploy.formats import (
 from sparsitylab.sparsify.masks import nm_mask
 
 SETTINGS = settings(max_examples=40, deadline=None)
-VALID_NIBBLES = {0b0100, 0b1000, 0b1001, 0b1100, 0b1101, 0b1110}  # REFERENCE §2.4
+VALID_NIBBLES = {0b0100, 0b1000, 0b1001, 0b1100, 0b1101, 0b1110}  # idx0 < idx1, PTX ISA
 
 
 def sparse_matrix(rows: int, cols: int, density: float, seed: int) -> torch.Tensor:
@@ -77,15 +77,25 @@ def test_bsr_common_blocks_on_a_block_mask(block):
     assert torch.equal(BSR.from_dense(dense, block).to_dense(), dense)
 
 
-@pytest.mark.parametrize("block", [(3, 4), (4, 5), (0, 4), (-4, 4)])
+@pytest.mark.parametrize("block", [(3, 4), (4, 5)])
 def test_bsr_rejects_blocks_that_do_not_divide(block):
     with pytest.raises(ValueError, match=r"block=.*divide the matrix shape \(8, 8\)"):
         BSR.from_dense(torch.ones(8, 8), block)
 
 
-@pytest.mark.parametrize("block", [4, (4,), (4.0, 4), "4x4"])
-def test_bsr_rejects_malformed_blocks(block):
-    with pytest.raises(TypeError, match="block must be a pair of ints"):
+@pytest.mark.parametrize(
+    "block,err",
+    [
+        ((0, 4), ValueError),
+        ((-4, 4), ValueError),
+        (4, TypeError),
+        ((4,), TypeError),
+        ((4.0, 4), TypeError),
+        ("4x4", TypeError),
+    ],
+)
+def test_bsr_rejects_malformed_blocks(block, err):
+    with pytest.raises(err, match="block"):
         BSR.from_dense(torch.ones(8, 8), block)
 
 
@@ -115,8 +125,12 @@ def test_nm_rejects_dense_that_is_not_nm():
     with pytest.raises(ValueError, match="multiple of m=4"):
         NM.from_dense(torch.zeros(2, 6), 2, 4)
     for n in (5, 4, 0):  # n > m, n = m (dense) and n = 0 (empty) are not N:M formats
-        with pytest.raises(ValueError, match="0 < n < m"):
+        with pytest.raises(ValueError, match="1 ≤ n < m"):
             NM.from_dense(torch.zeros(2, 8), n, 4)
+    with pytest.raises(
+        ValueError, match="m ≤ 256"
+    ):  # uint8 in-group indices would wrap and corrupt the matrix
+        NM.from_dense(torch.zeros(2, 512), 2, 512)
 
 
 @SETTINGS
@@ -166,7 +180,7 @@ def test_sparse24_nibbles_match_the_ptx_table():
 
 
 def test_sparse24_matches_pytorchs_converter_on_exact_2_4_matrices():
-    """PyTorch's CUTLASS converter (the GPU oracle, REFERENCE §2.4) gives the same values and,
+    """PyTorch's CUTLASS converter (the GPU oracle) gives the same values and,
     once its CUTLASS reordering is undone, the same metadata words. Groups with fewer than two
     non-zeros may be padded at other positions (both decode exactly), so they are left out."""
     conversions = pytest.importorskip(
@@ -204,6 +218,14 @@ def test_compacted_rejects_rows_that_drop_nonzeros():
     dense = torch.eye(3)
     with pytest.raises(ValueError, match="drop non-zero entries"):
         Compacted.from_dense(dense, rows=torch.tensor([0, 1]))
+    with pytest.raises(
+        ValueError, match="duplicated"
+    ):  # [0, 0, 1] has the right count but drops row 2
+        Compacted.from_dense(dense, rows=torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="outside"):
+        Compacted.from_dense(dense, cols=torch.tensor([0, 1, 3]))
+    with pytest.raises(TypeError, match="integer indices"):
+        Compacted.from_dense(dense, rows=torch.tensor([0.0, 1.0, 2.0]))
 
 
 @pytest.mark.parametrize(
@@ -212,6 +234,7 @@ def test_compacted_rejects_rows_that_drop_nonzeros():
         ([[1.0]], TypeError),
         (torch.ones(4), ValueError),
         (torch.ones(2, 2, dtype=torch.int64), TypeError),
+        (torch.ones(0, 4), ValueError),
     ],
 )
 def test_bad_dense_input_is_named(bad, error):

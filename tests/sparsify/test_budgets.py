@@ -15,8 +15,8 @@ from sparsitylab.sparsify.masks import pruned_count
 
 PROPERTY = settings(max_examples=50, deadline=None)  # per test, not a global profile
 
-MLP = {"1": (500, 784), "3": (300, 500), "5": (10, 300)}
-LENET = {"0": (20, 1, 5, 5), "2": (50, 20, 5, 5), "5": (500, 800), "7": (10, 500)}
+MLP = {"fc1": (500, 784), "fc2": (300, 500), "fc3": (10, 300)}
+LENET = {"conv1": (20, 1, 5, 5), "conv2": (50, 20, 5, 5), "fc1": (500, 800), "fc2": (10, 500)}
 
 
 def rigl_reference(shapes, sparsity, custom_dense=(), erk_power_scale=1.0):
@@ -79,31 +79,32 @@ def test_erk_matches_rigl_on_book_models(shapes, s):
 
 def test_erk_re_solve_makes_small_layer_dense():
     out = budgets.erk_sparsities(MLP, 0.5)  # ε·p of the 300×10 output layer would exceed 1
-    assert out["5"] == 0.0 and out["1"] > out["3"] > 0
+    assert out["fc3"] == 0.0 and out["fc1"] > out["fc2"] > 0
     assert total_density(MLP, out) == pytest.approx(0.5)
 
 
 def test_erk_custom_dense_and_power_scale_zero_is_uniform():
-    out = budgets.erk_sparsities(LENET, 0.9, dense=["0"])
-    assert out["0"] == 0.0 and total_density(LENET, out) == pytest.approx(0.1)
+    out = budgets.erk_sparsities(LENET, 0.9, dense=["conv1"])
+    assert out["conv1"] == 0.0 and total_density(LENET, out) == pytest.approx(0.1)
     flat = budgets.erk_sparsities(LENET, 0.9, power_scale=0.0)
     assert all(v == pytest.approx(0.9) for v in flat.values())
 
 
 def test_uniform_compensates_for_dense_layers():
     assert budgets.uniform_sparsities(LENET, 0.9) == dict.fromkeys(LENET, 0.9)
-    out = budgets.uniform_sparsities(LENET, 0.9, dense=["0", "7"])
-    assert out["0"] == out["7"] == 0.0 and out["2"] == out["5"] > 0.9
+    out = budgets.uniform_sparsities(LENET, 0.9, dense=["conv1", "fc2"])
+    assert out["conv1"] == out["fc2"] == 0.0 and out["conv2"] == out["fc1"] > 0.9
     assert total_density(LENET, out) == pytest.approx(0.1)
 
 
 def test_unreachable_or_bad_arguments_raise():
     with pytest.raises(ValueError, match="unreachable"):
-        budgets.uniform_sparsities(MLP, 0.9, dense=["1"])  # the first layer holds 73% of the MLP
-    with pytest.raises(ValueError, match="not layers"):
+        budgets.uniform_sparsities(MLP, 0.9, dense=["fc1"])  # the first layer holds 73% of the MLP
+    with pytest.raises(ValueError, match=r"dense=\['fc9'\] is not known"):
         budgets.erk_sparsities(MLP, 0.5, dense=["fc9"])
-    with pytest.raises(ValueError, match="power_scale"):
-        budgets.erk_sparsities(MLP, 0.5, power_scale=-1)
+    for bad in (-1, float("nan"), float("inf")):  # nan used to loop forever, inf to divide by zero
+        with pytest.raises(ValueError, match="power_scale"):
+            budgets.erk_sparsities(MLP, 0.5, power_scale=bad)
     with pytest.raises(ValueError, match="sparsity"):
         budgets.erk_sparsities(MLP, 1.5)
     with pytest.raises(ValueError, match="budget='random'"):
@@ -132,9 +133,9 @@ def test_global_budget_realised_sparsities_and_first_last_dense():
     torch.manual_seed(0)
     net = models.mlp()
     masks = budgets.budget_masks(net, 0.9, "global", last_dense=True)
-    assert set(masks) == {"1", "3"}
+    assert set(masks) == {"fc1", "fc2"}
     realised = budgets.budget_sparsities(net, 0.9, "global", last_dense=True)
-    assert realised["5"] == 0.0
+    assert realised["fc3"] == 0.0
     assert total_density(MLP, realised) == pytest.approx(0.1, abs=1e-5)
 
 
@@ -148,4 +149,35 @@ def test_budget_masks_nested_when_recomputed_from_masked_model():
     second = budgets.budget_masks(net, 0.9, "erk")
     assert all((second[n] <= first[n]).all() for n in first)  # pruned weights stay pruned
     reparam.apply_masks(net, second)
-    assert metrics.global_sparsity(net) == pytest.approx(0.9, abs=1e-4)
+    assert metrics.sparsity(net) == pytest.approx(0.9, abs=1e-4)
+
+
+@pytest.mark.parametrize("budget", budgets.BUDGETS)
+def test_a_request_the_dense_layers_make_exact_is_refused_not_turned_into_sparsity_one(budget):
+    """Dense layers holding exactly 1 − S of the weights leave the others at sparsity 1.0: refused
+    clearly."""
+    net = models.mlp((6, 4, 2))  # fc1: 24 weights, fc2: 8 weights
+    with pytest.raises(ValueError, match="unreachable"):
+        budgets.budget_masks(
+            net, 24 / 32, budget, first_dense=False, last_dense=True
+        )  # 8 dense = 1 − S
+    with pytest.raises(ValueError, match="unreachable"):
+        budgets.budget_sparsities(net, 24 / 32, budget, last_dense=True)
+    assert budgets.budget_sparsities(net, 0.7, budget, last_dense=True)["fc1"] < 1.0
+
+
+def test_erk_layers_made_dense_can_make_a_request_unreachable():
+    shapes = {
+        "a": (2, 2),
+        "b": (100, 100),
+    }  # ε·p_a > 1 makes "a" dense; what is left must still keep something
+    out = budgets.erk_sparsities(shapes, 0.9)
+    assert out["a"] == 0.0 and 0 < out["b"] < 1
+    with pytest.raises(ValueError, match="unreachable"):
+        budgets.uniform_sparsities(shapes, 0.9999, dense=["a"])
+
+
+def test_a_layer_that_rounding_would_empty_is_refused():
+    net = models.mlp((10, 1, 10))  # fc1: 10 weights, fc2: 10 weights
+    with pytest.raises(ValueError, match="lose every weight"):
+        budgets.budget_masks(net, 0.96, "uniform")  # 0.96 · 10 rounds to all 10 of each layer

@@ -12,14 +12,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsitylab.gemm import gemm_view
 from sparsitylab.sparsify.masks import (
-    apply_mask,
     block_mask,
     global_topk_masks,
     mask_from_scores,
     nm_mask,
     pruned_count,
     topk_mask,
+    zero_pruned,
 )
 
 PROPERTY = settings(max_examples=60, deadline=None)  # per test, not a global profile
@@ -187,15 +188,26 @@ def test_block_mask_not_dividing_raises(shape, block):
         block_mask(torch.ones(shape), block, 0.5)
 
 
-@pytest.mark.parametrize("block", [(0, 2), (2,), (2, 2, 2), (1.5, 2), -1])
-def test_block_mask_bad_block_shape_raises(block):
-    with pytest.raises(ValueError, match="block_shape"):
+@pytest.mark.parametrize(
+    "block,err",
+    [
+        ((0, 2), ValueError),
+        (-1, ValueError),
+        ((2,), TypeError),
+        ((2, 2, 2), TypeError),
+        ((1.5, 2), TypeError),
+        ("22", TypeError),
+    ],
+)
+def test_block_mask_bad_block_shape_raises(block, err):
+    with pytest.raises(err, match="block_shape"):
         block_mask(torch.ones(4, 4), block, 0.5)
 
 
-def test_block_mask_1d_raises():
-    with pytest.raises(ValueError, match="≥ 2 dimensions"):
-        block_mask(torch.ones(8), 2, 0.5)
+@pytest.mark.parametrize("shape", [(8,), (2, 2, 2)])
+def test_block_mask_needs_a_linear_or_conv_weight(shape):
+    with pytest.raises(ValueError, match="2-D .Linear. or 4-D .Conv2d."):
+        block_mask(torch.ones(shape), 2, 0.5)
 
 
 # --- nm_mask -------------------------------------------------------------------------------------
@@ -230,13 +242,27 @@ def test_nm_conv_groups_input_channels_nhwc(out, groups, k, data):
     assert (nhwc.sum(-1) == 2).all()
     expected = nm_mask(w.permute(0, 2, 3, 1).reshape(-1, 4 * groups), 2, 4)
     assert torch.equal(keep.permute(0, 2, 3, 1).reshape(-1, 4 * groups), expected)
+    assert torch.equal(
+        gemm_view(keep, "hwc"), nm_mask(gemm_view(w, "hwc"), 2, 4)
+    )  # the GEMM view, stated once
 
 
-def test_nm_ties_keep_earlier_and_dim_argument():
+@PROPERTY
+@given(st.integers(1, 3), st.integers(1, 3), st.sampled_from([(1, 2), (2, 4), (2, 8)]), st.data())
+def test_nm_conv_flat_order_groups_consecutive_chw_entries(out, channels, nm, data):
+    n, m = nm
+    w = data.draw(
+        arrays(st.just((out, channels * m, 1, 2)), st.floats(-1, 1, allow_nan=False, width=32))
+    )
+    keep = nm_mask(w, n, m, order="chw")
+    assert (keep.flatten(1).reshape(out, -1, m).sum(-1) == n).all()
+    assert torch.equal(keep.flatten(1), nm_mask(w.flatten(1), n, m))
+
+
+def test_nm_ties_keep_earlier_and_orders_agree_on_linear():
     w = torch.ones(1, 8)
     assert nm_mask(w, 2, 4).tolist() == [[True, True, False, False] * 2]
-    assert torch.equal(nm_mask(w.T, 2, 4, dim=0), nm_mask(w, 2, 4).T)
-    assert torch.equal(nm_mask(w.T, 2, 4, dim=-2), nm_mask(w, 2, 4).T)
+    assert torch.equal(nm_mask(w, 2, 4, order="chw"), nm_mask(w, 2, 4, order="hwc"))
 
 
 @pytest.mark.parametrize(
@@ -256,23 +282,40 @@ def test_nm_bad_n_m_raise(n, m, err, msg):
         nm_mask(torch.ones(2, 8), n, m)
 
 
-def test_nm_not_divisible_and_bad_dim_raise():
+def test_nm_not_divisible_and_bad_order_raise():
     with pytest.raises(ValueError, match="not divisible by m=4"):
         nm_mask(torch.ones(2, 6), 2, 4)
-    with pytest.raises(ValueError, match="dim=2"):
-        nm_mask(torch.ones(2, 8), 2, 4, dim=2)
+    with pytest.raises(ValueError, match="6 input channels, not divisible by m=4"):
+        nm_mask(torch.ones(2, 6, 2, 2), 2, 4)  # 24 flat entries would divide; channels do not
+    with pytest.raises(ValueError, match="order='nhwc'"):
+        nm_mask(torch.ones(2, 8), 2, 4, order="nhwc")
+    with pytest.raises(ValueError, match="2-D .Linear. or 4-D .Conv2d."):
+        nm_mask(torch.ones(8), 2, 4)
 
 
-# --- apply_mask ----------------------------------------------------------------------------------
+# --- zero_pruned ---------------------------------------------------------------------------------
 
 
-def test_apply_mask_zeroes_exactly_and_checks_shape():
+def test_zero_pruned_zeroes_exactly_even_inf_and_nan_and_checks_shape():
     w = torch.randn(3, 4)
     keep = topk_mask(w, 0.5)
-    out = apply_mask(w, keep)
+    out = zero_pruned(w, keep)
     assert int((out != 0).sum()) == 6 and torch.equal(out[keep], w[keep])
+    w[~keep] = torch.tensor([float("inf"), float("nan"), -float("inf"), float("nan"), 1.0, 2.0])
+    assert (zero_pruned(w, keep)[~keep] == 0).all()  # w * mask would give NaN here
     with pytest.raises(ValueError, match="does not match"):
-        apply_mask(w, keep.T)
+        zero_pruned(w, keep.T)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int64, torch.uint8])
+def test_integer_weights_are_rejected_but_integer_scores_rank_exactly(dtype):
+    with pytest.raises(TypeError, match="floating-point"):
+        topk_mask(torch.tensor([-128, 1, 2, 3]).to(dtype), 0.25)
+    with pytest.raises(TypeError, match="floating-point"):
+        global_topk_masks([torch.ones(4, dtype=dtype)], 0.5)
+    base = 2**25 if dtype == torch.int64 else 0  # above 2**24, float32 would tie these
+    keep = mask_from_scores(torch.tensor([base + 1, base, base + 3, base + 2]).to(dtype), 0.5)
+    assert keep.tolist() == [False, False, True, True]
 
 
 def test_dtypes_and_device_preserved():
@@ -293,7 +336,7 @@ MASK_FUNCTIONS = {
 
 @pytest.mark.parametrize("fn", MASK_FUNCTIONS.values(), ids=MASK_FUNCTIONS.keys())
 @PROPERTY
-@given(w=arrays(hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=6)), s=sparsities)
+@given(w=arrays(hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6)), s=sparsities)
 def test_every_mask_function_is_deterministic(fn, w, s):
     assert torch.equal(fn(w, s), fn(w.clone(), s))
 
@@ -315,14 +358,18 @@ def test_every_mask_function_rejects_bad_sparsity(fn, bad, err):
 
 
 @PROPERTY
-@given(st.integers(1, 4), st.sampled_from([(1, 2), (2, 4), (3, 4), (2, 8)]), st.data())
-def test_nm_any_dim_exact_count_and_deterministic(ndim, nm, data):
+@given(
+    st.sampled_from([2, 4]),
+    st.sampled_from([(1, 2), (2, 4), (3, 4), (2, 8)]),
+    st.sampled_from(["hwc", "chw"]),
+    st.data(),
+)
+def test_nm_exact_count_along_the_gemm_view_and_deterministic(ndim, nm, order, data):
     n, m = nm
-    dim = data.draw(st.integers(-ndim, ndim - 1))
-    shape = [data.draw(st.integers(1, 3)) for _ in range(ndim)]
-    shape[dim] = m * data.draw(st.integers(1, 3))
+    shape = [data.draw(st.integers(1, 3)), m * data.draw(st.integers(1, 3))] + [
+        data.draw(st.integers(1, 2))
+    ] * (ndim - 2)
     w = data.draw(arrays(st.just(tuple(shape))))
-    keep = nm_mask(w, n, m, dim=dim)
-    groups = keep.movedim(dim, -1).reshape(-1, m)
-    assert (groups.sum(-1) == n).all()
-    assert torch.equal(keep, nm_mask(w.clone(), n, m, dim=dim))
+    keep = nm_mask(w, n, m, order=order)
+    assert (gemm_view(keep, order).reshape(-1, m).sum(-1) == n).all()
+    assert torch.equal(keep, nm_mask(w.clone(), n, m, order=order))

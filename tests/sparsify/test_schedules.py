@@ -88,13 +88,17 @@ def test_one_shot():
         (dict(delta=0), "delta"),
         (dict(n=0), "n=0"),
         (dict(start_step=-1), "start_step"),
-        (dict(n=2.5), "n=2.5"),
     ],
 )
 def test_bad_arguments_raise(kwargs, msg):
     args = dict(initial_sparsity=0.0, final_sparsity=0.9, start_step=0, delta=10, n=5) | kwargs
     with pytest.raises(ValueError, match=msg):
         CubicSchedule(**args)
+
+
+def test_a_non_int_step_count_is_a_type_error():
+    with pytest.raises(TypeError, match="n=2.5"):
+        CubicSchedule(0.0, 0.9, 0, 10, 2.5)
 
 
 def test_bad_step_raises():

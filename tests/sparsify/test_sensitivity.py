@@ -22,15 +22,15 @@ def trained():
 def test_scan_matches_manual_pruning_and_restores_model(trained):
     net, loader = trained
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    scan = sensitivity_scan(net, loader, sparsities=[0.5, 0.95], layers=["1", "5"])
-    assert list(scan.index) == ["1", "5"] and list(scan.columns) == [0.5, 0.95]
+    scan = sensitivity_scan(net, loader, sparsities=[0.5, 0.95], layers=["fc1", "fc3"])
+    assert list(scan.index) == ["fc1", "fc3"] and list(scan.columns) == [0.5, 0.95]
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     with torch.no_grad():
-        net[5].weight.mul_(topk_mask(net[5].weight, 0.95))
-    assert scan.loc["5", 0.95] == train.accuracy(net, loader)
+        net.fc3.weight.mul_(topk_mask(net.fc3.weight, 0.95))
+    assert scan.loc["fc3", 0.95] == train.accuracy(net, loader)
     net.load_state_dict(before)
     assert scan.attrs["dense_acc"] == train.accuracy(net, loader)
-    assert scan.loc["1", 0.95] < scan.loc["1", 0.5] <= scan.attrs["dense_acc"] + 0.02
+    assert scan.loc["fc1", 0.95] < scan.loc["fc1", 0.5] <= scan.attrs["dense_acc"] + 0.02
 
 
 def test_budget_rule_picks_largest_within_tolerance():
@@ -47,12 +47,12 @@ def test_budget_rule_picks_largest_within_tolerance():
 def test_bad_arguments_raise(trained):
     net, loader = trained
     with pytest.raises(ValueError, match="not prunable"):
-        sensitivity_scan(net, loader, layers=["0"])
+        sensitivity_scan(net, loader, layers=["conv1"])
     with pytest.raises(ValueError, match="empty"):
         sensitivity_scan(net, loader, sparsities=[])
     with pytest.raises(ValueError, match="sparsity"):
         sensitivity_scan(net, loader, sparsities=[1.2])
     masked = models.mlp((64, 64, 32, 10))
-    reparam.apply_masks(masked, {"1": torch.ones(64, 64, dtype=torch.bool)})
+    reparam.apply_masks(masked, {"fc1": torch.ones(64, 64, dtype=torch.bool)})
     with pytest.raises(ValueError, match="reparametrised"):
-        sensitivity_scan(masked, loader, layers=["1"])
+        sensitivity_scan(masked, loader, layers=["fc1"])
