@@ -1,25 +1,35 @@
 """HOW the effective weight is formed: reparametrisations built on ``torch.nn.utils.parametrize``.
 
+- ``base``        the :class:`Reparametrization` base class; find, attach, remove, save and load by
+  class
 - ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every
   forward)
 """
 
-from .fixed_mask import (
-    FixedMask,
-    apply_masks,
-    get_masks,
-    is_masked,
-    load_masked_state_dict,
-    masked_layer_names,
-    remove_masks,
+from .base import (
+    Found,
+    Reparametrization,
+    attach,
+    find,
+    load_state_dict,
+    remove,
+    saved_stacks,
+    stack,
 )
+from .fixed_mask import FixedMask, apply_masks, get_masks, is_masked, remove_masks
 
 __all__ = [
     "FixedMask",
+    "Found",
+    "Reparametrization",
     "apply_masks",
+    "attach",
+    "find",
     "get_masks",
     "is_masked",
-    "load_masked_state_dict",
-    "masked_layer_names",
+    "load_state_dict",
+    "remove",
     "remove_masks",
+    "saved_stacks",
+    "stack",
 ]

@@ -1,54 +1,56 @@
 """Fixed-mask reparametrisation: W_eff = W ⊙ M, built on ``torch.nn.utils.parametrize``.
 
-A masked layer computes with ``layer.weight`` = ``original ⊙ mask``; the trainable tensor lives in
-``layer.parametrizations.weight.original`` (the *same* Parameter object, so an optimiser built
-before masking keeps working) and the boolean mask is a buffer
-``...parametrizations.weight.0.mask``. Hence:
+A masked layer computes with ``layer.weight`` = ``original`` where the boolean mask is True and
+exactly 0 elsewhere (a select, so even a NaN or ±inf stored at a pruned position gives 0); the
+trainable tensor lives in ``layer.parametrizations.weight.original``. Hence:
 
 - pruned weights are **exactly zero in every forward pass**, whatever SGD momentum or weight decay
-  do to the stored original (the classic "pruned weights come back" complaint, REFERENCE §4.11);
-- the loss gradient of a pruned original is exactly zero (∂(w·0)/∂w = 0);
+  do to the stored original (the classic "pruned weights come back" complaint about re-zeroing after
+  each step);
+- the loss gradient of a pruned original is exactly zero;
 - ``state_dict`` holds originals and masks (plain tensors, loadable with ``weights_only=True``);
-  :func:`load_masked_state_dict` re-creates the masks on a fresh model before loading;
-- :func:`remove_masks` bakes the product in and leaves an ordinary model with exact zeros.
+  :func:`sparsitylab.reparam.load_state_dict` rebuilds the masks on a fresh model before loading;
+- :func:`remove_masks` bakes the masks in and leaves an ordinary model with exact zeros.
 
 A mask is named by its layer (``"fc1"``: the layer's ``weight``) or by a parameter (``"fc1.bias"``,
 ``"bn.weight"``), so a method can also freeze the zeros of biases and BatchNorm γ, β (SSL does).
+Masks are found by their class (:class:`FixedMask`), so other reparametrisations may share the
+tensor.
 
-Introduced in Chapter 1 (``book/01_unstructured_pruning``); reused for fixed-structure
-fine-tuning (SSL, Network Slimming, ASP) in later chapters.
+Introduced in Chapter 1 (``book/01_unstructured_pruning``); reused for fixed-structure fine-tuning
+(SSL, Network Slimming, ASP) in later chapters.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
+from .._checks import check_tensor
 from ..metrics import prunable_layers
+from ..sparsify.masks import zero_pruned
+from .base import Reparametrization, attach, find, remove, stack
 
-MASK_KEY = re.compile(r"\.parametrizations\.(\w+)\.0\.mask$")
 
-
-class FixedMask(nn.Module):
-    """Parametrisation ``w ↦ w ⊙ mask`` with a boolean ``mask`` buffer (True = kept)."""
+class FixedMask(Reparametrization):
+    """Parametrisation ``w ↦ w`` where ``mask`` is True, else exactly 0 (``mask`` is a boolean
+    buffer)."""
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
         self.register_buffer("mask", mask.detach().to(torch.bool).clone())
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.mask
+        return zero_pruned(w, self.mask)
 
-
-def _mask_param(layer: nn.Module, tensor: str = "weight") -> FixedMask | None:
-    if not parametrize.is_parametrized(layer, tensor):
-        return None
-    found = [p for p in getattr(layer.parametrizations, tensor) if isinstance(p, FixedMask)]
-    return found[0] if found else None
+    @classmethod
+    def from_state(
+        cls, tensors: Mapping[str, torch.Tensor], settings: Mapping[str, Any]
+    ) -> FixedMask:
+        return cls(tensors["mask"])
 
 
 def _target(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -72,22 +74,18 @@ def _target(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return layer, tensor
 
 
-def _mask_name(layer_name: str, tensor: str) -> str:
-    return layer_name if tensor == "weight" else f"{layer_name}.{tensor}" if layer_name else tensor
-
-
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """Mask ``model`` in place: ``masks`` maps a layer name (its weight) or ``layer.param`` →
     boolean keep-mask.
 
-    A layer that is already masked gets its mask replaced (this is how a schedule updates masks).
-    The stored original is also zeroed where the mask is False, so a weight that is ever un-masked
-    regrows from 0. Returns ``model``.
+    A tensor that is already masked gets its mask replaced (this is how a schedule updates masks); a
+    new mask goes on top of any other reparametrisation of the tensor. When the mask acts directly
+    on the stored original (nothing below it), the original is zeroed where the mask is False, so a
+    weight that is ever un-masked regrows from 0. Returns ``model``.
     """
     for name, mask in masks.items():
         layer, tensor = _target(model, name)
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"masks[{name!r}] must be a torch.Tensor, got {type(mask).__name__}")
+        check_tensor(mask, f"masks[{name!r}]")
         current = getattr(layer, tensor)
         if tuple(mask.shape) != tuple(current.shape):
             raise ValueError(
@@ -95,102 +93,35 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
                 f"{tuple(current.shape)}"
             )
         keep = mask.detach().to(device=current.device, dtype=torch.bool)
-        existing = _mask_param(layer, tensor)
-        if existing is None:
-            parametrize.register_parametrization(layer, tensor, FixedMask(keep))
+        existing = [p for p in stack(layer, tensor) if isinstance(p, FixedMask)]
+        if existing:
+            existing[0].mask.copy_(keep)
         else:
-            existing.mask.copy_(keep)
-        with torch.no_grad():
-            getattr(layer.parametrizations, tensor).original.mul_(keep)
+            attach(layer, tensor, FixedMask(keep))
+        if isinstance(stack(layer, tensor)[0], FixedMask):
+            with torch.no_grad():
+                getattr(layer.parametrizations, tensor).original.masked_fill_(~keep, 0.0)
     return model
-
-
-def _masked(model: nn.Module) -> list[tuple[str, nn.Module, str, FixedMask]]:
-    """(mask name, layer, tensor name, mask module) of every masked tensor, in module order."""
-    found = []
-    for layer_name, layer in model.named_modules():
-        for tensor in layer.parametrizations.keys() if parametrize.is_parametrized(layer) else ():
-            if (p := _mask_param(layer, tensor)) is not None:
-                found.append((_mask_name(layer_name, tensor), layer, tensor, p))
-    return found
 
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """Mask name (layer name for a weight, ``layer.param`` otherwise) → boolean keep-mask, in module
     order."""
-    return {name: p.mask for name, _, _, p in _masked(model)}
+    return {f.name: f.module.mask for f in find(model, FixedMask)}
 
 
 def is_masked(model: nn.Module) -> bool:
-    """True when any layer of ``model`` carries a :class:`FixedMask`."""
-    return bool(get_masks(model))
-
-
-def _own_class(layer: nn.Module) -> None:
-    """Give ``layer`` a private copy of its parametrised class.
-
-    ``copy.deepcopy`` of a parametrised module shares the class that ``parametrize`` injected, and
-    ``remove_parametrizations`` deletes the ``weight`` property *from that class*, which would
-    break every other copy. A private class confines the removal to this layer.
-    """
-    cls = type(layer)
-    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
-    layer.__class__ = type(cls.__name__, cls.__bases__, namespace)
+    """True when any tensor of ``model`` carries a :class:`FixedMask`."""
+    return bool(find(model, FixedMask))
 
 
 def remove_masks(model: nn.Module) -> nn.Module:
-    """Bake ``original ⊙ mask`` into a plain Parameter for every masked tensor (in place).
+    """Bake every :class:`FixedMask` into a plain tensor with exact zeros (in place); returns
+    ``model``.
 
     Safe on deep copies: removing the masks of a copy leaves the original masked, and vice versa.
     """
-    for _, layer, tensor, _ in _masked(model):
-        _own_class(layer)
-        parametrize.remove_parametrizations(layer, tensor, leave_parametrized=True)
-    return model
+    return remove(model, FixedMask)
 
 
-def reapply_masks(model: nn.Module) -> None:
-    """Zero the stored originals at masked positions (cosmetic: the forward pass is already exact).
-
-    Useful before reading ``...original`` directly, e.g. to plot raw weights.
-    """
-    with torch.no_grad():
-        for _, layer, tensor, p in _masked(model):
-            getattr(layer.parametrizations, tensor).original.mul_(p.mask)
-
-
-def _saved_masks(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mask name (as :func:`get_masks` gives it) → mask, for every mask a masked model's
-    ``state_dict`` holds."""
-    return {
-        _mask_name(key[: m.start()], m.group(1)): value
-        for key, value in state_dict.items()
-        if (m := MASK_KEY.search(key))
-    }
-
-
-def masked_layer_names(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the masks a ``state_dict`` saved by a masked model contains."""
-    return list(_saved_masks(state_dict))
-
-
-def load_masked_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True
-) -> nn.Module:
-    """Load a masked model's ``state_dict`` into ``model`` (masked or not): masks first, then
-    values."""
-    apply_masks(model, _saved_masks(state_dict))
-    model.load_state_dict(state_dict, strict=strict)
-    return model
-
-
-__all__ = [
-    "FixedMask",
-    "apply_masks",
-    "get_masks",
-    "is_masked",
-    "remove_masks",
-    "reapply_masks",
-    "masked_layer_names",
-    "load_masked_state_dict",
-]
+__all__ = ["FixedMask", "apply_masks", "get_masks", "is_masked", "remove_masks"]

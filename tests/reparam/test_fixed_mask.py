@@ -74,7 +74,7 @@ def test_zeroing_weights_once_is_not_enough_control(lenet):
         for name, mask in masks.items():
             lenet.get_submodule(name).weight.mul_(mask)
     train_steps(lenet, opt, 2, seed=1)
-    assert metrics.global_sparsity(lenet) < 0.5
+    assert metrics.sparsity(lenet) < 0.5
 
 
 def test_loss_gradient_of_pruned_original_is_zero(lenet):
@@ -92,8 +92,10 @@ def test_state_dict_round_trip_weights_only(lenet):
     torch.save(lenet.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    assert sorted(reparam.masked_layer_names(state)) == sorted(metrics.prunable_layers(lenet))
-    fresh = reparam.load_masked_state_dict(models.lenet5(), state)
+    assert reparam.saved_stacks(state) == {
+        name: ["FixedMask"] for name in metrics.prunable_layers(lenet)
+    }
+    fresh = reparam.load_state_dict(models.lenet5(), state)
     x = torch.randn(3, 1, 28, 28)
     torch.testing.assert_close(fresh(x), lenet(x))
     assert metrics.layer_sparsity(fresh) == metrics.layer_sparsity(lenet)
@@ -106,10 +108,10 @@ def test_state_dict_round_trip_weights_only(lenet):
 def test_update_replaces_mask_and_zeroes_original(lenet):
     reparam.apply_masks(lenet, magnitude_masks(lenet, 0.5))
     reparam.apply_masks(lenet, magnitude_masks(lenet, 0.9))
-    fc = lenet.get_submodule("5")
+    fc = lenet.fc1
     assert len(fc.parametrizations.weight) == 1  # replaced, not stacked
-    assert abs(metrics.layer_sparsity(lenet)["5"] - 0.9) < 1e-3
-    assert (fc.parametrizations.weight.original[~reparam.get_masks(lenet)["5"]] == 0).all()
+    assert abs(metrics.layer_sparsity(lenet)["fc1"] - 0.9) < 1e-3
+    assert (fc.parametrizations.weight.original[~reparam.get_masks(lenet)["fc1"]] == 0).all()
 
 
 def test_remove_bakes_in_plain_parameters(lenet):
@@ -132,32 +134,32 @@ def test_remove_on_a_deep_copy_leaves_the_original_masked(lenet):
     torch.testing.assert_close(lenet(x), expected)  # the original still has its weight property
     torch.testing.assert_close(baked(x), expected)
     assert reparam.is_masked(lenet) and not reparam.is_masked(baked)
-    assert type(baked[0]) is torch.nn.Conv2d and "Parametrized" in type(lenet[0]).__name__
+    assert type(baked.conv1) is torch.nn.Conv2d and "Parametrized" in type(lenet.conv1).__name__
     reparam.remove_masks(lenet)  # and the other way round
     torch.testing.assert_close(lenet(x), expected)
 
 
 def test_deepcopy_and_partial_masking(lenet):
-    reparam.apply_masks(lenet, {"0": topk_mask(lenet[0].weight, 0.5)})
+    reparam.apply_masks(lenet, {"conv1": topk_mask(lenet.conv1.weight, 0.5)})
     clone = copy.deepcopy(lenet)
-    assert list(reparam.get_masks(clone)) == ["0"]
-    assert torch.equal(clone[0].weight, lenet[0].weight)
+    assert list(reparam.get_masks(clone)) == ["conv1"]
+    assert torch.equal(clone.conv1.weight, lenet.conv1.weight)
 
 
 def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
     torch.manual_seed(1)
-    net = models.convnet_bn()  # "1": BatchNorm2d(32), "13": Linear(128, 10)
+    net = models.convnet_bn()  # bn1: BatchNorm2d(32), fc: Linear(128, 10)
     keep, keep_fc = torch.arange(32) % 2 == 0, torch.arange(10) < 7
-    masks = {"1.weight": keep, "1.bias": keep, "13.bias": keep_fc}
+    masks = {"bn1.weight": keep, "bn1.bias": keep, "fc.bias": keep_fc}
     reparam.apply_masks(net, masks)
-    names = ["1", "1.bias", "13.bias"]  # a weight mask is named by its layer
+    names = ["bn1", "bn1.bias", "fc.bias"]  # a weight mask is named by its layer
     assert sorted(reparam.get_masks(net)) == names
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     for _ in range(3):
         opt.zero_grad()
         net(torch.randn(4, 1, 28, 28)).sum().backward()
         opt.step()
-    bn, fc = net[1], net[13]
+    bn, fc = net.bn1, net.fc
     assert (
         (bn.weight[~keep] == 0).all()
         and (bn.bias[~keep] == 0).all()
@@ -165,13 +167,13 @@ def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
     )
     assert bn.weight[keep].ne(0).all()
     state = net.state_dict()
-    assert sorted(reparam.masked_layer_names(state)) == names
-    fresh = reparam.load_masked_state_dict(models.convnet_bn(), state)
+    assert sorted(reparam.saved_stacks(state)) == names
+    fresh = reparam.load_state_dict(models.convnet_bn(), state)
     x = torch.randn(2, 1, 28, 28)
     net.eval(), fresh.eval()
     torch.testing.assert_close(fresh(x), net(x))
     reparam.remove_masks(net)
-    assert not reparam.is_masked(net) and isinstance(net[1].bias, torch.nn.Parameter)
+    assert not reparam.is_masked(net) and isinstance(net.bn1.bias, torch.nn.Parameter)
     assert not any("parametrizations" in k for k in net.state_dict())
     torch.testing.assert_close(net(x), fresh(x))
 
@@ -180,13 +182,27 @@ def test_biases_and_batchnorm_parameters_can_be_masked_saved_and_baked():
     "masks,err,msg",
     [
         ({"nope": torch.ones(3, dtype=torch.bool)}, ValueError, "nope"),
-        ({"1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
-        ({"0.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
-        ({"0.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
-        ({"0": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
-        ({"0": [[1]]}, TypeError, "torch.Tensor"),
+        ({"pool1": torch.ones(3, dtype=torch.bool)}, ValueError, "no weight"),
+        ({"conv1.nope": torch.ones(3, dtype=torch.bool)}, ValueError, "does not have"),
+        ({"conv1.bias": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+        ({"conv1": torch.ones(3, dtype=torch.bool)}, ValueError, "shape"),
+        ({"conv1": [[1]]}, TypeError, "torch.Tensor"),
     ],
 )
 def test_bad_masks_raise(lenet, masks, err, msg):
     with pytest.raises(err, match=msg):
         reparam.apply_masks(lenet, masks)
+
+
+def test_a_pruned_position_is_exactly_zero_even_when_the_stored_value_is_inf_or_nan(lenet):
+    keep = topk_mask(lenet.fc2.weight, 0.5)
+    reparam.apply_masks(lenet, {"fc2": keep})
+    with torch.no_grad():
+        original = lenet.fc2.parametrizations.weight.original
+        original[~keep] = float("nan")
+        original[~keep & (torch.arange(original.numel()).view(original.shape) % 2 == 0)] = float(
+            "inf"
+        )
+    assert (lenet.fc2.weight[~keep] == 0).all() and torch.isfinite(
+        lenet(torch.randn(2, 1, 28, 28))
+    ).all()
