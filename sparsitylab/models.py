@@ -8,9 +8,15 @@
   parameter-free "option A" shortcuts), with a 1-channel stem. Every :class:`BasicBlock` keeps its
   residual branch in ``.branch`` so SSL's depth-wise group lasso can act on it and compaction can
   drop it (``block.drop_branch()``).
+
+Every layer has a name (``conv1``, ``bn1``, ``fc1``, …; ResNet blocks ``blocks.s2b1`` = stage 2,
+block 1, with ``branch.conv1`` … inside), so chapters and users refer to layers by name, never by
+position.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +24,16 @@ from torch import nn
 
 
 def mlp(sizes: tuple[int, ...] = (784, 500, 300, 10)) -> nn.Sequential:
-    """Fully connected ReLU network; the input image is flattened first."""
+    """Fully connected ReLU network: flatten, fc1, relu1, fc2, relu2, …, fcL (the input image is
+    flattened)."""
     if len(sizes) < 2 or any(int(s) <= 0 for s in sizes):
         raise ValueError(f"sizes={sizes} must hold at least two positive layer widths")
-    layers: list[nn.Module] = [nn.Flatten()]
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        layers.append((f"fc{i}", nn.Linear(fan_in, fan_out)))
+        if i < len(sizes) - 1:
+            layers.append((f"relu{i}", nn.ReLU()))
+    return nn.Sequential(OrderedDict(layers))
 
 
 def lenet5(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Sequential:
@@ -35,14 +42,18 @@ def lenet5(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) ->
     if side <= 0:
         raise ValueError(f"image_size={image_size} is too small for LeNet (needs ≥ 12)")
     return nn.Sequential(
-        nn.Conv2d(in_channels, 20, 5),
-        nn.MaxPool2d(2),
-        nn.Conv2d(20, 50, 5),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(50 * side * side, 500),
-        nn.ReLU(),
-        nn.Linear(500, num_classes),
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, 20, 5)),
+                ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(20, 50, 5)),
+                ("pool2", nn.MaxPool2d(2)),
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(50 * side * side, 500)),
+                ("relu1", nn.ReLU()),
+                ("fc2", nn.Linear(500, num_classes)),
+            ]
+        )
     )
 
 
@@ -52,20 +63,24 @@ def convnet_bn(
     """conv-BN-ReLU ×3 with max-pooling after the 2nd and 3rd, global average pool, fc."""
     c1, c2, c3 = widths
     return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c1),
-        nn.ReLU(),
-        nn.Conv2d(c1, c2, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(c3, num_classes),
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, c1, 3, padding=1, bias=False)),
+                ("bn1", nn.BatchNorm2d(c1)),
+                ("relu1", nn.ReLU()),
+                ("conv2", nn.Conv2d(c1, c2, 3, padding=1, bias=False)),
+                ("bn2", nn.BatchNorm2d(c2)),
+                ("relu2", nn.ReLU()),
+                ("pool2", nn.MaxPool2d(2)),
+                ("conv3", nn.Conv2d(c2, c3, 3, padding=1, bias=False)),
+                ("bn3", nn.BatchNorm2d(c3)),
+                ("relu3", nn.ReLU()),
+                ("pool3", nn.MaxPool2d(2)),
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+                ("flatten", nn.Flatten()),
+                ("fc", nn.Linear(c3, num_classes)),
+            ]
+        )
     )
 
 
@@ -92,11 +107,15 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.branch: nn.Module | None = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
-            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)),
+                    ("bn1", nn.BatchNorm2d(out_channels)),
+                    ("relu", nn.ReLU()),
+                    ("conv2", nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)),
+                    ("bn2", nn.BatchNorm2d(out_channels)),
+                ]
+            )
         )
         self.shortcut = ShortcutA(in_channels, out_channels, stride)
 
@@ -125,18 +144,33 @@ class ResNetCifar(nn.Module):
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage={blocks_per_stage} must be ≥ 1")
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(),
+            OrderedDict(
+                [
+                    ("conv", nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)),
+                    ("bn", nn.BatchNorm2d(widths[0])),
+                    ("relu", nn.ReLU()),
+                ]
+            )
         )
         blocks, c_in = [], widths[0]
-        for stage, c_out in enumerate(widths):
-            for i in range(blocks_per_stage):
-                blocks.append(BasicBlock(c_in, c_out, stride=2 if stage > 0 and i == 0 else 1))
+        for stage, c_out in enumerate(widths, start=1):
+            for i in range(1, blocks_per_stage + 1):
+                blocks.append(
+                    (
+                        f"s{stage}b{i}",
+                        BasicBlock(c_in, c_out, stride=2 if stage > 1 and i == 1 else 1),
+                    )
+                )
                 c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(OrderedDict(blocks))
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)
+            OrderedDict(
+                [
+                    ("pool", nn.AdaptiveAvgPool2d(1)),
+                    ("flatten", nn.Flatten()),
+                    ("fc", nn.Linear(c_in, num_classes)),
+                ]
+            )
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -66,3 +66,27 @@ def test_unknown_model_and_bad_sizes():
         models.mlp((784,))
     with pytest.raises(ValueError, match="image_size=8"):
         models.lenet5(image_size=8)
+
+
+def test_every_layer_has_a_name():
+    assert [n for n, _ in models.lenet5().named_children()] == [
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "flatten",
+        "fc1",
+        "relu1",
+        "fc2",
+    ]
+    assert [n for n, m in models.mlp().named_modules() if isinstance(m, torch.nn.Linear)] == [
+        "fc1",
+        "fc2",
+        "fc3",
+    ]
+    convnet = [n for n, m in models.convnet_bn().named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convnet == ["conv1", "conv2", "conv3"]
+    resnet = models.resnet20()
+    assert list(resnet.blocks._modules) == [f"s{s}b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
+    assert isinstance(resnet.get_submodule("blocks.s2b1.branch.conv1"), torch.nn.Conv2d)
+    assert resnet.blocks[3] is resnet.blocks.s2b1  # positions still work where order matters
