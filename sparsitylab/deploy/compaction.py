@@ -1,40 +1,49 @@
-"""Compaction: turn structural zeros into a smaller *dense* model (Wen et al., 2016; REFERENCE
-§2.5).
+"""Compaction: turn structural zeros into a smaller *dense* model (Wen et al., NIPS 2016,
+https://arxiv.org/abs/1608.03665, Table 4: the speedups of structured sparsity come from this).
 
-What is removed, and why the outputs do not change (zero groups are exact zeros):
+A unit is removed only when that cannot change the output (eval mode; liveness as in
+:mod:`sparsitylab.gemm`):
 
-- an output unit (MLP neuron, conv filter) whose group — weight row, bias and the γ, β of a
-  BatchNorm right after it (see :mod:`sparsitylab.sparsify.groups`) — is zero: it outputs exactly 0,
-  and ReLU/pooling keep it 0, so the next layer's matching input columns multiply zeros;
+- an output unit (MLP neuron, conv filter) whose weight row and bias are zero, **and** every
+  BatchNorm between it and the next weight layer maps 0 to 0 on its channel (β − γ·μ/√(σ² + ε) = 0;
+  a filter group of :mod:`sparsitylab.sparsify.groups` owns γ and β, so an SSL-zeroed group
+  satisfies this): it outputs exactly 0, and ReLU/pooling keep it 0, so the next layer's matching
+  input columns multiply zeros;
 - an output unit whose outgoing columns in the next layer are all zero: nobody reads it;
 - an input neuron / pixel of the first layer whose column is zero (a :class:`Gather` picks the
   rest);
-- a residual branch whose depth group is zero: ``BasicBlock.drop_branch()``; one whose last conv is
-  zero but whose last BatchNorm still adds a per-channel constant: a :class:`ConstantBranch`;
-- shape fibers (GEMM columns) that are zero in every filter: the conv becomes a
-  :class:`GemmConv2d`, an im2col GEMM that gathers only the surviving columns.
+- a residual branch (any :class:`~sparsitylab.sparsify.groups.ResidualBlock`) whose parameters are
+  all zero: ``drop_branch()``; one whose last conv is zero but whose last BatchNorm still adds a
+  per-channel constant: a :class:`ConstantBranch`;
+- shape fibers (GEMM columns) that are zero in every filter: the conv becomes a :class:`GemmConv2d`,
+  an im2col GEMM that gathers only the surviving columns.
+
+Units are removed only between two weight layers of one ``nn.Sequential`` joined by element-wise,
+zero-preserving modules (:data:`PASS_THROUGH`) and BatchNorms of those units (resized with them).
+Any other module in between (a Softmax, a residual block, a BatchNorm of a different width) is a
+boundary: every unit that crosses it is kept, and its own inside is compacted on its own. A model
+that is still reparametrised (masks attached) is refused with a ``TypeError``: bake it first
+(``reparam.remove``). With ``example_input``, :func:`compact` checks the outputs on it before
+returning.
 
 The result is made of ordinary modules (Linear, Conv2d, BatchNorm, plus :class:`Gather` and
-:class:`GemmConv2d`), so it trains, saves and loads like any PyTorch model.
+:class:`GemmConv2d`), keeps the layer names of the original, and trains, saves and loads like any
+PyTorch model.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
+from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
 from ..metrics import layer_costs
-from ..models import BasicBlock
-from ..sparsify.groups import (
-    branch_squares,
-    channel_squares,
-    column_squares,
-    gemm_view,
-    row_squares,
-)
+from ..sparsify.groups import BATCHNORMS, ResidualBlock, row_squares
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
@@ -46,7 +55,6 @@ PASS_THROUGH = (
     nn.Flatten,
     nn.Dropout,
     nn.Identity,
-    nn.modules.batchnorm._BatchNorm,
 )
 
 
@@ -168,7 +176,20 @@ def _keep_at_least_one(keep: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def _consumer_alive(consumer: nn.Module, units: int) -> torch.Tensor:
+@torch.no_grad()
+def batchnorm_zero_response(bn: nn.Module) -> torch.Tensor:
+    """What an eval-mode BatchNorm outputs on each channel for an input of exactly 0: β − γ·μ/√(σ² +
+    ε) (without running statistics a zero channel normalises to 0, leaving β)."""
+    if bn.running_mean is not None:
+        value = -bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
+    else:
+        value = torch.zeros(bn.num_features, device=bn.weight.device if bn.affine else None)
+    if bn.affine:
+        value = value * bn.weight + bn.bias
+    return value
+
+
+def _consumer_reads(consumer: nn.Module, units: int) -> torch.Tensor:
     """Which of ``units`` producer outputs the consumer reads (its matching input columns are
     non-zero)."""
     w = consumer.weight.detach()
@@ -177,52 +198,62 @@ def _consumer_alive(consumer: nn.Module, units: int) -> torch.Tensor:
             raise ValueError(
                 f"{consumer} has {w.shape[1]} inputs, not a multiple of {units} producer units"
             )
-        return w.view(w.shape[0], units, -1).pow(2).sum((0, 2)) > 0
-    return channel_squares(w) > 0
+        return w.view(w.shape[0], units, -1).ne(0).any(2).any(0)
+    return alive_inputs(w)
+
+
+def _between(children: list[tuple[str, nn.Module]], i: int, j: int) -> list[nn.Module] | None:
+    """The BatchNorms between weight layers ``i`` and ``j``, or None when something else stands
+    between them (a boundary: nothing is removed across it)."""
+    units = children[i][1].weight.shape[0]
+    bns = []
+    for _, m in children[i + 1 : j]:
+        if isinstance(m, BATCHNORMS) and m.num_features == units:
+            bns.append(m)
+        elif not isinstance(m, PASS_THROUGH):
+            return None
+    return bns
 
 
 @torch.no_grad()
 def keep_masks(
     seq: nn.Sequential, gather_inputs: bool = False
-) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """For each weight layer (by index in ``seq``): (kept output units, kept input
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """For each weight layer of ``seq`` (by child name): (kept output units, kept input
     channels/features).
 
-    A unit between producer P and consumer Q is kept iff P's group is non-zero **and** Q reads it.
-    The last layer keeps all outputs; the first keeps all inputs unless ``gather_inputs``.
+    A unit between producer P and consumer Q is kept iff it can be non-zero (P's row or bias is
+    non-zero, or a BatchNorm in between maps 0 to a non-zero value) **and** Q reads it. Units
+    crossing a boundary (see the module docstring) are all kept, as are the last layer's outputs;
+    the first layer keeps all inputs unless ``gather_inputs``.
     """
-    children = list(seq.children())
-    positions = [i for i, m in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
-    for i, j in zip(positions[:-1], positions[1:]):
-        odd = [type(m).__name__ for m in children[i + 1 : j] if not isinstance(m, PASS_THROUGH)]
-        if odd:
-            raise TypeError(
-                f"cannot compact across {odd} between layers {i} and {j}; "
-                f"allowed in between: {[t.__name__ for t in PASS_THROUGH]}"
-            )
-    masks: dict[int, list[torch.Tensor]] = {}
+    children = list(seq.named_children())
+    positions = [i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
+    masks: dict[str, list[torch.Tensor]] = {}
     for i in positions:
-        w = children[i].weight
-        masks[i] = [
-            torch.ones(w.shape[0], dtype=torch.bool),
-            torch.ones(w.shape[1], dtype=torch.bool),
+        name, w = children[i][0], children[i][1].weight
+        masks[name] = [
+            torch.ones(w.shape[0], dtype=torch.bool, device=w.device),
+            torch.ones(w.shape[1], dtype=torch.bool, device=w.device),
         ]
     if gather_inputs and positions:
-        first = children[positions[0]].weight
-        sq = channel_squares(first)
-        masks[positions[0]][1] = _keep_at_least_one(sq > 0, sq)
-    for i, j in zip(positions[:-1], positions[1:]):
-        producer = children[i]
-        bn = (
-            children[i + 1]
-            if isinstance(children[i + 1], nn.modules.batchnorm._BatchNorm)
-            else None
+        first = children[positions[0]][1].weight
+        masks[children[positions[0]][0]][1] = _keep_at_least_one(
+            alive_inputs(first), alive_inputs(first).float()
         )
-        sq = row_squares(producer, bn)
-        keep = _keep_at_least_one((sq > 0) & _consumer_alive(children[j], len(sq)), sq)
-        masks[i][0] = keep
-        masks[j][1] = keep
-    return {i: (out_keep, in_keep) for i, (out_keep, in_keep) in masks.items()}
+    for i, j in zip(positions[:-1], positions[1:]):
+        producer, bns = children[i][1], _between(children, i, j)
+        if bns is None:
+            continue
+        emits = alive_rows(gemm_view(producer.weight), producer.bias)
+        for bn in bns:
+            emits = emits | batchnorm_zero_response(bn).ne(0)
+        keep = _keep_at_least_one(
+            emits & _consumer_reads(children[j][1], len(emits)), row_squares(producer)
+        )
+        masks[children[i][0]][0] = keep
+        masks[children[j][0]][1] = keep
+    return {name: (out_keep, in_keep) for name, (out_keep, in_keep) in masks.items()}
 
 
 def _select_layer(layer: nn.Module, out_keep: torch.Tensor, in_keep: torch.Tensor) -> nn.Module:
@@ -260,10 +291,10 @@ def lower_if_column_sparse(layer: nn.Module) -> nn.Module:
     unchanged."""
     if not isinstance(layer, nn.Conv2d):
         return layer
-    alive = column_squares(layer.weight) > 0
+    alive = alive_columns(gemm_view(layer.weight))
     if bool(alive.all()):
         return layer
-    alive = _keep_at_least_one(alive, column_squares(layer.weight))
+    alive = _keep_at_least_one(alive, alive.float())
     return GemmConv2d.from_conv(layer, alive.nonzero().flatten())
 
 
@@ -271,23 +302,47 @@ def lower_if_column_sparse(layer: nn.Module) -> nn.Module:
 def compact_sequential(
     seq: nn.Sequential, gather_inputs: bool = False, shapes: bool = True
 ) -> nn.Sequential:
-    """A new, smaller Sequential computing the same function as ``seq`` (see the module
-    docstring)."""
-    children = list(seq.children())
+    """A new, smaller Sequential computing the same function as ``seq``, with the same child names.
+
+    A first-layer input :class:`Gather` is inserted as ``input_gather``; other children are
+    compacted inside.
+    """
     masks = keep_masks(seq, gather_inputs)
-    out: list[nn.Module] = []
-    for i, module in enumerate(children):
-        if i in masks:
-            out_keep, in_keep = masks[i]
-            if i == min(masks) and gather_inputs and not bool(in_keep.all()):
-                out.append(Gather(in_keep.nonzero().flatten(), dim=1))
+    first = next(iter(masks), None)
+    out: list[tuple[str, nn.Module]] = []
+    units: torch.Tensor | None = (
+        None  # the kept outputs of the last weight layer seen (for BatchNorms)
+    )
+    for name, module in seq.named_children():
+        if name in masks:
+            out_keep, in_keep = masks[name]
+            if name == first and gather_inputs and not bool(in_keep.all()):
+                out.append(("input_gather", Gather(in_keep.nonzero().flatten(), dim=1)))
             layer = _select_layer(module, out_keep, in_keep)
-            out.append(lower_if_column_sparse(layer) if shapes else layer)
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and (i - 1) in masks:
-            out.append(_select_batchnorm(module, masks[i - 1][0]))
+            out.append((name, lower_if_column_sparse(layer) if shapes else layer))
+            units = out_keep
+        elif (
+            isinstance(module, BATCHNORMS)
+            and units is not None
+            and module.num_features == len(units)
+        ):
+            out.append((name, _select_batchnorm(module, units)))
+        elif isinstance(module, PASS_THROUGH + BATCHNORMS):
+            out.append((name, copy.deepcopy(module)))
         else:
-            out.append(copy.deepcopy(module))
-    return nn.Sequential(*out)
+            units = None  # a boundary: BatchNorms after it belong to no pruned layer
+            out.append((name, _compact_inside(copy.deepcopy(module), shapes)))
+    return nn.Sequential(OrderedDict(out))
+
+
+def _compact_inside(module: nn.Module, shapes: bool) -> nn.Module:
+    """Compact every Sequential inside ``module`` (in place on a copy); ``module`` itself is a
+    boundary."""
+    if isinstance(module, nn.Sequential):
+        return compact_sequential(module, False, shapes)
+    for name, child in list(module.named_children()):
+        setattr(module, name, _compact_inside(child, shapes))
+    return module
 
 
 class ConstantBranch(nn.Module):
@@ -302,14 +357,16 @@ class ConstantBranch(nn.Module):
         return self.value
 
 
-def _last_conv_is_zero(branch: nn.Sequential) -> bool:
+def _last_conv_is_zero(branch: nn.Module) -> bool:
+    if not isinstance(branch, nn.Sequential):
+        return False
     convs = [m for m in branch if isinstance(m, nn.Conv2d)]
     after = list(branch)[list(branch).index(convs[-1]) + 1 :] if convs else []
     return (
         bool(convs)
-        and not bool(convs[-1].weight.any())
-        and (convs[-1].bias is None or not bool(convs[-1].bias.any()))
-        and all(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in after)
+        and not bool(convs[-1].weight.ne(0).any())
+        and (convs[-1].bias is None or not bool(convs[-1].bias.ne(0).any()))
+        and all(isinstance(m, BATCHNORMS) for m in after)
     )
 
 
@@ -317,7 +374,7 @@ def _last_conv_is_zero(branch: nn.Sequential) -> bool:
 def drop_zero_branches(model: nn.Module) -> list[str]:
     """Remove residual branches that compute nothing input-dependent; return their names.
 
-    A branch whose depth group is exactly zero outputs 0: ``drop_branch()``. A branch whose last
+    A branch whose parameters are all exactly zero outputs 0: ``drop_branch()``. A branch whose last
     conv is all zero outputs (eval mode) the constant β − γ·μ/√(σ² + ε) of its last BatchNorm: it
     becomes a :class:`ConstantBranch` (no weight layers left), or is dropped when that constant is
     0.
@@ -325,46 +382,85 @@ def drop_zero_branches(model: nn.Module) -> list[str]:
     removed = []
     for name, block in model.named_modules():
         if (
-            not isinstance(block, BasicBlock)
+            not isinstance(block, ResidualBlock)
             or block.branch is None
             or isinstance(block.branch, ConstantBranch)
         ):
             continue
-        if float(branch_squares(block)) == 0.0:
+        if not any(bool(p.ne(0).any()) for p in block.branch.parameters()):
             block.drop_branch()
         elif _last_conv_is_zero(block.branch):
-            in_channels = next(m for m in block.branch if isinstance(m, nn.Conv2d)).in_channels
+            conv = next(m for m in block.branch if isinstance(m, nn.Conv2d))
             value = block.branch.eval()(
-                torch.zeros(1, in_channels, 1, 1, device=block.branch[0].weight.device)
+                torch.zeros(1, conv.in_channels, 1, 1, device=conv.weight.device)
             )
-            block.branch = ConstantBranch(value) if bool(value.any()) else None
+            if bool(value.ne(0).any()):
+                block.branch = ConstantBranch(value)
+            else:
+                block.drop_branch()
         else:
             continue
         removed.append(name)
     return removed
 
 
+def reparametrised_tensors(model: nn.Module) -> list[str]:
+    """``layer.tensor`` names that still carry a ``torch.nn.utils.parametrize``
+    reparametrisation."""
+    return [
+        f"{name}.{tensor}" if name else tensor
+        for name, m in model.named_modules()
+        if parametrize.is_parametrized(m)
+        for tensor in m.parametrizations
+    ]
+
+
 @torch.no_grad()
-def compact(model: nn.Module, gather_inputs: bool = True, shapes: bool = True) -> nn.Module:
-    """A smaller dense copy of ``model`` whose outputs equal the original's (in eval mode).
+def compact(
+    model: nn.Module,
+    gather_inputs: bool = True,
+    shapes: bool = True,
+    example_input: torch.Tensor | None = None,
+) -> nn.Module:
+    """A smaller dense copy of ``model`` whose outputs equal the original's (in eval mode);
+    ``model`` is unchanged.
 
     Removes input-independent residual branches, then compacts every ``nn.Sequential`` (the root one
     may gather its surviving inputs when ``gather_inputs``); ``shapes`` lowers column-sparse convs
-    to GEMM.
+    to GEMM. With ``example_input`` the outputs of both models are compared on it (``RuntimeError``
+    if they differ).
     """
-    model = copy.deepcopy(model).eval()
-    drop_zero_branches(model)
-    if isinstance(model, nn.Sequential):
-        return compact_sequential(model, gather_inputs, shapes).eval()
-    parents = [
-        (name, m) for name, m in model.named_modules() if isinstance(m, nn.Sequential) and name
-    ]
-    for name, seq in parents:
-        if any(isinstance(c, WEIGHT_LAYERS) for c in seq.children()):
-            parent_name, _, attr = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, compact_sequential(seq, False, shapes))
-    return model.eval()
+    still = reparametrised_tensors(model)
+    if still:
+        raise TypeError(
+            f"model is still reparametrised ({still}); bake the reparametrisations in first "
+            "(sparsitylab.reparam.remove(model), or the method's finalize)"
+        )
+    small = copy.deepcopy(model).eval()
+    drop_zero_branches(small)
+    if isinstance(small, nn.Sequential):
+        small = compact_sequential(small, gather_inputs, shapes)
+    else:
+        small = _compact_inside(small, shapes)
+    small.eval()
+    if example_input is not None:
+        _check_same_outputs(model, small, example_input)
+    return small
+
+
+def _check_same_outputs(model: nn.Module, small: nn.Module, x: torch.Tensor) -> None:
+    was_training = model.training
+    try:
+        expected = model.eval()(x)
+    finally:
+        model.train(was_training)
+    got = small(x)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        error = (got - expected).abs().max().item() if got.shape == expected.shape else float("nan")
+        raise RuntimeError(
+            f"compaction changed the outputs (max |difference| {error:.3g}); please report this "
+            "as a bug with the model"
+        )
 
 
 def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> dict[str, int]:
@@ -377,10 +473,13 @@ __all__ = [
     "Gather",
     "GemmConv2d",
     "ConstantBranch",
-    "keep_masks",
-    "lower_if_column_sparse",
+    "PASS_THROUGH",
+    "batchnorm_zero_response",
+    "compact",
     "compact_sequential",
     "drop_zero_branches",
-    "compact",
+    "keep_masks",
     "layer_macs",
+    "lower_if_column_sparse",
+    "reparametrised_tensors",
 ]

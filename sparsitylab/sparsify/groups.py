@@ -1,19 +1,24 @@
 """Group views of weight tensors for Structured Sparsity Learning (Wen et al., 2016).
 
-A conv weight W has axes (filter n, channel c, height m, width k). Lowered to GEMM it is the
-N × (C·kh·kw) matrix ``W.flatten(1)``: filters are its rows, shape fibers W[:, c, m, k] its
-columns, channels blocks of kh·kw columns. SSL's groups (REFERENCE §1.4):
+A conv weight W has axes (filter n, channel c, height m, width k). Lowered to GEMM it is the N ×
+(C·kh·kw) matrix :func:`sparsitylab.gemm.gemm_view` (``"chw"`` order): filters are its rows, shape
+fibers W[:, c, m, k] its columns, channels blocks of kh·kw columns. SSL's groups (Wen et al., NIPS
+2016, https://arxiv.org/abs/1608.03665):
 
-=============  ======================================  =============================================
-kind           one group                               removes
-=============  ======================================  =============================================
-``filter``     W[n, :, :, :] (+ bias[n], + BN γ_n, β_n)  a GEMM row / an output channel
-``channel``    W[:, c, :, :]                           an input channel (kh·kw GEMM columns)
-``shape``      W[:, c, m, k]                           one GEMM column
-``neuron_out`` Linear row W[j, :] (+ bias[j])          a hidden neuron (from its inputs side)
-``neuron_in``  Linear column W[:, i]                   an input neuron / pixel (from its outputs side)
-``depth``      every parameter of a residual branch    a whole residual block
-=============  ======================================  =============================================
+==============  ========================================  ===================================
+kind            one group                                 removes
+==============  ========================================  ===================================
+``filter``      W[n, :, :, :] (+ bias[n], + BN γ_n, β_n)  a GEMM row / an output channel
+``channel``     W[:, c, :, :]                             an input channel (kh·kw columns)
+``shape``       W[:, c, m, k]                             one GEMM column
+``neuron_out``  Linear row W[j, :] (+ bias[j])            a hidden neuron (its inputs side)
+``neuron_in``   Linear column W[:, i]                     an input neuron / pixel
+``depth``       every parameter of a residual branch      a whole residual block
+==============  ========================================  ===================================
+
+A residual block is any module with a ``branch`` attribute (the residual branch, or None once
+dropped) and a ``drop_branch()`` method (:class:`ResidualBlock`);
+:class:`sparsitylab.models.BasicBlock` is one.
 
 Departure (derived — not from the paper): a ``filter``/``neuron_out`` group also owns its bias
 and the γ, β of a BatchNorm right after it, and a ``depth`` group owns the branch's BatchNorm
@@ -23,40 +28,41 @@ All norms are computed for every group of a layer at once (no loops over groups)
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from ..models import BasicBlock
+from .._checks import check_choice
+from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
 
 GroupKind = Literal["filter", "channel", "shape", "neuron_out", "neuron_in", "depth"]
 KINDS: tuple[str, ...] = ("filter", "channel", "shape", "neuron_out", "neuron_in", "depth")
-_LAYER_TYPE = {
-    "filter": nn.Conv2d,
-    "channel": nn.Conv2d,
-    "shape": nn.Conv2d,
-    "neuron_out": nn.Linear,
-    "neuron_in": nn.Linear,
-    "depth": BasicBlock,
+BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
+_WHERE = {
+    "filter": "Conv2d layers",
+    "channel": "Conv2d layers",
+    "shape": "Conv2d layers",
+    "neuron_out": "Linear layers other than the last",
+    "neuron_in": "Linear layers",
+    "depth": "residual blocks with a branch and a drop_branch() method",
 }
+
+
+@runtime_checkable
+class ResidualBlock(Protocol):
+    """What depth groups need of a residual block: its branch (None once dropped) and a way to drop
+    it."""
+
+    branch: nn.Module | None
+
+    def drop_branch(self) -> None: ...
 
 
 def check_kind(kind: str) -> str:
     """Return ``kind`` if it is a known group kind, else raise ``ValueError``."""
-    if kind not in KINDS:
-        raise ValueError(f"group kind={kind!r} is unknown; choose one of {KINDS}")
-    return kind
-
-
-def gemm_view(weight: torch.Tensor) -> torch.Tensor:
-    """The im2col GEMM matrix of a conv weight: (N, C, kh, kw) → (N, C·kh·kw); a Linear weight as
-    is."""
-    if weight.dim() not in (2, 4):
-        raise ValueError(
-            f"weight of shape {tuple(weight.shape)} must be 2-D (Linear) or 4-D (Conv2d)"
-        )
-    return weight.flatten(1)
+    return check_choice(kind, "group kind", KINDS)
 
 
 def safe_norm(squared: torch.Tensor) -> torch.Tensor:
@@ -72,25 +78,32 @@ def safe_norm(squared: torch.Tensor) -> torch.Tensor:
 
 def following_batchnorm(model: nn.Module) -> dict[nn.Module, nn.Module]:
     """Map each Conv2d/Linear that is directly followed by a BatchNorm in an ``nn.Sequential`` to
-    that BN."""
+    that BN.
+
+    The one rule for "the BatchNorm of a layer": the next child of the same Sequential.
+    """
     pairs: dict[nn.Module, nn.Module] = {}
     for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
         children = list(seq.children())
         for layer, nxt in zip(children[:-1], children[1:]):
-            if isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(
-                nxt, nn.modules.batchnorm._BatchNorm
-            ):
+            if isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(nxt, BATCHNORMS):
                 pairs[layer] = nxt
     return pairs
+
+
+def row_parameters(layer: nn.Module, bn: nn.Module | None = None) -> list[torch.Tensor]:
+    """The per-row tensors an output unit's group owns besides its weight row: bias, BN γ and β."""
+    extra = [layer.bias] if layer.bias is not None else []
+    if bn is not None and bn.affine:
+        extra += [bn.weight, bn.bias]
+    return extra
 
 
 def row_squares(layer: nn.Module, bn: nn.Module | None = None) -> torch.Tensor:
     """Σ over each output unit's group: ‖W[n]‖² + b_n² (+ γ_n² + β_n² of the following BN)."""
     squared = gemm_view(layer.weight).pow(2).sum(1)
-    if layer.bias is not None:
-        squared = squared + layer.bias.pow(2)
-    if bn is not None and bn.affine:
-        squared = squared + bn.weight.pow(2) + bn.bias.pow(2)
+    for extra in row_parameters(layer, bn):
+        squared = squared + extra.pow(2)
     return squared
 
 
@@ -104,82 +117,129 @@ def column_squares(weight: torch.Tensor) -> torch.Tensor:
     return gemm_view(weight).pow(2).sum(0)
 
 
-def branch_squares(block: BasicBlock) -> torch.Tensor:
+def branch_squares(block: ResidualBlock) -> torch.Tensor:
     """Squared norm of the depth group: every parameter of the residual branch (0 if dropped)."""
-    if block.branch is None:
+    params = [] if block.branch is None else list(block.branch.parameters())
+    if not params:
         return torch.zeros(())
-    return torch.stack([p.pow(2).sum() for p in block.branch.parameters()]).sum()
+    return torch.stack([p.pow(2).sum() for p in params]).sum()
 
 
 def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
     """The modules carrying ``kind`` groups; ``neuron_out`` skips the last Linear (the class
     scores)."""
-    layer_type = _LAYER_TYPE[check_kind(kind)]
+    check_kind(kind)
+    if kind == "depth":
+        return {
+            name: b
+            for name, b in model.named_modules()
+            if isinstance(b, ResidualBlock)
+            and b.branch is not None
+            and any(True for _ in b.branch.parameters())
+        }
+    layer_type = nn.Conv2d if kind in ("filter", "channel", "shape") else nn.Linear
     layers = {name: m for name, m in model.named_modules() if isinstance(m, layer_type)}
     if kind == "neuron_out" and layers:
         layers.pop(list(layers)[-1])
-    if kind == "depth":
-        layers = {name: b for name, b in layers.items() if b.branch is not None}
     return layers
 
 
+def select_layers(
+    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+) -> dict[str, nn.Module]:
+    """The modules carrying ``kind`` groups, restricted to ``layers``; a kind the model lacks, or a
+    name that carries no such group, is an error (a penalty on nothing would silently be zero)."""
+    available = group_layers(model, kind)
+    if not available:
+        raise ValueError(f"the model has no {kind!r} groups (they live in {_WHERE[kind]})")
+    if layers is None:
+        return available
+    if isinstance(layers, str):
+        raise TypeError(f"layers={layers!r} must be a list of module names, not a string")
+    unknown = sorted(set(layers) - set(available))
+    if unknown:
+        raise ValueError(
+            f"layers={unknown} carry no {kind!r} groups; available: {sorted(available)}"
+        )
+    return {name: available[name] for name in layers}
+
+
 def group_squares(
-    model: nn.Module, kind: str, layers: list[str] | None = None
+    model: nn.Module, kind: str, layers: Sequence[str] | None = None
 ) -> dict[str, torch.Tensor]:
     """Squared group norms of ``kind`` per layer (1-D tensor, one entry per group; a scalar for
     depth).
 
     ``layers`` restricts to those module names (default: every module the kind applies to).
     """
-    available = group_layers(model, kind)
-    if layers is not None:
-        unknown = sorted(set(layers) - set(available))
-        if unknown:
-            raise ValueError(
-                f"layers={unknown} carry no {kind!r} groups; available: {sorted(available)}"
-            )
-        available = {name: available[name] for name in layers}
+    selected = select_layers(model, kind, layers)
     if kind in ("filter", "neuron_out"):
         bns = following_batchnorm(model)
-        return {name: row_squares(m, bns.get(m)) for name, m in available.items()}
+        return {name: row_squares(m, bns.get(m)) for name, m in selected.items()}
     if kind in ("channel", "neuron_in"):
-        return {name: channel_squares(m.weight) for name, m in available.items()}
+        return {name: channel_squares(m.weight) for name, m in selected.items()}
     if kind == "shape":
-        return {name: column_squares(m.weight) for name, m in available.items()}
-    return {name: branch_squares(b) for name, b in available.items()}
+        return {name: column_squares(m.weight) for name, m in selected.items()}
+    return {name: branch_squares(b) for name, b in selected.items()}
 
 
 def group_norms(
-    model: nn.Module, kind: str, layers: list[str] | None = None
+    model: nn.Module, kind: str, layers: Sequence[str] | None = None
 ) -> dict[str, torch.Tensor]:
     """‖w_g‖₂ for every group of ``kind``, per layer (differentiable; gradient 0 at zero groups)."""
     return {name: safe_norm(sq) for name, sq in group_squares(model, kind, layers).items()}
 
 
 @torch.no_grad()
+def group_alive(
+    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Per layer, which groups of ``kind`` hold a non-zero entry (the liveness rule of
+    :mod:`sparsitylab.gemm`; a scalar for depth)."""
+    selected = select_layers(model, kind, layers)
+    if kind in ("filter", "neuron_out"):
+        bns = following_batchnorm(model)
+        return {
+            name: alive_rows(gemm_view(m.weight), *row_parameters(m, bns.get(m)))
+            for name, m in selected.items()
+        }
+    if kind in ("channel", "neuron_in"):
+        return {name: alive_inputs(m.weight) for name, m in selected.items()}
+    if kind == "shape":
+        return {name: alive_columns(gemm_view(m.weight)) for name, m in selected.items()}
+    return {
+        name: torch.tensor(any(bool(p.ne(0).any()) for p in b.branch.parameters()))
+        for name, b in selected.items()
+    }
+
+
 def zero_group_fraction(
-    model: nn.Module, kind: str, layers: list[str] | None = None
+    model: nn.Module, kind: str, layers: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Fraction of groups of ``kind`` that are exactly zero, per layer."""
     return {
-        name: (sq == 0).float().mean().item()
-        for name, sq in group_squares(model, kind, layers).items()
+        name: 1.0 - alive.float().mean().item()
+        for name, alive in group_alive(model, kind, layers).items()
     }
 
 
 __all__ = [
+    "BATCHNORMS",
     "GroupKind",
     "KINDS",
-    "check_kind",
-    "gemm_view",
-    "safe_norm",
-    "following_batchnorm",
-    "row_squares",
-    "channel_squares",
-    "column_squares",
+    "ResidualBlock",
     "branch_squares",
+    "channel_squares",
+    "check_kind",
+    "column_squares",
+    "following_batchnorm",
+    "group_alive",
     "group_layers",
-    "group_squares",
     "group_norms",
+    "group_squares",
+    "row_parameters",
+    "row_squares",
+    "safe_norm",
+    "select_layers",
     "zero_group_fraction",
 ]

@@ -1,6 +1,6 @@
 """Sparsity-inducing penalties and the steps that make their zeros exact.
 
-SSL's objective (Wen et al., 2016; REFERENCE §1.4)::
+SSL's objective (Wen et al., NIPS 2016, https://arxiv.org/abs/1608.03665)::
 
     E(W) = E_D(W) + λ·R(W) + Σ_g λ_g · R_g(W),     R_g(W) = Σ_l Σ_groups ‖w^(g)‖₂
 
@@ -16,20 +16,21 @@ to the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from .._checks import check_real
 from ..metrics import prunable_layers
 from ..train import Callback
 from .groups import (
     check_kind,
     following_batchnorm,
-    group_layers,
     group_norms,
     group_squares,
     safe_norm,
+    select_layers,
 )
 
 ZEROUT_THRESHOLD = 1e-4
@@ -37,11 +38,30 @@ ZEROUT_THRESHOLD = 1e-4
 
 def check_strengths(strengths: Mapping[str, float]) -> dict[str, float]:
     """Validate ``{group kind: λ_g ≥ 0}``."""
-    for kind, lam in strengths.items():
-        check_kind(kind)
-        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam >= 0:
-            raise ValueError(f"strength for {kind!r}={lam!r} must be a number ≥ 0")
-    return dict(strengths)
+    return {
+        check_kind(kind): check_real(lam, f"strengths[{kind!r}]", minimum=0.0)
+        for kind, lam in strengths.items()
+    }
+
+
+def check_layers(
+    layers: Mapping[str, Sequence[str]] | None, strengths: Mapping[str, float]
+) -> dict[str, list[str]]:
+    """Validate ``{group kind: module names}``: every kind must be one the penalty uses (a misspelt
+    kind would otherwise leave the penalty on every layer); the names are checked against the model
+    on use."""
+    layers = dict(layers or {})
+    for kind, names in layers.items():
+        if kind not in strengths:
+            raise ValueError(
+                f"layers has a key {kind!r} that is not a penalised group kind; penalised: "
+                f"{sorted(strengths)}"
+            )
+        if isinstance(names, str):
+            raise TypeError(
+                f"layers[{kind!r}]={names!r} must be a list of module names, not a string"
+            )
+    return {kind: list(names) for kind, names in layers.items()}
 
 
 def group_lasso(model: nn.Module, kind: str, layers: list[str] | None = None) -> torch.Tensor:
@@ -55,17 +75,11 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return torch.stack([m.weight.abs().sum() for m in prunable_layers(model).values()]).sum()
 
 
-def l2_penalty(model: nn.Module) -> torch.Tensor:
-    """R = ½ Σ w² over the weights of every Linear/Conv2d layer (what weight decay adds)."""
-    return 0.5 * torch.stack([m.weight.pow(2).sum() for m in prunable_layers(model).values()]).sum()
-
-
 @torch.no_grad()
 def zero_small_(model: nn.Module, threshold: float = ZEROUT_THRESHOLD) -> int:
     """Set every parameter entry with |w| < ``threshold`` to exactly 0 (SSL's ZEROUT); return how
     many are 0."""
-    if not threshold >= 0:
-        raise ValueError(f"threshold={threshold!r} must be ≥ 0")
+    check_real(threshold, "threshold", minimum=0.0)
     zeros = 0
     for p in model.parameters():
         p.masked_fill_(p.abs() < threshold, 0.0)
@@ -84,9 +98,8 @@ def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) ->
 def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | None = None) -> None:
     """Block soft-threshold every group of ``kind``: w_g ← max(0, 1 − step/‖w_g‖) · w_g, step =
     η·λ_g."""
-    if not step >= 0:
-        raise ValueError(f"step={step!r} must be ≥ 0 (learning rate × λ_g)")
-    modules = group_layers(model, kind)
+    check_real(step, "step", minimum=0.0)  # learning rate × λ_g
+    modules = select_layers(model, kind, layers)
     bns = following_batchnorm(model)
     for name, sq in group_squares(model, kind, layers).items():
         norm = safe_norm(sq)
@@ -112,8 +125,7 @@ def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | No
 @torch.no_grad()
 def prox_l1_(model: nn.Module, step: float) -> None:
     """Element-wise soft-threshold of every Linear/Conv2d weight: w ← sign(w)·max(0, |w| − step)."""
-    if not step >= 0:
-        raise ValueError(f"step={step!r} must be ≥ 0 (learning rate × λ)")
+    check_real(step, "step", minimum=0.0)  # learning rate × λ
     for m in prunable_layers(model).values():
         m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() - step).clamp_min(0))
 
@@ -135,9 +147,11 @@ class StructuredPenalty(Callback):
         threshold: float | None = ZEROUT_THRESHOLD,
     ):
         self.strengths = check_strengths(strengths)
-        if not l1 >= 0:
-            raise ValueError(f"l1={l1!r} must be ≥ 0")
-        self.l1, self.layers, self.threshold = l1, dict(layers or {}), threshold
+        self.l1 = check_real(l1, "l1", minimum=0.0)
+        self.layers = check_layers(layers, self.strengths)
+        self.threshold = (
+            None if threshold is None else check_real(threshold, "threshold", minimum=0.0)
+        )
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
         total: torch.Tensor | float = self.l1 * l1_penalty(model) if self.l1 else 0.0
@@ -153,12 +167,12 @@ class StructuredPenalty(Callback):
 
 __all__ = [
     "ZEROUT_THRESHOLD",
+    "StructuredPenalty",
+    "check_layers",
     "check_strengths",
     "group_lasso",
     "l1_penalty",
-    "l2_penalty",
-    "zero_small_",
     "prox_group_",
     "prox_l1_",
-    "StructuredPenalty",
+    "zero_small_",
 ]

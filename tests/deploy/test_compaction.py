@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 import torch
@@ -12,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparsitylab import models
+from sparsitylab import models, reparam, train
 from sparsitylab.deploy import compaction
+from sparsitylab.gemm import alive_columns, gemm_view
 from sparsitylab.sparsify import groups
 
 
@@ -69,8 +69,8 @@ def test_resnet_dead_branches_are_dropped_and_outputs_equal():
             for p in net.blocks[i].branch.parameters():
                 p.zero_()
         conv, bn = (
-            net.blocks[2].branch[0],
-            net.blocks[2].branch[1],
+            net.blocks[2].branch.conv1,
+            net.blocks[2].branch.bn1,
         )  # 5 inner channels of a live block
         conv.weight[:5] = 0
         bn.weight[:5] = 0
@@ -79,8 +79,8 @@ def test_resnet_dead_branches_are_dropped_and_outputs_equal():
     assert small.depth() == 20 - 6
     assert net.depth() == 20  # the original is untouched
     assert (
-        small.blocks[2].branch[0].out_channels == 11
-        and small.blocks[2].branch[1].num_features == 11
+        small.blocks[2].branch.conv1.out_channels == 11
+        and small.blocks[2].branch.bn1.num_features == 11
     )
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
@@ -89,32 +89,43 @@ def test_resnet_dead_branches_are_dropped_and_outputs_equal():
 def test_mlp_neurons_and_input_pixels_are_removed():
     net = models.mlp().eval()
     with torch.no_grad():
-        net[1].weight[:, :284] = 0  # 284 dead pixels → 500 inputs survive
-        net[3].weight[:, :100] = 0  # h1 neurons 0..99 unread
-        net[3].weight[:50] = 0  # h2 neurons 0..49 dead (row and bias)
-        net[3].bias[:50] = 0
+        net.fc1.weight[:, :284] = 0  # 284 dead pixels → 500 inputs survive
+        net.fc2.weight[:, :100] = 0  # h1 neurons 0..99 unread
+        net.fc2.weight[:50] = 0  # h2 neurons 0..49 dead (row and bias)
+        net.fc2.bias[:50] = 0
     small = compaction.compact(net)
-    assert isinstance(small[1], compaction.Gather) and len(small[1].index) == 500
-    assert (small[2].in_features, small[2].out_features) == (500, 400)
-    assert (small[4].in_features, small[4].out_features) == (400, 250)
-    assert small[6].in_features == 250
+    assert [name for name, _ in small.named_children()] == [
+        "flatten",
+        "input_gather",
+        "fc1",
+        "relu1",
+        "fc2",
+        "relu2",
+        "fc3",
+    ]  # the names survive compaction
+    assert (
+        isinstance(small.input_gather, compaction.Gather) and len(small.input_gather.index) == 500
+    )
+    assert (small.fc1.in_features, small.fc1.out_features) == (500, 400)
+    assert (small.fc2.in_features, small.fc2.out_features) == (400, 250)
+    assert small.fc3.in_features == 250
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
     macs = compaction.layer_macs(small)
-    assert macs == {"2": 500 * 400, "4": 400 * 250, "6": 250 * 10}
+    assert macs == {"fc1": 500 * 400, "fc2": 400 * 250, "fc3": 250 * 10}
 
 
 def test_channel_and_shape_sparsity_give_a_smaller_gemm():
     net = models.lenet5().eval()
     with torch.no_grad():
-        net[2].weight[:, 5:] = 0  # conv2 reads only 5 channels → conv1 keeps 5 filters
-        net[2].weight[:, :, 0, :] = 0  # and no tap of the first kernel row
+        net.conv2.weight[:, 5:] = 0  # conv2 reads only 5 channels → conv1 keeps 5 filters
+        net.conv2.weight[:, :, 0, :] = 0  # and no tap of the first kernel row
     small = compaction.compact(net)
-    conv1, conv2 = small[0], small[2]
+    conv1, conv2 = small.conv1, small.conv2
     assert conv1.out_channels == 5
     assert isinstance(conv2, compaction.GemmConv2d) and tuple(conv2.weight.shape) == (50, 5 * 4 * 5)
     macs = compaction.layer_macs(small)
-    assert macs["2"] == 8 * 8 * 50 * 5 * 4 * 5  # positions × kept rows × kept columns
+    assert macs["conv2"] == 8 * 8 * 50 * 5 * 4 * 5  # positions × kept rows × kept columns
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
 
@@ -127,7 +138,7 @@ def test_gemm_conv_equals_conv2d(stride, padding, dilation):
     conv = nn.Conv2d(3, 4, (3, 2), stride=stride, padding=padding, dilation=dilation)
     with torch.no_grad():
         conv.weight[:, 1, 0, 1] = 0
-    cols = (groups.column_squares(conv.weight) > 0).nonzero().flatten()
+    cols = alive_columns(gemm_view(conv.weight)).nonzero().flatten()
     gemm = compaction.GemmConv2d.from_conv(conv, cols)
     x = torch.randn(2, 3, 9, 8)
     assert torch.allclose(
@@ -140,9 +151,9 @@ def test_gemm_conv_equals_conv2d(stride, padding, dilation):
 def test_compacted_model_saves_and_loads_like_any_model():
     net = models.lenet5().eval()
     with torch.no_grad():
-        net[0].weight[:7] = 0
-        net[0].bias[:7] = 0
-        net[2].weight[:, :, :, 4] = 0
+        net.conv1.weight[:7] = 0
+        net.conv1.bias[:7] = 0
+        net.conv2.weight[:, :, :, 4] = 0
     small = compaction.compact(net)
     buffer = io.BytesIO()
     torch.save(small, buffer)
@@ -163,56 +174,42 @@ def test_compacted_model_saves_and_loads_like_any_model():
     assert all(p.grad is not None for p in small.parameters())
 
 
-def test_keep_masks_keep_one_unit_and_refuse_unknown_modules():
+def test_keep_masks_keep_one_unit_and_stop_at_unknown_modules():
     net = models.mlp((6, 4, 3)).eval()
     with torch.no_grad():
-        net[1].weight.zero_()
-        net[1].bias.zero_()
+        net.fc1.weight.zero_()
+        net.fc1.bias.zero_()
     small = compaction.compact(net)
-    assert small[-1].in_features == 1  # a layer keeps ≥ 1 unit; the output is still exact
+    assert small.fc2.in_features == 1  # a layer keeps ≥ 1 unit; the output is still exact
     x = torch.randn(2, 6)
     assert torch.allclose(small(x), net(x))
-    odd = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2))
-    with pytest.raises(TypeError, match="Softmax"):
-        compaction.compact(odd)
+    odd = nn.Sequential(
+        nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)
+    )  # sigmoid(0) = 0.5: not removable
+    with torch.no_grad():
+        odd[0].weight[1] = 0
+        odd[0].bias[1] = 0
+    small = compaction.compact(
+        odd, example_input=torch.randn(5, 4)
+    )  # a boundary: every unit is kept
+    assert small[0].out_features == 3 and small[2].in_features == 3
     with pytest.raises(ValueError, match="groups=1"):
         compaction.GemmConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2), torch.arange(3))
 
 
-def test_structured_benchmark_shapes_and_cli(capsys, tmp_path):
-    from sparsitylab.benchmarks import structured
-
-    w = structured.structured_weight(12, 30, kept_rows=5, kept_cols=7, seed=3)
-    rows, cols = structured.kept_rows_cols(w)
-    assert (len(rows), len(cols)) == (5, 7) and int(w.count_nonzero()) == 35
-    r = structured.layer_speed("toy", w.view(12, 30, 1, 1), positions=4, batch=2, repeats=1)
-    assert (r.shape, r.compact_shape) == ("12×30", "5×7") and r.ideal == pytest.approx(360 / 35)
-    assert r.sparsity_csr == pytest.approx(1 - 35 / 360) and r.columns == 8
-    assert r.intensity == pytest.approx(2 * 35 * 8 / (4 * (35 + 12 * 8)))
-    with pytest.raises(ValueError, match="positions"):
-        structured.layer_speed("toy", w, positions=0)
-    out = tmp_path / "speed.json"
-    assert structured.main(["--batch", "2", "--repeats", "1", "--json", str(out)]) == 0
-    assert "compacted speedup / ideal" in capsys.readouterr().out
-    record = json.loads(out.read_text())
-    assert (
-        record["cpu"] and record["date"] and len(record["results"]) == len(structured.PAPER_LAYERS)
-    )
-
-
 def test_branch_with_zero_last_conv_becomes_a_constant():
-    from sparsitylab.methods.ssl import recalibrate_batchnorm
-
     torch.manual_seed(2)
     net = _bn_stats(models.resnet20())
     with torch.no_grad():
-        net.blocks[0].branch[3].weight.zero_()  # last conv zero, BN β ≠ 0: a constant per channel
-        net.blocks[0].branch[4].bias.uniform_(0.1, 0.5)
-        net.blocks[5].branch[3].weight.zero_()  # … and with β = 0 and γ = 0: nothing at all
-        net.blocks[5].branch[4].bias.zero_()
-        net.blocks[5].branch[4].weight.zero_()
+        net.blocks[
+            0
+        ].branch.conv2.weight.zero_()  # last conv zero, BN β ≠ 0: a constant per channel
+        net.blocks[0].branch.bn2.bias.uniform_(0.1, 0.5)
+        net.blocks[5].branch.conv2.weight.zero_()  # … and with β = 0 and γ = 0: nothing at all
+        net.blocks[5].branch.bn2.bias.zero_()
+        net.blocks[5].branch.bn2.weight.zero_()
     loader = [(torch.randn(8, 1, 28, 28), torch.zeros(8)) for _ in range(2)]
-    recalibrate_batchnorm(net, loader)
+    train.recalibrate_batchnorm(net, loader)
     assert not net.training
     small = compaction.compact(net)
     assert (
@@ -221,3 +218,65 @@ def test_branch_with_zero_last_conv_becomes_a_constant():
     )
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
+
+
+# --- no silent wrong answers ---------------------------------------------------------------------
+
+
+def test_a_zero_filter_before_a_non_affine_batchnorm_is_kept():
+    """BatchNorm2d(affine=False) maps a zero channel to −μ/σ ≠ 0: removing its filter would change
+    outputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4, affine=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 26 * 26, 3),
+    )
+    _bn_stats(net)
+    with torch.no_grad():
+        net[0].weight[1] = 0
+        net[0].bias[1] = 0
+    assert compaction.batchnorm_zero_response(net[1])[1] != 0
+    small = compaction.compact(net, example_input=torch.randn(2, 1, 28, 28))
+    assert small[0].out_channels == 4
+    with torch.no_grad():  # with running mean 0 the channel does output 0 and is removed
+        net[1].running_mean[1] = 0
+    assert compaction.compact(net, example_input=torch.randn(2, 1, 28, 28))[0].out_channels == 3
+
+
+def test_a_batchnorm_after_the_relu_is_resized_with_its_units():
+    """Linear → ReLU → BatchNorm1d → Linear with a dead unit used to give a model that crashed."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    _bn_stats(net, (16, 6))
+    with torch.no_grad():
+        net[0].weight[2] = 0
+        net[0].bias[2] = 0
+        net[2].weight[2] = 0
+        net[2].bias[2] = 0
+    small = compaction.compact(net, example_input=torch.randn(4, 6))
+    assert small[0].out_features == 4 and small[2].num_features == 4 and small[3].in_features == 4
+
+
+def test_a_still_masked_model_is_refused_with_the_layer_named():
+    net = models.mlp((6, 4, 3))
+    reparam.apply_masks(net, {"fc1": torch.ones(4, 6, dtype=torch.bool)})
+    with pytest.raises(TypeError, match=r"still reparametrised \(\['fc1.weight'\]\)"):
+        compaction.compact(net)
+
+
+def test_the_example_input_check_catches_a_changed_output(monkeypatch):
+    net = models.mlp((6, 4, 3)).eval()
+    real = compaction.compact_sequential
+
+    def broken(seq, gather, shapes):
+        small = real(seq, gather, shapes)
+        with torch.no_grad():
+            small.fc2.bias.add_(1.0)
+        return small
+
+    monkeypatch.setattr(compaction, "compact_sequential", broken)
+    with pytest.raises(RuntimeError, match="changed the outputs"):
+        compaction.compact(net, example_input=torch.randn(3, 6))
