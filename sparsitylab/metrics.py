@@ -1,21 +1,36 @@
 """What a sparse model costs: sparsity, parameter and non-zero counts, FLOPs/MACs, latency.
 
-Conventions used book-wide (REFERENCE §1.10): sparsity = zeros / total, counting exact zeros
-of the weights of ``nn.Linear`` and ``nn.Conv2d`` layers (biases and BatchNorm excluded). When a
-weight is reparametrised (``torch.nn.utils.parametrize``), the *effective* weight is counted.
+**Sparsity, one vocabulary** (the book's glossary says the same): sparsity = exact zeros / total, of
+one of
+
+- ``"weights"`` (the default, and what every "sparsity" in the book means unless it says otherwise):
+  the weights of ``nn.Linear`` and ``nn.Conv2d`` layers — biases and BatchNorm excluded, as RigL and
+  STR count;
+- ``"parameters"``: every parameter (biases and BatchNorm γ, β included);
+- ``"bn"``: the BatchNorm scales γ (channels switched off, as channel-pruning methods count);
+- ``"rows"`` / ``"columns"``: whole rows (filters, neurons) or columns (shape fibers, inputs) of the
+  layers' GEMM views (:mod:`sparsitylab.gemm`) that are entirely zero — structured sparsity.
+
+A mask function's ``sparsity`` argument counts its own candidates (weights, blocks, groups); see
+:mod:`sparsitylab.sparsify.masks`. When a weight is reparametrised (``torch.nn.utils.parametrize``),
+the *effective* weight is counted.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ._checks import check_choice
+from .gemm import alive_columns, alive_rows, gemm_view
+from .timing import Timing, interleaved, measure
+
 PRUNABLE = (nn.Linear, nn.Conv2d)
+BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
+OF = ("weights", "parameters", "bn", "rows", "columns")
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -23,25 +38,52 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
 
 
-def sparsity(t: torch.Tensor) -> float:
-    """Fraction of exact zeros in a tensor."""
-    if t.numel() == 0:
-        raise ValueError("sparsity of an empty tensor is undefined")
-    return 1.0 - t.count_nonzero().item() / t.numel()
-
-
-def layer_sparsity(model: nn.Module) -> dict[str, float]:
-    """Sparsity of each prunable layer's (effective) weight."""
-    return {name: sparsity(m.weight.detach()) for name, m in prunable_layers(model).items()}
-
-
-def global_sparsity(model: nn.Module) -> float:
-    """Zeros / total over the weights of all prunable layers together."""
-    weights = [m.weight.detach() for m in prunable_layers(model).values()]
-    total = sum(w.numel() for w in weights)
+def _fraction_zero(tensors: list[torch.Tensor], what: str) -> float:
+    total = sum(t.numel() for t in tensors)
     if total == 0:
-        raise ValueError("model has no nn.Linear or nn.Conv2d weights")
-    return 1.0 - sum(w.count_nonzero().item() for w in weights) / total
+        raise ValueError(f"the model has no {what}: their sparsity is undefined")
+    return 1.0 - sum(int(t.count_nonzero()) for t in tensors) / total
+
+
+def _counted(model: nn.Module, of: str) -> list[torch.Tensor]:
+    """The tensors whose zeros ``sparsity(model, of)`` counts (for rows/columns: per-row/column
+    liveness)."""
+    layers = prunable_layers(model).values()
+    if of == "weights":
+        return [m.weight.detach() for m in layers]
+    if of == "parameters":
+        return list(effective_parameters(model).values())
+    if of == "bn":
+        return [
+            m.weight.detach() for m in model.modules() if isinstance(m, BATCHNORMS) and m.affine
+        ]
+    if of == "rows":
+        return [alive_rows(gemm_view(m.weight)) for m in layers]
+    return [alive_columns(gemm_view(m.weight)) for m in layers]
+
+
+def sparsity(x: torch.Tensor | nn.Module, of: str = "weights") -> float:
+    """Fraction of exact zeros: of a tensor, or of a model's ``of`` (see the module docstring)."""
+    if isinstance(x, torch.Tensor):
+        return _fraction_zero([x.detach()], "entries")
+    check_choice(of, "of", OF)
+    return _fraction_zero(
+        _counted(x, of),
+        {
+            "weights": "Linear/Conv2d weights",
+            "parameters": "parameters",
+            "bn": "affine BatchNorm layers",
+            "rows": "Linear/Conv2d layers",
+            "columns": "Linear/Conv2d layers",
+        }[of],
+    )
+
+
+def layer_sparsity(model: nn.Module, of: str = "weights") -> dict[str, float]:
+    """Sparsity of each prunable layer's (effective) weight (``of="weights"``), or of its GEMM
+    ``"rows"`` / ``"columns"``."""
+    check_choice(of, "of", ("weights", "rows", "columns"))
+    return {name: sparsity(t) for name, t in zip(prunable_layers(model), _counted(model, of))}
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -184,70 +226,59 @@ def costs_table(costs: list[LayerCost]):
     return pd.DataFrame(rows + [total]).set_index("layer")
 
 
-@dataclass(frozen=True)
-class Latency:
-    """Timing of repeated calls, in seconds."""
-
-    median: float
-    q1: float
-    q3: float
-    repeats: int
-
-    def __str__(self) -> str:
-        return f"{self.median * 1e3:.3f} ms (IQR {self.q1 * 1e3:.3f}-{self.q3 * 1e3:.3f} ms, n={self.repeats})"
-
-
-def measure_latency(
-    fn: Callable[[], object], warmup: int = 5, repeats: int = 30, cuda: bool | None = None
-) -> Latency:
-    """Median wall time of ``fn()`` after ``warmup`` calls, synchronising CUDA around each call.
-
-    ``cuda=None`` synchronises whenever CUDA is available. Runs under ``torch.no_grad``.
-    """
-    if warmup < 0 or repeats < 1:
-        raise ValueError(f"warmup={warmup} must be ≥ 0 and repeats={repeats} ≥ 1")
-    sync = (
-        torch.cuda.synchronize
-        if (torch.cuda.is_available() if cuda is None else cuda)
-        else (lambda: None)
-    )
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Latency(statistics.median(times), q[0], q[2], repeats)
-
-
 def model_latency(
-    model: nn.Module, input_shape: tuple[int, ...] = (256, 1, 28, 28), **kwargs
-) -> Latency:
-    """Inference latency of ``model`` on a zero batch of ``input_shape`` (eval mode)."""
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (256, 1, 28, 28),
+    min_run_time: float = 0.2,
+    num_threads: int | None = None,
+) -> Timing:
+    """Inference latency of ``model`` on a zero batch of ``input_shape`` (eval mode; the model's
+    mode is restored). Steady state, :func:`sparsitylab.timing.measure`."""
     device = next(model.parameters()).device
     x = torch.zeros(input_shape, device=device)
-    model.eval()
-    return measure_latency(lambda: model(x), cuda=device.type == "cuda", **kwargs)
+    was_training = model.training
+    try:
+        model.eval()
+        return measure(lambda: model(x), min_run_time, num_threads)
+    finally:
+        model.train(was_training)
+
+
+def compare_latency(
+    models: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    repeats: int = 30,
+    warmup: int = 3,
+    num_threads: int | None = None,
+) -> dict[str, Timing]:
+    """Inference latency of several models on the same batch ``x``, timed round-robin
+    (:func:`sparsitylab.timing.interleaved`) so a busy machine slows all of them alike; modes are
+    restored."""
+    modes = {name: m.training for name, m in models.items()}
+    try:
+        for m in models.values():
+            m.eval()
+        return interleaved(
+            {name: (lambda m=m: m(x)) for name, m in models.items()}, repeats, warmup, num_threads
+        )
+    finally:
+        for name, m in models.items():
+            m.train(modes[name])
 
 
 __all__ = [
+    "OF",
     "PRUNABLE",
+    "LayerCost",
+    "compare_latency",
+    "costs_table",
+    "count_nonzeros",
+    "count_parameters",
+    "effective_parameters",
+    "layer_costs",
+    "layer_sparsity",
+    "model_latency",
     "prunable_layers",
     "sparsity",
-    "layer_sparsity",
-    "global_sparsity",
-    "effective_parameters",
-    "count_parameters",
-    "count_nonzeros",
-    "LayerCost",
-    "layer_costs",
     "total_macs",
-    "costs_table",
-    "Latency",
-    "measure_latency",
-    "model_latency",
 ]

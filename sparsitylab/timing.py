@@ -1,5 +1,20 @@
-"""Timing helpers for the benchmarks: interleaved medians and their clock on a shared CPU (``bench
-spmm``), and the CPU name every benchmark records."""
+"""The one place that times code: steady-state and interleaved medians, thread control, the CPU's
+name.
+
+- :func:`measure` — the steady-state time of one call, by
+  ``torch.utils.benchmark.Timer.blocked_autorange`` (PyTorch's own timer: it sets the thread count,
+  synchronises CUDA and picks how many calls to time).
+- :func:`interleaved` — several calls timed round-robin (one of each per round), so a busy spell on
+  a shared machine slows all of them alike and their *ratios* stay fair; the benchmarks of sparse
+  kernels need that.
+- :func:`threads` — run a block with ``n`` torch threads and restore the previous count, whatever
+  happens.
+- :func:`cpu_model`, :func:`cpu_name` — the CPU model (and torch's thread count), recorded with
+  every measurement.
+
+Everything is timed under ``torch.no_grad()`` (inference); every result is a :class:`Timing`, which
+says which clock and how many threads measured it.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +22,139 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils import benchmark
+
+from ._checks import check_choice, check_int, check_real
+
+CLOCKS = ("wall", "thread")
 
 
-def cpu_clock(threads: int) -> Callable[[], float]:
-    """With one thread, the CPU time of the calling thread (``time.thread_time``): other processes
-    on a shared machine then do not distort it. With more threads (work on other threads), wall
-    time."""
-    return time.thread_time if threads == 1 else time.perf_counter
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: median and quartiles over ``samples`` measurements, with how they were
+    taken."""
+
+    median: float
+    q1: float
+    q3: float
+    samples: int
+    clock: str
+    threads: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.median * 1e3:.3f} ms (IQR {self.q1 * 1e3:.3f}-{self.q3 * 1e3:.3f} ms, "
+            f"n={self.samples}, "
+            f"{'wall clock' if self.clock == 'wall' else 'thread CPU time'}, {self.threads} "
+            f"thread(s))"
+        )
 
 
-def interleaved_medians(
-    calls: Sequence[Callable[[], object]],
-    repeats: int,
-    clock: Callable[[], float] = time.perf_counter,
-) -> list[float]:
-    """Median seconds of each call, timed round-robin (one of each per round) so all see the same
-    machine state: drift between separate loops would bias their ratios."""
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be ≥ 1")
-    for call in calls:  # warm-up: thread pools, MKL inspector, caches
-        call()
-    times: list[list[float]] = [[] for _ in calls]
-    for _ in range(repeats):
-        for call, spent in zip(calls, times):
-            start = clock()
-            call()
-            spent.append(clock() - start)
-    return [statistics.median(t) for t in times]
+def _timing(times: list[float], clock: str, threads: int) -> Timing:
+    q1, _, q3 = (
+        statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    )
+    return Timing(statistics.median(times), q1, q3, len(times), clock, threads)
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch (intra-op) threads; the previous count is restored
+    afterwards."""
+    n = check_int(n, "threads", minimum=1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measure(
+    fn: Callable[[], object], min_run_time: float = 0.2, num_threads: int | None = None
+) -> Timing:
+    """Steady-state wall time of ``fn()`` per call (``Timer.blocked_autorange``: blocks of calls for
+    at least ``min_run_time`` seconds; median and quartiles over the blocks). ``num_threads``:
+    default the current count."""
+    check_real(min_run_time, "min_run_time", minimum=0.0)
+    n = (
+        torch.get_num_threads()
+        if num_threads is None
+        else check_int(num_threads, "num_threads", minimum=1)
+    )
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=n)
+    with torch.no_grad():
+        result = timer.blocked_autorange(min_run_time=min_run_time)
+    return _timing(list(result.times), "wall", n)
+
+
+def _clock(clock: str, n: int) -> Callable[[], float]:
+    check_choice(clock, "clock", CLOCKS)
+    if clock == "thread" and n != 1:
+        raise ValueError(
+            f"clock='thread' measures only the calling thread; it needs num_threads=1, not {n}"
+        )
+    return time.thread_time if clock == "thread" else time.perf_counter
+
+
+def interleaved(
+    calls: Mapping[str, Callable[[], object]],
+    repeats: int = 30,
+    warmup: int = 3,
+    num_threads: int | None = None,
+    clock: str = "wall",
+) -> dict[str, Timing]:
+    """Median seconds per call of each of ``calls``, timed round-robin: every round calls each once,
+    in order.
+
+    ``clock``: ``"wall"`` (``time.perf_counter``, CUDA synchronised around each call) or
+    ``"thread"`` (CPU time of the calling thread, ``time.thread_time``: with one thread, other
+    processes on a shared machine then do not distort it). ``warmup`` rounds run first, untimed
+    (thread pools, caches, MKL's inspector).
+    """
+    repeats, warmup = (
+        check_int(repeats, "repeats", minimum=1),
+        check_int(warmup, "warmup", minimum=0),
+    )
+    n = (
+        torch.get_num_threads()
+        if num_threads is None
+        else check_int(num_threads, "num_threads", minimum=1)
+    )
+    now = _clock(clock, n)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with threads(n), torch.no_grad():
+        for round_ in range(warmup + repeats):
+            for name, call in calls.items():
+                sync()
+                start = now()
+                call()
+                sync()
+                if round_ >= warmup:
+                    times[name].append(now() - start)
+    return {name: _timing(t, clock, n) for name, t in times.items()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else ``platform``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return re.search(r"model name\s*:\s*(.+)", text).group(1).strip()  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        return platform.processor() or platform.machine()
 
 
 def cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, else ``platform``) and torch's thread count."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        name = re.search(r"model name\s*:\s*(.+)", text).group(1).strip()  # type: ignore[union-attr]
-    except (OSError, AttributeError):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} torch thread(s)"
+    """The CPU's model name and torch's current thread count, e.g. ``"AMD EPYC, 2 torch
+    thread(s)"``."""
+    return f"{cpu_model()}, {torch.get_num_threads()} torch thread(s)"
 
 
-__all__ = ["cpu_clock", "interleaved_medians", "cpu_name"]
+__all__ = ["CLOCKS", "Timing", "cpu_model", "cpu_name", "interleaved", "measure", "threads"]

@@ -52,19 +52,35 @@ def test_sparse_macs_and_sparsity_with_parametrized_mask():
     parametrize.register_parametrization(layer, "weight", Mask(mask))
     net = nn.Sequential(layer)
     assert metrics.layer_sparsity(net) == {"0": pytest.approx(0.7)}
-    assert metrics.global_sparsity(net) == pytest.approx(0.7)
+    assert metrics.sparsity(net) == pytest.approx(0.7)
     (cost,) = metrics.layer_costs(net, (1, 10))
     assert cost.macs == 40 and cost.sparse_macs == 12
     assert metrics.count_parameters(net) == 44
     assert metrics.count_nonzeros(net) == 12 + layer.bias.count_nonzero().item()
 
 
-def test_global_sparsity_weights_by_size():
-    net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 1))
+def test_sparsity_vocabulary_weights_parameters_bn_rows_columns():
+    net = nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10), nn.Linear(10, 1))
     with torch.no_grad():
         net[0].weight.zero_()
-    assert metrics.global_sparsity(net) == pytest.approx(100 / 110)
+        net[1].weight[:4] = 0
+        net[1].bias.fill_(1.0)  # β starts at 0
+        net[2].weight[0, :3] = 0
+    assert metrics.sparsity(net) == pytest.approx(103 / 110)  # weights of Linear/Conv: the default
+    assert metrics.sparsity(net, of="weights") == metrics.sparsity(net)
+    params = 110 + 10 + 1 + 10 + 10  # + biases, BN γ and β
+    assert metrics.sparsity(net, of="parameters") == pytest.approx((100 + 4 + 3) / params)
+    assert metrics.sparsity(net, of="bn") == pytest.approx(0.4)
+    assert metrics.sparsity(net, of="rows") == pytest.approx(
+        10 / 11
+    )  # all 10 rows of layer 0, none of layer 2
+    assert metrics.sparsity(net, of="columns") == pytest.approx(13 / 20)
+    assert metrics.layer_sparsity(net, of="columns") == {"0": 1.0, "2": pytest.approx(0.3)}
     assert metrics.sparsity(torch.tensor([0.0, 1.0, 0.0, 2.0])) == 0.5
+    with pytest.raises(ValueError, match="of='filters' is not one of"):
+        metrics.sparsity(net, of="filters")
+    with pytest.raises(ValueError, match="no affine BatchNorm"):
+        metrics.sparsity(models.mlp(), of="bn")
 
 
 def test_costs_table_has_total_row():
@@ -80,11 +96,16 @@ def test_layers_off_the_forward_path_are_skipped():
     assert len(metrics.layer_costs(net)) == full - 2
 
 
-def test_latency_helper():
-    calls = []
-    result = metrics.measure_latency(lambda: calls.append(1), warmup=2, repeats=5)
-    assert len(calls) == 7 and result.median >= 0 and result.q1 <= result.median <= result.q3
-    assert "ms" in str(result)
-    assert metrics.model_latency(models.mlp(), (4, 1, 28, 28), repeats=3).repeats == 3
-    with pytest.raises(ValueError, match="repeats=0"):
-        metrics.measure_latency(lambda: None, repeats=0)
+def test_latency_helpers_restore_the_mode_and_say_how_they_measured():
+    net = models.convnet_bn().train()
+    timing = metrics.model_latency(net, (4, 1, 28, 28), min_run_time=0.01)
+    assert net.training and timing.median > 0 and timing.q1 <= timing.median <= timing.q3
+    assert (
+        timing.clock == "wall" and timing.threads == torch.get_num_threads() and "ms" in str(timing)
+    )
+    other = models.mlp().eval()
+    both = metrics.compare_latency(
+        {"a": net, "b": other}, torch.zeros(2, 1, 28, 28), repeats=3, warmup=1
+    )
+    assert set(both) == {"a", "b"} and both["a"].samples == 3
+    assert net.training and not other.training

@@ -1,4 +1,40 @@
 """Benchmarks run by ``sparsitylab bench NAME``: one module per benchmark, each with ``main(argv)``.
 
-Benchmarks print ratios measured side by side in one run and may write JSON to ``data/``.
+Benchmarks print ratios measured side by side in one run and may write JSON to ``data/``. Their
+flags use the argument types below, so a bad value is one line on stderr and exit code 2 (argparse).
 """
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from .._checks import check_int, check_real, check_sparsity
+
+
+def _argument_type(convert: Callable[[str], Any], check: Callable[[Any], Any], name: str):
+    """An argparse ``type=``: ``convert`` the text, ``check`` the value, or say what was
+    expected."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(convert(text))
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {name}") from err
+
+    parse.__name__ = name
+    return parse
+
+
+def _positive(value: float) -> float:
+    if check_real(value, "value") <= 0:
+        raise ValueError(f"value={value} must be > 0")
+    return value
+
+
+positive_int = _argument_type(int, lambda v: check_int(v, "value", minimum=1), "positive int")
+positive_real = _argument_type(float, _positive, "positive number")
+sparsity_value = _argument_type(float, check_sparsity, "sparsity in [0, 1)")
+
+__all__ = ["positive_int", "positive_real", "sparsity_value"]

@@ -1,9 +1,10 @@
 """GPU half of ``sparsitylab bench spmm``: our CUDA kernels vs cuSPARSE vs cuBLAS (CuPy).
 
 Timed with ``cupyx.profiler.benchmark`` (CUDA events, warm-up outside the timed region; compile
-happens in the plan, before timing), medians reported (REFERENCE §2.6). Operands are copied to the
-GPU once; plans are built once per matrix, as a layer would cache them. PyTorch's semi-structured
-2:4 (fp16, cuSPARSELt/CUTLASS) is timed against torch fp16 dense when PyTorch has CUDA.
+happens in the plan, before timing), medians reported (CuPy's ``cupyx.profiler.benchmark``).
+Operands are copied to the GPU once; plans are built once per matrix, as a layer would cache them.
+PyTorch's semi-structured 2:4 (fp16, cuSPARSELt/CUTLASS) is timed against torch fp16 dense when
+PyTorch has CUDA.
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ import torch
 from torch.nn.utils import prune
 
 from .. import models
-from ..metrics import measure_latency, prunable_layers
+from ..metrics import prunable_layers
 from ..sparsify.budgets import budget_masks
 from ..sparsify.masks import pruned_count, topk_mask
+from ..timing import interleaved
+from . import positive_int, sparsity_value
 
 
 def sort_reference_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -73,8 +75,8 @@ def main(argv: list[str]) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sparsity", type=float, default=0.9)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sparsity", type=sparsity_value, default=0.9)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -88,7 +90,7 @@ def main(argv: list[str]) -> int:
     print("  speed-up column = naive sort reference time / this time (higher is faster)\n")
 
     def timed(fn):
-        return measure_latency(fn, warmup=1, repeats=args.repeats, cuda=device.type == "cuda")
+        return interleaved({"fn": fn}, args.repeats, warmup=1)["fn"]
 
     model = models.mlp((1024, 2048, 2048, 2048, 10)).to(device)
     weights = [m.weight.detach() for m in prunable_layers(model).values()]

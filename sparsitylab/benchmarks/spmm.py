@@ -10,9 +10,12 @@ timed in the same run as the dense baseline, and the result is its ratio to dens
 
 Masks: unstructured top-|w| (CSR), block magnitude (BSR), column (shape-wise) pruning by
 column norm (compacted), 2:4 by magnitude. Writes JSON (device, versions, date, shapes, medians,
-break-even sparsities) and a PNG plot to ``data/`` (REFERENCE §2.1, §2.7).
+break-even sparsities) and a PNG plot to ``data/``.
 
-    sparsitylab bench spmm [--quick] [--m 2048 --k 2048 --n 256] [--out data/]
+    sparsitylab bench spmm [--device auto|cpu|gpu] [--m 2048 --k 2048 --n 256] [--repeats R]
+    [--threads T] [--out data/]
+
+SPARSITYLAB_QUICK=1 selects the smaller quick-mode sizes.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from .. import modes
 from ..deploy import matmul
 from ..deploy.formats import BSR, CSR, Compacted, Sparse24
 from ..sparsify.masks import block_mask, mask_from_scores, nm_mask, topk_mask
-from ..timing import cpu_clock, cpu_name, interleaved_medians
+from ..timing import cpu_name, interleaved, threads
+from . import positive_int
 
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 BLOCKS = ((4, 1), (8, 8), (16, 16), (32, 32))
@@ -132,14 +136,25 @@ def _bound(fmt: Any, b: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: run(b)
 
 
+def cpu_clock(cfg: Config) -> str:
+    """The clock of the CPU runs: with one thread the CPU time of the calling thread (other
+    processes on a shared machine then do not distort it), else wall time."""
+    return "thread" if cfg.threads == 1 else "wall"
+
+
 def _cpu_rows(cfg: Config, w: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
-    """Every contender timed alternately with the dense GEMM (:func:`~.timing.cpu_clock` for
-    ``cfg.threads``)."""
-    clock = cpu_clock(cfg.threads)
+    """Every contender timed alternately with the dense GEMM
+    (:func:`sparsitylab.timing.interleaved`)."""
     rows = []
     for fmt, impl, s, blk, call in _cpu_contenders(cfg, w, b):
-        dense, ours = interleaved_medians([lambda: w @ b, call], cfg.repeats, clock)
-        rows.append(row(fmt, impl, s, ours, dense, blk))
+        t = interleaved(
+            {"dense": lambda: w @ b, "sparse": call},
+            cfg.repeats,
+            warmup=1,
+            num_threads=cfg.threads,
+            clock=cpu_clock(cfg),
+        )
+        rows.append(row(fmt, impl, s, t["sparse"].median, t["dense"].median, blk))
     return rows
 
 
@@ -211,16 +226,16 @@ def run(cfg: Config, gpu: bool | None = None, seed: int = 0) -> dict[str, Any]:
 
         rows, device = gpu_rows(cfg, w, b), device_name()
     else:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.threads)
-        try:
-            rows, device = _cpu_rows(cfg, w, b), cpu_name()
-        finally:
-            torch.set_num_threads(threads)
+        rows = _cpu_rows(cfg, w, b)
+        with threads(cfg.threads):
+            device = cpu_name()
     result = {
         "kind": "gpu" if gpu else "cpu",
         "device": device,
         "versions": versions(),
+        "clock": "CUDA events"
+        if gpu
+        else {"thread": "thread CPU time", "wall": "wall clock"}[cpu_clock(cfg)],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "mode": modes.mode_name(),
         "config": asdict(cfg),
@@ -327,11 +342,11 @@ def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    parser.add_argument("--m", type=int)
-    parser.add_argument("--k", type=int)
-    parser.add_argument("--n", type=int)
-    parser.add_argument("--repeats", type=int)
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default 1)")
+    parser.add_argument("--m", type=positive_int)
+    parser.add_argument("--k", type=positive_int)
+    parser.add_argument("--n", type=positive_int)
+    parser.add_argument("--repeats", type=positive_int)
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default 1)")
     parser.add_argument(
         "--out", type=Path, default=Path("data"), help="folder for the JSON and PNG"
     )

@@ -4,10 +4,11 @@
 - ``formats``     sparse storage formats (CSR, BSR, N:M, 2:4, compacted) with exact round trips
 - ``matmul``      sparse × dense products: the CUDA kernels through CuPy on a GPU, CPU paths
   otherwise
+- ``speed``       a layer's GEMM timed dense, as CSR and compacted, next to its ideal FLOP ratio
 - ``emulation``   the same CUDA kernels compiled with g++ and run on the CPU (tests, and readers
   without a GPU)
 """
 
-from . import compaction, formats, matmul
+from . import compaction, formats, matmul, speed
 
-__all__ = ["compaction", "formats", "matmul"]
+__all__ = ["compaction", "formats", "matmul", "speed"]

@@ -1,0 +1,54 @@
+"""Timing helpers: how many calls they make, what they report, thread restoring (no speed
+asserts)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparsitylab import timing
+
+
+def test_interleaved_calls_each_function_in_rounds_and_reports_quartiles():
+    order = []
+    result = timing.interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=4, warmup=1
+    )
+    assert order == ["a", "b"] * 5  # round-robin, warm-up round first
+    assert result["a"].samples == 4 and result["a"].q1 <= result["a"].median <= result["a"].q3
+    assert result["a"].clock == "wall" and "wall clock" in str(result["a"])
+
+
+def test_measure_uses_pytorchs_timer():
+    calls = []
+    result = timing.measure(lambda: calls.append(1), min_run_time=0.01)
+    assert len(calls) > result.samples >= 1 and result.median > 0  # blocks of many calls
+
+
+def test_threads_context_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), timing.threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs,err,msg",
+    [
+        (dict(repeats=0), ValueError, "repeats=0"),
+        (dict(warmup=-1), ValueError, "warmup=-1"),
+        (dict(clock="cpu"), ValueError, "clock='cpu'"),
+        (dict(clock="thread", num_threads=2), ValueError, "needs num_threads=1"),
+        (dict(num_threads=0), ValueError, "num_threads=0"),
+        (dict(repeats=2.5), TypeError, "repeats=2.5"),
+    ],
+)
+def test_bad_arguments(kwargs, err, msg):
+    with pytest.raises(err, match=msg):
+        timing.interleaved({"f": lambda: None}, **kwargs)
+
+
+def test_cpu_name_names_the_threads():
+    with timing.threads(1):
+        assert timing.cpu_name().endswith("1 torch thread(s)")
