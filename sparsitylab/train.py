@@ -2,18 +2,24 @@
 
 A sparsification method plugs into :func:`fit` through a :class:`Callback`:
 
+- ``on_fit_start(model, optimizer)`` sees the optimizer that will step (a proximal step reads its
+  LR);
 - ``penalty(model)`` returns a term added to the loss (group lasso, L1 on BN scales, …);
-- ``after_step(model, step)`` acts after each optimizer step (re-apply masks, zero tiny
-  weights, update a pruning schedule, …);
+- ``after_step(model, step)`` acts after each optimizer step (zero tiny weights, update a pruning
+  schedule, …);
 - ``on_epoch_end(model, epoch, record)`` may add numbers to the epoch's history record.
+
+A non-finite loss stops training with :class:`NonFiniteLossError` naming the epoch and step (or,
+with ``nonfinite="skip"``, that batch is skipped and counted). Reusable callbacks live in
+:mod:`sparsitylab.callbacks`; :func:`sparsitylab.runner.run` drives a whole method with this loop.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ._checks import check_choice, check_int, check_real
+
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and PyTorch; optionally ask PyTorch for deterministic kernels."""
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    """Seed Python, NumPy and PyTorch; optionally ask PyTorch for deterministic kernels.
+
+    (Python's string hashing is seeded by ``PYTHONHASHSEED`` at interpreter start, which no function
+    can change afterwards; ``make test`` sets it.)
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -45,8 +56,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or ±inf; the message names the epoch and step."""
+
+
 class Callback:
     """Hook points of :func:`fit`; subclass and override what a method needs."""
+
+    def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        pass
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
         return 0.0
@@ -79,16 +97,21 @@ class History:
 def evaluate(
     model: nn.Module, loader: DataLoader, device: str | torch.device | None = None
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (model put in eval mode)."""
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (in eval mode; the model's mode
+    is restored)."""
     device = resolve_device(device if device is not None else next(model.parameters()).device)
+    was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+    finally:
+        model.train(was_training)
     if count == 0:
         raise ValueError("loader is empty: nothing to evaluate")
     return {"loss": loss_sum / count, "acc": correct / count}
@@ -99,6 +122,36 @@ def accuracy(model: nn.Module, loader: DataLoader) -> float:
     return evaluate(model, loader)["acc"]
 
 
+@dataclass(frozen=True)
+class SGD:
+    """SGD hyperparameters (the optimiser all the documents use); calling it on parameters, or on
+    parameter groups whose own keys override these defaults, builds the ``torch.optim.SGD``."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        check_real(self.lr, "lr", minimum=0.0)
+        check_real(self.momentum, "momentum", 0.0, 1.0, open_max=True)
+        check_real(self.weight_decay, "weight_decay", minimum=0.0)
+
+    def __call__(self, params: Iterable[torch.Tensor] | Iterable[dict]) -> torch.optim.SGD:
+        return torch.optim.SGD(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+        )
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer should update (``requires_grad``), in definition order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def sgd(
     model: nn.Module,
     lr: float = 0.05,
@@ -106,14 +159,8 @@ def sgd(
     weight_decay: float = 5e-4,
     nesterov: bool = False,
 ) -> torch.optim.SGD:
-    """SGD over all trainable parameters (the optimiser all the documents use)."""
-    return torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-    )
+    """SGD over all trainable parameters of ``model``."""
+    return SGD(lr, momentum, weight_decay, nesterov)(trainable(model))
 
 
 def fit(
@@ -128,25 +175,31 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     max_steps: int | None = None,
+    nonfinite: str = "raise",
 ) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` epochs and return its :class:`History`.
 
     ``scheduler``: "cosine" (per-step cosine decay to 0), None (constant LR) or a function
-    ``(optimizer, total_steps) -> LR scheduler`` stepped once per batch.
-    ``max_steps`` stops early (used by tests and quick demos).
+    ``(optimizer, total_steps) -> LR scheduler`` stepped once per batch. ``max_steps`` stops after
+    that many optimizer steps (0: no training at all). ``nonfinite``: "raise" (stop with
+    :class:`NonFiniteLossError`) or "skip" (skip the batch; the epoch record counts ``skipped``)
+    when the loss plus penalties is NaN or ±inf.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs} must be ≥ 1")
+    check_int(epochs, "epochs", minimum=1)
+    check_choice(nonfinite, "nonfinite", ("raise", "skip"))
+    if len(train_loader) == 0:
+        raise ValueError("train_loader is empty: there is nothing to train on")
     from tqdm.auto import tqdm
 
     device = resolve_device(device)
     model.to(device)
     optimizer = optimizer or sgd(model)
-    total_steps = (
-        epochs * len(train_loader)
-        if max_steps is None
-        else min(max_steps, epochs * len(train_loader))
-    )
+    total_steps = epochs * len(train_loader)
+    if max_steps is not None:
+        total_steps = min(check_int(max_steps, "max_steps", minimum=0), total_steps)
+    history, step = History(), 0
+    if total_steps == 0:
+        return history
     if scheduler == "cosine":
         lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     elif scheduler is None:
@@ -155,17 +208,29 @@ def fit(
         lr_sched = scheduler(optimizer, total_steps)
     else:
         raise ValueError(f"scheduler={scheduler!r} must be 'cosine', None or a callable")
+    for cb in callbacks:
+        cb.on_fit_start(model, optimizer)
 
-    history, step = History(), 0
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=True)
     for epoch in range(1, epochs + 1):
         model.train()
-        start, loss_sum, correct, count = time.perf_counter(), 0.0, 0, 0
+        start, loss_sum, correct, count, skipped = time.perf_counter(), 0.0, 0, 0, 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             total = loss + sum(cb.penalty(model) for cb in callbacks)
+            if not math.isfinite(float(total.detach())):
+                if nonfinite == "raise":
+                    bar.close()
+                    raise NonFiniteLossError(
+                        f"the loss became {float(total.detach())} at epoch {epoch}, step "
+                        f"{step + 1} "
+                        f"(loss {loss.item()}); lower the learning rate or a penalty "
+                        "strength, or pass nonfinite='skip'"
+                    )
+                skipped += 1
+                continue
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -183,10 +248,12 @@ def fit(
                 break
         record = {
             "epoch": epoch,
-            "train_loss": loss_sum / count,
-            "train_acc": correct / count,
+            "train_loss": loss_sum / count if count else math.nan,
+            "train_acc": correct / count if count else math.nan,
             "seconds": time.perf_counter() - start,
         }
+        if skipped:
+            record["skipped"] = skipped
         if val_loader is not None:
             val = evaluate(model, val_loader, device)
             record.update(val_loss=val["loss"], val_acc=val["acc"])
@@ -202,13 +269,48 @@ def fit(
     return history
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, loader: Iterable, max_batches: int | None = None
+) -> nn.Module:
+    """Recompute every BatchNorm's running mean/variance as plain averages over ``loader``
+    (train-mode passes; the model's mode is restored).
+
+    Pruning and group lasso change weights quickly, so the running statistics collected during
+    training lag behind the weights; re-estimating them is the usual step after pruning (derived —
+    not from a paper).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    try:
+        for i, (x, *_) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            model(x.to(device))
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        model.train(was_training)
+    return model
+
+
 __all__ = [
-    "seed_everything",
-    "resolve_device",
+    "SGD",
     "Callback",
     "History",
-    "evaluate",
+    "NonFiniteLossError",
     "accuracy",
-    "sgd",
+    "evaluate",
     "fit",
+    "recalibrate_batchnorm",
+    "resolve_device",
+    "seed_everything",
+    "sgd",
+    "trainable",
 ]

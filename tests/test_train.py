@@ -8,18 +8,12 @@ import torch
 from sparsitylab import data, models, train
 
 
-@pytest.fixture(scope="module")
-def digits():
-    tr, te = data.load_digits_split()
-    return data.make_loader(tr, 64, shuffle=True), data.make_loader(te, 256)
-
-
 def small_mlp():
     return models.mlp((64, 32, 10))
 
 
 def test_a_few_steps_reduce_loss(digits):
-    train_loader, test_loader = digits
+    train_loader, test_loader = digits.train, digits.test
     train.seed_everything(0)
     net = small_mlp()
     before = train.evaluate(net, test_loader)["loss"]
@@ -58,7 +52,7 @@ class Recorder(train.Callback):
 
 
 def test_callbacks_fire_and_penalty_is_added(digits):
-    train_loader, test_loader = digits
+    train_loader, test_loader = digits.train, digits.test
     rec = Recorder()
     net = small_mlp()
     history = train.fit(
@@ -69,7 +63,7 @@ def test_callbacks_fire_and_penalty_is_added(digits):
 
 
 def test_penalty_changes_gradient(digits):
-    train_loader, _ = digits
+    train_loader = digits.train
 
     def weights_after(callbacks):
         train.seed_everything(2)
@@ -77,13 +71,13 @@ def test_penalty_changes_gradient(digits):
         train.fit(
             net, train_loader, 1, callbacks=callbacks, progress=False, max_steps=3, scheduler=None
         )
-        return net[1].weight.detach().clone()
+        return net.fc1.weight.detach().clone()
 
     assert not torch.equal(weights_after([]), weights_after([Recorder()]))
 
 
 def test_max_steps_stops_early(digits):
-    train_loader, _ = digits
+    train_loader = digits.train
     rec = Recorder()
     history = train.fit(
         small_mlp(), train_loader, epochs=5, callbacks=[rec], progress=False, max_steps=7
@@ -92,9 +86,13 @@ def test_max_steps_stops_early(digits):
 
 
 def test_bad_arguments(digits):
-    train_loader, _ = digits
+    train_loader = digits.train
     with pytest.raises(ValueError, match="epochs=0"):
         train.fit(small_mlp(), train_loader, epochs=0)
+    with pytest.raises(ValueError, match="train_loader is empty"):  # was a ZeroDivisionError
+        train.fit(small_mlp(), [], epochs=1)
+    with pytest.raises(ValueError, match="nonfinite='ignore'"):
+        train.fit(small_mlp(), train_loader, epochs=1, nonfinite="ignore")
     with pytest.raises(ValueError, match="scheduler='step'"):
         train.fit(small_mlp(), train_loader, epochs=1, scheduler="step", progress=False)
     if not torch.cuda.is_available():
@@ -102,3 +100,75 @@ def test_bad_arguments(digits):
             train.resolve_device("cuda")
     with pytest.raises(ValueError, match="empty"):
         train.evaluate(small_mlp(), [])
+
+
+def test_max_steps_zero_takes_no_step(digits):
+    net = small_mlp()
+    before = [p.detach().clone() for p in net.parameters()]
+    history = train.fit(net, digits.train, epochs=2, max_steps=0, progress=False)
+    assert len(history) == 0 and all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+class Explode(train.Callback):
+    """A penalty that becomes NaN at one step."""
+
+    def __init__(self, at_step):
+        self.at_step, self.calls = at_step, 0
+
+    def penalty(self, model):
+        self.calls += 1
+        return float("nan") if self.calls == self.at_step else 0.0
+
+
+def test_a_nan_loss_stops_training_naming_epoch_and_step(digits):
+    net = small_mlp()
+    with pytest.raises(train.NonFiniteLossError, match="epoch 1, step 3"):
+        train.fit(net, digits.train, epochs=2, callbacks=[Explode(3)], progress=False)
+    assert all(torch.isfinite(p).all() for p in net.parameters())  # the bad step was never taken
+
+
+def test_a_nan_loss_can_be_skipped_and_is_counted(digits):
+    history = train.fit(
+        small_mlp(),
+        digits.train,
+        epochs=1,
+        callbacks=[Explode(2)],
+        progress=False,
+        nonfinite="skip",
+    )
+    assert history.last("skipped") == 1 and len(history) == 1
+
+
+def test_evaluate_and_recalibration_restore_the_mode(digits):
+    net = models.convnet_bn().train()
+    images = [(torch.randn(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))]
+    train.evaluate(net, images)
+    assert net.training
+    net.eval()
+    train.recalibrate_batchnorm(net, images)
+    assert not net.training and net.bn1.num_batches_tracked == 1
+
+
+def test_on_fit_start_sees_the_optimizer_that_steps(digits):
+    seen = []
+
+    class Spy(train.Callback):
+        def on_fit_start(self, model, optimizer):
+            seen.append(optimizer)
+
+    net = small_mlp()
+    opt = train.sgd(net, lr=0.01)
+    train.fit(net, digits.train, 1, optimizer=opt, callbacks=[Spy()], progress=False, max_steps=1)
+    assert seen == [opt]
+
+
+def test_sgd_config_builds_the_optimizer_from_groups():
+    net = small_mlp()
+    opt = train.SGD(lr=0.1, momentum=0.5, weight_decay=1e-4)(
+        [{"params": list(net.fc1.parameters())}, {"params": list(net.fc2.parameters()), "lr": 0.01}]
+    )
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01] and opt.param_groups[0][
+        "momentum"
+    ] == 0.5
+    with pytest.raises(ValueError, match="momentum=1.0"):
+        train.SGD(momentum=1.0)

@@ -1,23 +1,92 @@
-"""The interface every sparsification method shares: prepare → train (callbacks) → finalize.
+"""The life cycle every sparsification method of the book fits, and the contract of each phase.
 
-A method is a :class:`~sparsitylab.train.Callback`, so during :func:`~sparsitylab.train.fit` it can
-add ``penalty(model)`` to the loss and act in ``after_step(model, step)``.
+::
+
+    model = method.prepare(model)       # attach reparametrisations (masks, thresholds), in place
+    method.calibrate(model, loader)     # post-training methods: sparsify from data, no training
+    fit(model, loader, epochs, callbacks=[method])  # on_fit_start, penalty, after_step, epoch end
+    method.freeze(model)                # optional: fix the structure for fine-tuning …
+    fit(model, loader, epochs)          # … and fine-tune without the method's callbacks
+    final = method.finalize(model)      # a NEW ordinary model with exact zeros
+    small = method.compact(final)       # a NEW smaller dense model, or None (unstructured methods)
+
+Contracts:
+
+- ``prepare``, ``calibrate`` and ``freeze`` change the model **in place** (``prepare`` returns it,
+  for chaining);
+- ``finalize`` and ``compact`` **never** change their argument: they return new models, so the
+  caller's model is never half-changed by a failure. ``finalize``'s result has no reparametrisation
+  left and computes the same function as the trained model; ``compact``'s result computes the same
+  function as ``finalize``'s.
+
+:func:`sparsitylab.runner.run` drives these phases for any method; the defaults below do nothing
+where a method has nothing to do, so each method overrides only its own phases.
 """
 
 from __future__ import annotations
 
-from torch import nn
+import copy
+from typing import ClassVar
 
-from ..train import Callback
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .. import reparam
+from ..train import Callback, trainable
 
 
 class Method(Callback):
-    """Base class: override what the method needs; the defaults do nothing."""
+    """Base class of the sparsification methods (see the module docstring for the life cycle).
+
+    ``name`` is the method's key in :data:`sparsitylab.methods.REGISTRY`; ``structured`` says
+    whether :meth:`compact` gives a smaller dense model.
+    """
+
+    name: ClassVar[str] = ""
+    structured: ClassVar[bool] = False
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Attach what the method needs (masks, reparametrisations) before training."""
+        """Attach what the method needs (masks, reparametrisations) before training; in place."""
         return model
 
+    def calibrate(self, model: nn.Module, loader: DataLoader) -> None:
+        """Post-training methods sparsify a trained model from data here (in place); others do
+        nothing."""
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """Optimizer parameter groups: every trainable parameter once; methods with their own
+        parameters (thresholds) give them their own group and settings."""
+        return [{"params": trainable(model)}]
+
+    @torch.no_grad()
+    def freeze(self, model: nn.Module) -> None:
+        """Fix the learned structure for fine-tuning (in place).
+
+        Default: every parameter holding zeros — weights, and biases and BatchNorm γ, β — gets a
+        fixed mask (:func:`sparsitylab.reparam.apply_masks`), so its zeros stay exact and receive no
+        gradient.
+        """
+        reparam.apply_masks(
+            model,
+            {
+                name: p != 0
+                for name, p in model.named_parameters()
+                if ".parametrizations." not in name and not bool(p.all())
+            },
+        )
+
     def finalize(self, model: nn.Module) -> nn.Module:
-        """Make the result permanent (bake masks in, compact) after training."""
-        return model
+        """A new ordinary model with every reparametrisation baked in (exact zeros); ``model`` is
+        unchanged."""
+        return reparam.remove(copy.deepcopy(model))
+
+    def compact(
+        self, model: nn.Module, example_input: torch.Tensor | None = None
+    ) -> nn.Module | None:
+        """A new smaller dense model computing what ``model`` (a finalized one) computes, or None
+        when the method's sparsity is unstructured."""
+        return None
+
+
+__all__ = ["Method"]

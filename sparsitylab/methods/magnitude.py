@@ -1,16 +1,17 @@
 """Magnitude pruning as a method: one-shot or gradual (Zhu & Gupta), under any layer budget.
 
-Recipe (Han et al. 2015; Zhu & Gupta 2017, https://arxiv.org/abs/1710.01878; REFERENCE §1.1)::
+Recipe (Han et al., NeurIPS 2015, https://arxiv.org/abs/1506.02626: prune, then fine-tune; Zhu &
+Gupta 2017, https://arxiv.org/abs/1710.01878: the gradual cubic schedule)::
 
     method = MagnitudePruning(CubicSchedule(0.0, 0.9, start_step=0, delta=100, n=10), budget="erk")
-    model = method.prepare(model)                     # masks at the step-0 target (fixed-mask reparam.)
-    fit(model, loader, epochs, callbacks=[method])    # masks recomputed at each pruning event
-    model = method.finalize(model)                    # bake W ⊙ M into plain weights
+    run = runner.run(method, model, loaders, epochs=3)   # masks recomputed at each pruning event
 
 At each pruning event the masks are recomputed from the *effective* weights with
 :func:`sparsitylab.sparsify.budgets.budget_masks`; pruned weights are 0 and rank lowest, so sparsity
 only grows and masks freeze after the last event. Between events the fixed-mask reparametrisation
-(:mod:`sparsitylab.reparam.fixed_mask`) keeps pruned weights exactly zero. Introduced in Chapter 1.
+(:mod:`sparsitylab.reparam.fixed_mask`) keeps pruned weights exactly zero. The budget may differ
+from the papers': Han et al. and Zhu & Gupta prune each layer by its own threshold ("uniform" here),
+a "global" budget ranks all layers together. Introduced in Chapter 1.
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from __future__ import annotations
 from torch import nn
 
 from .. import reparam
-from ..metrics import global_sparsity
+from .._checks import check_choice
 from ..sparsify.budgets import BUDGETS, budget_masks
 from ..sparsify.schedules import CubicSchedule, OneShot, Schedule
+from . import register
 from .base import Method
 
 
+@register
 class MagnitudePruning(Method):
     """Prune the smallest-|w| weights of Linear/Conv2d layers following ``schedule`` and ``budget``.
 
+    schedule: any :class:`~sparsitylab.sparsify.schedules.Schedule` (one-shot, cubic, or your own);
     budget: "uniform", "global" or "erk" (see :mod:`sparsitylab.sparsify.budgets`);
-    first_dense / last_dense: exclude the first / last prunable layer (the others compensate);
-    bake_in: whether :meth:`finalize` removes the reparametrisation (True) or keeps the masks.
+    first_dense / last_dense: exclude the first / last prunable layer (the others compensate).
     """
+
+    name = "magnitude"
 
     def __init__(
         self,
@@ -38,22 +43,49 @@ class MagnitudePruning(Method):
         budget: str = "global",
         first_dense: bool = False,
         last_dense: bool = False,
-        bake_in: bool = True,
     ):
-        if not isinstance(schedule, (OneShot, CubicSchedule)):
+        if not isinstance(schedule, Schedule):
             raise TypeError(
-                f"schedule must be OneShot or CubicSchedule, got {type(schedule).__name__}"
+                f"schedule must be a Schedule (sparsity_at, is_pruning_step, final_sparsity, "
+                f"pruning_steps), got {type(schedule).__name__}"
             )
-        if budget not in BUDGETS:
-            raise ValueError(f"budget={budget!r} is not known; use one of {BUDGETS}")
-        self.schedule, self.budget = schedule, budget
-        self.first_dense, self.last_dense, self.bake_in = first_dense, last_dense, bake_in
+        self.schedule, self.budget = schedule, check_choice(budget, "budget", BUDGETS)
+        self.first_dense, self.last_dense = first_dense, last_dense
         self.events: list[tuple[int, float]] = []  # (step, target sparsity) of every pruning event
+
+    @classmethod
+    def from_options(
+        cls,
+        sparsity: float,
+        budget: str = "global",
+        schedule: str = "one_shot",
+        total_steps: int | None = None,
+        n: int = 10,
+        end_fraction: float = 0.75,
+        first_dense: bool = False,
+        last_dense: bool = False,
+    ) -> MagnitudePruning:
+        """Build from flat options: ``schedule`` "one_shot" or "gradual" (needs ``total_steps``)."""
+        check_choice(schedule, "schedule", ("one_shot", "gradual"))
+        if schedule == "one_shot":
+            return cls(OneShot(sparsity), budget, first_dense, last_dense)
+        if total_steps is None:
+            raise ValueError(
+                "schedule='gradual' needs total_steps (the optimizer steps of training)"
+            )
+        return cls(
+            CubicSchedule.spanning(total_steps, sparsity, n=n, end_fraction=end_fraction),
+            budget,
+            first_dense,
+            last_dense,
+        )
+
+    def _masks(self, model: nn.Module, sparsity: float):
+        return budget_masks(model, sparsity, self.budget, self.first_dense, self.last_dense)
 
     def prune(self, model: nn.Module, sparsity: float, step: int) -> None:
         """Recompute and apply the budget's magnitude masks at ``sparsity`` (one pruning event)."""
-        masks = budget_masks(model, sparsity, self.budget, self.first_dense, self.last_dense)
-        reparam.apply_masks(model, masks)
+        reparam.apply_masks(model, self._masks(model, sparsity))
         self.events.append((step, sparsity))
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -62,20 +94,15 @@ class MagnitudePruning(Method):
         if self.schedule.is_pruning_step(0):
             self.prune(model, self.schedule.sparsity_at(0), 0)
         else:  # all-True masks: attach the reparametrisation, prune nothing yet
-            reparam.apply_masks(
-                model, budget_masks(model, 0.0, self.budget, self.first_dense, self.last_dense)
-            )
+            reparam.apply_masks(model, self._masks(model, 0.0))
         return model
 
     def after_step(self, model: nn.Module, step: int) -> None:
         if step > 0 and self.schedule.is_pruning_step(step):
             self.prune(model, self.schedule.sparsity_at(step), step)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
-        record["sparsity"] = global_sparsity(model)
-
-    def finalize(self, model: nn.Module) -> nn.Module:
-        return reparam.remove_masks(model) if self.bake_in else model
+    def freeze(self, model: nn.Module) -> None:
+        """Nothing to do: between pruning events the masks are fixed already."""
 
 
 def one_shot(sparsity: float, budget: str = "global", **kwargs) -> MagnitudePruning:

@@ -1,0 +1,255 @@
+"""One driver for every method: ``run(method, model, loaders, ...) -> Run``.
+
+The phases of :class:`sparsitylab.methods.Method`, in order, on a copy of ``model`` (the caller's
+model is never changed)::
+
+    seed → prepare → calibrate (post-training methods) → [test accuracy "prepared"] → train (epochs,
+    the method's callbacks) → freeze + fine-tune (finetune_epochs, a fresh optimizer, no method
+    callbacks) → [BatchNorm recalibration] → finalize → compact → measure
+
+and a :class:`Run` with everything a chapter tabulates: the trained, final and compacted models, the
+history, test accuracy, weight sparsity (overall and per layer), parameters, non-zeros, MACs and
+wall time.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import methods
+from ._checks import check_int
+from .callbacks import LogSparsity
+from .deploy.compaction import layer_macs
+from .methods import Method
+from .metrics import count_nonzeros, count_parameters, layer_sparsity, sparsity, total_macs
+from .train import (
+    SGD,
+    Callback,
+    History,
+    evaluate,
+    fit,
+    recalibrate_batchnorm,
+    resolve_device,
+    seed_everything,
+)
+
+OptimizerFactory = Callable[[Iterable[dict]], torch.optim.Optimizer]
+DEFAULT_OPTIMIZER = SGD()  # lr 0.05, momentum 0.9, weight decay 5e-4
+
+
+@dataclass
+class Run:
+    """The outcome of :func:`run`. Numbers describe ``model`` (the finalized one) unless named
+    otherwise; the three models come back in eval mode."""
+
+    method: str
+    trained: nn.Module
+    model: nn.Module
+    compacted: nn.Module | None
+    history: History
+    test_acc: float | None
+    test_loss: float | None
+    prepared_acc: float | None
+    sparsity: float
+    layer_sparsity: dict[str, float]
+    params: int
+    nonzeros: int
+    macs: int
+    sparse_macs: int
+    compacted_params: int | None
+    compacted_macs: int | None
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float | None:
+        """Test error 1 − accuracy (None without a test loader)."""
+        return None if self.test_acc is None else 1.0 - self.test_acc
+
+    @property
+    def deployable(self) -> nn.Module:
+        """The model to deploy: the compacted one where the method has one, else the finalized
+        one."""
+        return self.compacted if self.compacted is not None else self.model
+
+    def row(self) -> dict[str, Any]:
+        """The numbers as one flat dict (a table row, or a JSON record)."""
+        return {
+            "method": self.method,
+            "test_acc": self.test_acc,
+            "prepared_acc": self.prepared_acc,
+            "sparsity": self.sparsity,
+            "params": self.params,
+            "nonzeros": self.nonzeros,
+            "macs": self.macs,
+            "sparse_macs": self.sparse_macs,
+            "compacted_params": self.compacted_params,
+            "compacted_macs": self.compacted_macs,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+    def summary(self) -> str:
+        """One line for a log or a notebook."""
+        acc = (
+            "no test set" if self.test_acc is None else f"test accuracy {100 * self.test_acc:.2f} %"
+        )
+        small = (
+            ""
+            if self.compacted_macs is None
+            else f", compacted {self.compacted_macs / self.macs:.1%} of the MACs"
+        )
+        return (
+            f"{self.method}: {acc}, weight sparsity {100 * self.sparsity:.2f} %, {self.nonzeros:,} "
+            f"of "
+            f"{self.params:,} parameters non-zero{small} ({self.seconds:.0f} s)"
+        )
+
+
+def _method(method: Method | str, options: Mapping[str, Any] | None) -> Method:
+    if isinstance(method, str):
+        return methods.build(method, **dict(options or {}))
+    if not isinstance(method, Method):
+        raise TypeError(
+            f"method must be a Method or a registered name {sorted(methods.REGISTRY)}, "
+            f"got {type(method).__name__}"
+        )
+    if options:
+        raise ValueError("method_options are for a method given by name; this one is built already")
+    return method
+
+
+def _example_batch(
+    loader: DataLoader | None, device: torch.device, size: int = 64
+) -> torch.Tensor | None:
+    if loader is None:
+        return None
+    x = next(iter(loader))[0]
+    return x[:size].to(device)
+
+
+def run(
+    method: Method | str,
+    model: nn.Module,
+    loaders: Any,
+    *,
+    epochs: int = 0,
+    finetune_epochs: int = 0,
+    optimizer: OptimizerFactory = DEFAULT_OPTIMIZER,
+    finetune_optimizer: OptimizerFactory | None = None,
+    scheduler: str | Callable | None = "cosine",
+    max_steps: int | None = None,
+    seed: int | None = 0,
+    callbacks: Sequence[Callback] = (),
+    validate: bool = False,
+    recalibrate_bn: bool = False,
+    measure_prepared: bool = False,
+    method_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> Run:
+    """Drive ``method`` on a copy of ``model`` through its life cycle and measure the result.
+
+    loaders: anything with ``.train`` and optionally ``.test`` and ``.val`` loaders
+    (:class:`sparsitylab.data.Loaders`). epochs / max_steps: training with the method's callbacks (0
+    epochs: none, e.g. a post-training method); finetune_epochs: then ``method.freeze`` and
+    fine-tuning with a fresh optimizer and the LR schedule restarted. optimizer: builds the
+    optimizer from the method's parameter groups (default ``SGD()``: lr 0.05, momentum 0.9, weight
+    decay 5e-4); finetune_optimizer: the same for fine-tuning (default: ``optimizer``). seed:
+    :func:`sparsitylab.train.seed_everything` before anything else (None: leave the RNGs alone).
+    callbacks: extra callbacks for both stages. validate: evaluate ``loaders.val`` after every
+    epoch. recalibrate_bn: re-estimate BatchNorm statistics on the training data after training.
+    measure_prepared: test accuracy right after prepare/calibrate.
+    """
+    method = _method(method, method_options)
+    epochs, finetune_epochs = (
+        check_int(epochs, "epochs", minimum=0),
+        check_int(finetune_epochs, "finetune_epochs", minimum=0),
+    )
+    train_loader, test_loader = getattr(loaders, "train", None), getattr(loaders, "test", None)
+    val_loader = getattr(loaders, "val", None) if validate else None
+    if (epochs or finetune_epochs) and train_loader is None:
+        raise ValueError(
+            "loaders has no .train loader, but epochs or finetune_epochs ask for training"
+        )
+    start = time.perf_counter()
+    if seed is not None:
+        seed_everything(seed)
+    device = resolve_device(device)
+    model = copy.deepcopy(model).to(device)
+    method.prepare(model)
+    if train_loader is not None:
+        method.calibrate(model, train_loader)
+    prepared_acc = (
+        evaluate(model, test_loader)["acc"]
+        if measure_prepared and test_loader is not None
+        else None
+    )
+
+    history = History()
+    stages = [
+        ("train", epochs, optimizer, [method]),
+        ("finetune", finetune_epochs, finetune_optimizer or optimizer, []),
+    ]
+    for stage, stage_epochs, make_optimizer, own in stages:
+        if not stage_epochs:
+            continue
+        if stage == "finetune":
+            method.freeze(model)
+        stage_history = fit(
+            model,
+            train_loader,
+            stage_epochs,
+            optimizer=make_optimizer(method.param_groups(model)),
+            val_loader=val_loader,
+            callbacks=[*own, LogSparsity(), *callbacks],
+            scheduler=scheduler,
+            device=device,
+            progress=progress,
+            desc=f"{method.name or type(method).__name__} {stage}",
+            max_steps=max_steps if stage == "train" else None,
+        )
+        history.records += [{**record, "stage": stage} for record in stage_history.records]
+    if recalibrate_bn and train_loader is not None:
+        recalibrate_batchnorm(model, train_loader)
+
+    model.eval()
+    final = method.finalize(model).eval()
+    example = _example_batch(test_loader or train_loader, device)
+    compacted = method.compact(final, example_input=example)
+    if compacted is not None:
+        compacted.eval()
+    sample_shape = (1, *example.shape[1:]) if example is not None else None
+    test = evaluate(final, test_loader) if test_loader is not None else {"acc": None, "loss": None}
+    return Run(
+        method=method.name or type(method).__name__,
+        trained=model,
+        model=final,
+        compacted=compacted,
+        history=history,
+        test_acc=test["acc"],
+        test_loss=test["loss"],
+        prepared_acc=prepared_acc,
+        sparsity=sparsity(final),
+        layer_sparsity=layer_sparsity(final),
+        params=count_parameters(final),
+        nonzeros=count_nonzeros(final),
+        macs=total_macs(final, sample_shape) if sample_shape else 0,
+        sparse_macs=total_macs(final, sample_shape, sparse=True) if sample_shape else 0,
+        compacted_params=count_parameters(compacted) if compacted is not None else None,
+        compacted_macs=sum(layer_macs(compacted, sample_shape).values())
+        if compacted is not None and sample_shape
+        else None,
+        seconds=time.perf_counter() - start,
+    )
+
+
+__all__ = ["OptimizerFactory", "Run", "run"]
