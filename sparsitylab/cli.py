@@ -1,9 +1,12 @@
 """The ``sparsitylab`` command line. Usage::
 
     sparsitylab version
-    sparsitylab data find            # where Fashion-MNIST was found (exit 1 if nowhere)
-    sparsitylab data download        # download into the user cache with SHA-256 checks
-    sparsitylab bench NAME [ARGS]    # run sparsitylab/benchmarks/NAME.py (see `bench --list`)
+    sparsitylab data find         # where Fashion-MNIST is, verified (exit 1 if nowhere or damaged)
+    sparsitylab data download     # download into the user cache with SHA-256 checks
+    sparsitylab bench NAME [ARGS] # run sparsitylab/benchmarks/NAME.py (see `bench --list`)
+
+A user error (a bad flag value, a damaged file, no network) is one line on stderr and exit code 2,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import importlib
 import pkgutil
 import sys
+
+USER_ERRORS = (ValueError, TypeError, OSError)  # OSError covers the data errors (FileNotFoundError)
 
 
 def _benchmarks() -> list[str]:
@@ -25,27 +30,37 @@ def _benchmarks() -> list[str]:
 def _data(args: argparse.Namespace) -> int:
     from . import data
 
-    if args.action == "find":
-        folder = data.find_fashion_mnist()
-        if folder is None:
-            print(data.not_found_message(), file=sys.stderr)
-            return 1
-        print(folder)
+    if args.action == "download":
+        print(data.download_fashion_mnist())
         return 0
-    print(data.download_fashion_mnist())
+    folder = data.find_fashion_mnist()
+    if folder is None:
+        print(data.not_found_message(), file=sys.stderr)
+        return 1
+    damaged = data.damaged_files(folder)
+    for stem, problem in damaged.items():
+        print(f"{stem}: {problem}", file=sys.stderr)
+    if damaged:
+        return 1
+    print(folder)
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     names = _benchmarks()
     if args.list or args.name is None:
         print("available benchmarks:", ", ".join(names) or "(none)")
         return 0
     if args.name not in names:
-        print(f"unknown benchmark {args.name!r}; available: {', '.join(names)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
     module = importlib.import_module(f"sparsitylab.benchmarks.{args.name}")
     return int(module.main(args.rest) or 0)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (the rest is detail a traceback would bury)."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version")
-    data_p = sub.add_parser("data", help="find or download Fashion-MNIST")
+    data_p = sub.add_parser("data", help="find (and verify) or download Fashion-MNIST")
     data_p.add_argument("action", choices=["find", "download"])
     bench_p = sub.add_parser("bench", help="run a benchmark")
     bench_p.add_argument("name", nargs="?")
@@ -68,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(__version__)
         return 0
-    return _data(args) if args.command == "data" else _bench(args)
+    try:
+        return _data(args) if args.command == "data" else _bench(args, parser)
+    except USER_ERRORS as error:
+        parser.error(f"{args.command}: {one_line(error)}")
+    return 2  # not reached: parser.error exits
 
 
 if __name__ == "__main__":

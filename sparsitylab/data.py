@@ -5,10 +5,12 @@ Fashion-MNIST is looked for, in order, in
 1. ``$SPARSITYLAB_DATA`` (a folder holding the four IDX files, ``.gz`` or not),
 2. the user cache ``~/.cache/sparsitylab/fashion-mnist``,
 3. the Debian/Ubuntu package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``),
-4. a download from the official mirror into the cache (only when ``download=True``).
+4. a download from the official mirror into the cache (only when ``download=True``; fetched with
+   ``pooch``).
 
-Every file is verified by the SHA-256 of its *decompressed* IDX bytes, so a recompressed copy
-(the Debian package recompresses the archives) is accepted while a damaged one is not.
+A folder named by ``$SPARSITYLAB_DATA`` must be complete (it is never silently skipped). Every file
+is verified by the SHA-256 of its *decompressed* IDX bytes, so a recompressed copy (the Debian
+package recompresses the archives) is accepted while a damaged one is not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import gzip
 import hashlib
 import os
 import struct
-import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,17 +101,26 @@ def parse_idx(raw: bytes) -> np.ndarray:
 
 
 def read_verified(path: Path, sha256: str) -> bytes:
-    """Read an IDX file (``.gz`` or plain) and check the SHA-256 of its decompressed bytes."""
+    """Read an IDX file (``.gz`` or plain) and check the SHA-256 of its decompressed bytes.
+
+    A truncated or corrupted archive, like a wrong checksum, raises :class:`ChecksumError` naming
+    the file and the remedy.
+    """
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":  # gzip magic: decompress whatever the file is called
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as err:  # truncated, or a flipped bit
+            raise ChecksumError(f"{path}: not a readable gzip archive ({err}); {_REMEDY}") from err
     digest = hashlib.sha256(raw).hexdigest()
     if digest != sha256:
         raise ChecksumError(
-            f"{path}: SHA-256 {digest} does not match the expected {sha256}; "
-            "the file is damaged or not the original - delete it and fetch it again"
+            f"{path}: SHA-256 {digest} does not match the expected {sha256}; {_REMEDY}"
         )
     return raw
+
+
+_REMEDY = "the file is damaged or not the original - delete it and fetch it again"
 
 
 # ----------------------------------------------------------------------------- finding the data
@@ -124,14 +135,16 @@ def cache_dir() -> Path:
     )
 
 
+def chosen_dir() -> Path | None:
+    """The folder ``$SPARSITYLAB_DATA`` names, if it is set."""
+    value = os.environ.get("SPARSITYLAB_DATA")
+    return Path(value).expanduser() if value else None
+
+
 def candidate_dirs() -> list[Path]:
     """The folders searched for Fashion-MNIST, in order."""
-    dirs = (
-        [Path(os.environ["SPARSITYLAB_DATA"]).expanduser()]
-        if os.environ.get("SPARSITYLAB_DATA")
-        else []
-    )
-    return dirs + [cache_dir(), DEBIAN_DIR]
+    chosen = chosen_dir()
+    return ([chosen] if chosen else []) + [cache_dir(), DEBIAN_DIR]
 
 
 def _file_in(folder: Path, stem: str) -> Path | None:
@@ -142,11 +155,38 @@ def _file_in(folder: Path, stem: str) -> Path | None:
 
 
 def find_fashion_mnist() -> Path | None:
-    """The first candidate folder that holds all four files, or None."""
+    """The first candidate folder that holds all four files, or None.
+
+    A folder named by ``$SPARSITYLAB_DATA`` is never skipped: if it lacks a file, that is an error
+    (:class:`DatasetNotFoundError` naming the missing files), not a reason to load another copy.
+    """
+    chosen = chosen_dir()
+    if chosen is not None:
+        missing = [stem for stem in FASHION_MNIST_FILES if _file_in(chosen, stem) is None]
+        if missing:
+            raise DatasetNotFoundError(
+                f"SPARSITYLAB_DATA={chosen} lacks {missing} (.gz or plain); complete the folder "
+                "or unset SPARSITYLAB_DATA to use another copy"
+            )
     for folder in candidate_dirs():
         if all(_file_in(folder, stem) for stem in FASHION_MNIST_FILES):
             return folder
     return None
+
+
+def damaged_files(folder: Path) -> dict[str, str]:
+    """Every Fashion-MNIST file of ``folder`` that is missing or fails its check → what is wrong."""
+    problems = {}
+    for stem, sha in FASHION_MNIST_FILES.items():
+        path = _file_in(folder, stem)
+        if path is None:
+            problems[stem] = "missing"
+            continue
+        try:
+            read_verified(path, sha)
+        except ChecksumError as err:
+            problems[stem] = str(err)
+    return problems
 
 
 def not_found_message() -> str:
@@ -165,39 +205,42 @@ def not_found_message() -> str:
     )
 
 
-def download_fashion_mnist(folder: Path | None = None, mirror: str = FASHION_MNIST_MIRROR) -> Path:
-    """Download the four archives into ``folder`` (default: the user cache), verifying each.
+def download_fashion_mnist(
+    folder: Path | None = None, mirror: str = FASHION_MNIST_MIRROR, downloader=None
+) -> Path:
+    """Fetch the four archives into ``folder`` (default: the user cache) and verify each.
 
-    Files are written to a temporary name and renamed only after the checksum passes.
+    The fetching — a temporary file renamed into place, retries, a progress bar — is ``pooch``'s. A
+    file already in the folder is verified first: a damaged one is fetched again, never reported as
+    a success. ``downloader``: a ``pooch`` downloader (tests pass one that reads a local folder).
     """
-    from tqdm.auto import tqdm
+    import pooch
 
     folder = Path(folder) if folder is not None else cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    fetcher = pooch.create(
+        path=folder,
+        base_url=mirror,
+        retry_if_failed=2,
+        registry={f"{stem}.gz": None for stem in FASHION_MNIST_FILES},
+    )
     for stem, sha in FASHION_MNIST_FILES.items():
         target = folder / f"{stem}.gz"
         if target.is_file():
-            continue
-        tmp = target.with_suffix(".gz.part")
+            try:
+                read_verified(target, sha)
+                continue
+            except ChecksumError:
+                target.unlink()  # damaged (e.g. an interrupted copy): fetch it again
         try:
-            with urllib.request.urlopen(mirror + stem + ".gz", timeout=60) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with (
-                    open(tmp, "wb") as out,
-                    tqdm(total=total, unit="B", unit_scale=True, desc=stem) as bar,
-                ):
-                    while chunk := response.read(1 << 16):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            read_verified(tmp, sha)
-            tmp.replace(target)
+            path = Path(fetcher.fetch(target.name, downloader=downloader, progressbar=True))
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             raise DatasetNotFoundError(
-                f"download of {stem}.gz failed ({err}).\n" + not_found_message()
+                f"download of {target.name} from {mirror} failed ({err}).\n" + not_found_message()
             ) from err
+        try:
+            read_verified(path, sha)
         except ChecksumError:
-            tmp.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
     return folder
 
@@ -349,6 +392,7 @@ __all__ = [
     "parse_idx",
     "read_verified",
     "find_fashion_mnist",
+    "damaged_files",
     "download_fashion_mnist",
     "load_fashion_mnist",
     "load_digits_split",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,11 @@ def test_parse_idx_rejects_malformed(raw, message):
         d.parse_idx(raw)
 
 
+def use_env_folder(monkeypatch, root):
+    monkeypatch.setenv("SPARSITYLAB_DATA", str(root / "env"))
+    return root / "env"
+
+
 def write_fake_dataset(folder, n_train=12, n_test=5, corrupt=None):
     """Write four small IDX .gz files and return the matching checksum table."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +72,7 @@ def write_fake_dataset(folder, n_train=12, n_test=5, corrupt=None):
 
 
 def test_load_from_env_folder_with_checksums(no_data_anywhere, monkeypatch):
-    checksums, arrays = write_fake_dataset(no_data_anywhere / "env")
+    checksums, arrays = write_fake_dataset(use_env_folder(monkeypatch, no_data_anywhere))
     monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
     train, test = d.load_fashion_mnist()
     assert train.images.shape == (12, 1, 28, 28) and test.images.shape == (5, 1, 28, 28)
@@ -82,12 +88,14 @@ def test_search_order_prefers_env_then_cache(no_data_anywhere, monkeypatch):
     checksums, _ = write_fake_dataset(no_data_anywhere / "cache" / "sparsitylab" / "fashion-mnist")
     monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
     assert d.find_fashion_mnist() == no_data_anywhere / "cache" / "sparsitylab" / "fashion-mnist"
-    write_fake_dataset(no_data_anywhere / "env")
+    write_fake_dataset(use_env_folder(monkeypatch, no_data_anywhere))
     assert d.find_fashion_mnist() == no_data_anywhere / "env"
 
 
 def test_checksum_failure_names_the_file(no_data_anywhere, monkeypatch):
-    checksums, _ = write_fake_dataset(no_data_anywhere / "env", corrupt="t10k-labels-idx1-ubyte")
+    checksums, _ = write_fake_dataset(
+        use_env_folder(monkeypatch, no_data_anywhere), corrupt="t10k-labels-idx1-ubyte"
+    )
     monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
     with pytest.raises(d.ChecksumError, match="t10k-labels-idx1-ubyte.gz: SHA-256"):
         d.load_fashion_mnist()
@@ -100,44 +108,116 @@ def test_missing_data_names_all_three_ways(no_data_anywhere):
     assert "SPARSITYLAB_DATA" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "sparsitylab data download" in message
-    assert str(no_data_anywhere / "env") in message
+    assert str(no_data_anywhere / "cache") in message
 
 
-def test_failed_download_leaves_no_partial_file(no_data_anywhere, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network is unreachable")
+def local_downloader(source):
+    """A pooch downloader that copies from a local folder (tests never touch the network)."""
 
-    monkeypatch.setattr(d.urllib.request, "urlopen", refuse)
-    with pytest.raises(d.DatasetNotFoundError, match="download of .* failed"):
-        d.load_fashion_mnist(download=True)
-    assert not list((no_data_anywhere / "cache").rglob("*.part"))
+    def download(url, output_file, pooch):
+        data = (source / url.rsplit("/", 1)[1]).read_bytes()
+        if hasattr(output_file, "write"):
+            output_file.write(data)
+        else:
+            Path(output_file).write_bytes(data)
+
+    return download
+
+
+def refusing_downloader(url, output_file, pooch):
+    raise OSError("network is unreachable")
+
+
+def test_failed_download_leaves_no_partial_file(no_data_anywhere):
+    folder = no_data_anywhere / "cache" / "sparsitylab" / "fashion-mnist"
+    with pytest.raises(
+        d.DatasetNotFoundError, match="download of .* failed .network is unreachable"
+    ):
+        d.download_fashion_mnist(folder, downloader=refusing_downloader)
+    assert not [p for p in folder.rglob("*") if p.is_file()]
 
 
 def test_download_verifies_and_renames(no_data_anywhere, monkeypatch, tmp_path):
     source = tmp_path / "mirror"
     checksums, _ = write_fake_dataset(source)
     monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
-
-    class Response:
-        def __init__(self, url, timeout):
-            self.data = (source / url.rsplit("/", 1)[1]).read_bytes()
-            self.headers = {"Content-Length": str(len(self.data))}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self, n):
-            chunk, self.data = self.data[:n], self.data[n:]
-            return chunk
-
-    monkeypatch.setattr(d.urllib.request, "urlopen", Response)
-    folder = d.download_fashion_mnist(mirror="http://mirror.invalid/")
+    folder = d.download_fashion_mnist(
+        mirror="http://mirror.invalid/", downloader=local_downloader(source)
+    )
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.gz" for s in checksums)
     train, _ = d.load_fashion_mnist()
     assert len(train) == 12
+
+
+def test_download_replaces_a_truncated_archive_in_the_cache(
+    no_data_anywhere, monkeypatch, tmp_path
+):
+    """A cache holding a truncated archive used to be reported as a successful download."""
+    source = tmp_path / "mirror"
+    checksums, _ = write_fake_dataset(source)
+    monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
+    cache = d.cache_dir()
+    cache.mkdir(parents=True)
+    first = next(iter(checksums))
+    (cache / f"{first}.gz").write_bytes((source / f"{first}.gz").read_bytes()[:40])  # cut short
+    assert set(d.damaged_files(cache)) == set(checksums)
+    d.download_fashion_mnist(downloader=local_downloader(source))
+    assert d.damaged_files(cache) == {}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_gzip_names_the_file_and_the_remedy(no_data_anywhere, monkeypatch, damage):
+    checksums, _ = write_fake_dataset(use_env_folder(monkeypatch, no_data_anywhere))
+    monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
+    path = no_data_anywhere / "env" / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        d.ChecksumError, match=r"train-labels-idx1-ubyte.gz: .*delete it and fetch it again"
+    ):
+        d.load_fashion_mnist()  # used to be a bare EOFError / BadGzipFile naming no file
+
+
+def test_an_incomplete_sparsitylab_data_folder_is_an_error_not_skipped(
+    no_data_anywhere, monkeypatch
+):
+    checksums, _ = write_fake_dataset(no_data_anywhere / "cache" / "sparsitylab" / "fashion-mnist")
+    write_fake_dataset(use_env_folder(monkeypatch, no_data_anywhere))
+    monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
+    (no_data_anywhere / "env" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(
+        d.DatasetNotFoundError, match=r"SPARSITYLAB_DATA=.* lacks \['t10k-labels-idx1-ubyte'\]"
+    ):
+        d.find_fashion_mnist()  # used to fall through to the cache copy silently
+
+
+def test_cli_data_find_verifies_and_download_errors_are_one_line(
+    no_data_anywhere, monkeypatch, capsys
+):
+    from sparsitylab import cli
+
+    checksums, _ = write_fake_dataset(
+        use_env_folder(monkeypatch, no_data_anywhere), corrupt="t10k-images-idx3-ubyte"
+    )
+    monkeypatch.setattr(d, "FASHION_MNIST_FILES", checksums)
+    assert cli.main(["data", "find"]) == 1  # used to exit 0 on a damaged folder
+    assert "t10k-images-idx3-ubyte" in capsys.readouterr().err
+
+    def offline(*args, **kwargs):
+        raise d.DatasetNotFoundError(
+            "download of train-images-idx3-ubyte.gz failed (no network).\nmore lines"
+        )
+
+    monkeypatch.setattr(d, "download_fashion_mnist", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["data", "download"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "failed (no network)" in err and "more lines" not in err
+    assert "Traceback" not in err
 
 
 def test_real_fashion_mnist_if_installed():

@@ -37,7 +37,9 @@ def test_cli_version_and_data_missing(capsys, no_data_anywhere):
 def test_cli_bench_list_and_unknown(capsys):
     assert cli.main(["bench", "--list"]) == 0
     assert "available benchmarks" in capsys.readouterr().out
-    assert cli.main(["bench", "no_such_benchmark"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "no_such_benchmark"])
+    assert exit_info.value.code == 2 and "unknown benchmark" in capsys.readouterr().err
 
 
 def test_module_entry_point():
