@@ -1,11 +1,11 @@
 // bsr_spmm.cu — C[m×n] = A[m×k] · B[k×n], A block-sparse (BSR, blocks BSR_BR × BSR_BC, fp32),
-// B and C dense row-major fp32 (REFERENCE §2.3).
+// B and C dense row-major fp32.
 //
 // The block shape is a compile-time constant, set per module with -DBSR_BR=… -DBSR_BC=… (the
 // Python loader compiles one module per shape, e.g. 8×8 … 32×32, or 4×1 for the hierarchical
 // block chapter), so every loop below has a fixed trip count the compiler can unroll.
 //
-// Launch (see sparsitylab/kernels.py, _bsr_plan):
+// Launch (see sparsitylab/deploy/matmul.py, _bsr_plan):
 //   block = (32, BSR_TY) with BSR_TY = min(BSR_BR, 8)
 //   grid  = (m / BSR_BR, ceil(n / 64))
 // One thread block computes the output tile C[block_row · BR … +BR, col0 … col0+64): thread

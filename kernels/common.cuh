@@ -1,9 +1,9 @@
 // common.cuh — small helpers shared by the SparsityLab kernels.
 //
-// The Python loader (sparsitylab.kernels.load_source) pastes this file in place of its
+// The Python loader (sparsitylab.deploy.matmul.load_source) pastes this file in place of its
 // #include line, because CuPy's compile cache ignores headers pulled in through -I
-// (REFERENCE §2.6). Keep it free of host-only code: it is compiled by NVRTC, nvcc and, for the
-// tests, by g++ through tests/emulation/cuda_shim.h.
+// (CuPy's documentation on its kernel cache). Keep it free of host-only code: it is compiled by NVRTC,
+// nvcc and, for the tests, by g++ through kernels/cuda_shim.h.
 //
 // Conventions of every kernel in this folder: fp32 values, int32 indices, row-major dense
 // operands, and 64-bit offsets written as (long long): a builtin type, so the sources need no

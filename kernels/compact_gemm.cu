@@ -1,4 +1,4 @@
-// compact_gemm.cu — GEMM on a compacted (structurally pruned) matrix, REFERENCE §2.5.
+// compact_gemm.cu — GEMM on a compacted (structurally pruned) matrix (Wen et al., NIPS 2016, Table 4).
 //
 // Filter/channel/shape pruning removes whole rows and columns of the weight matrix A[m×k].
 // What is left is a small dense matrix a[mc×kc] = A[rows][:, cols]. Then

@@ -1,7 +1,7 @@
 // csr_spmm.cu — C[m×n] = A[m×k] · B[k×n], A in CSR (fp32 values, int32 indices), B and C dense
-// row-major fp32. A row-split kernel after Sputnik (Gale et al., SC'20; REFERENCE §2.2).
+// row-major fp32. A row-split kernel after Sputnik (Gale et al., SC'20, https://arxiv.org/abs/2006.10901).
 //
-// Launch (see sparsitylab/kernels.py, _csr_plan):
+// Launch (see sparsitylab/deploy/matmul.py, _csr_plan):
 //   block = (threads_per_row, rows_per_block)      e.g. (32, 4) for n = 256 with float4 loads
 //   grid  = (ceil(m / rows_per_block), ceil(n / (threads_per_row · VEC)))
 //

@@ -1,6 +1,6 @@
 // cuda_shim.h — run CUDA C kernels on the CPU, for tests on machines without a GPU.
 //
-// The harness (harness.py) compiles the *same* kernel source CuPy compiles, with
+// The harness (sparsitylab/deploy/emulation.py) compiles the *same* kernel source CuPy compiles, with
 //     g++ -std=c++20 -include cuda_shim.h  <kernel source>  <generated launch wrappers>
 // and launches it with the grid and block the Python dispatcher chose. The model:
 //   * a launch runs the blocks of the grid one after another (x fastest, then y, then z);

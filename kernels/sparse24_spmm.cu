@@ -1,6 +1,6 @@
 // sparse24_spmm.cu — C[m×n] = A[m×k] · B[k×n] with A in the 2:4 compressed format, on CUDA cores.
 //
-// Format (REFERENCE §2.4; sparsitylab.formats.Sparse24): every row of A is cut into groups of 4
+// Format (PTX ISA sparse matrix storage; sparsitylab.deploy.formats.Sparse24): every row of A is cut into groups of 4
 // along k, each keeps 2 values. values[m, k/2] hold the kept values in order; metadata[m, k/16]
 // are 16-bit words, each packing the 4-bit nibbles of 4 consecutive groups (first group in the
 // lowest nibble). A nibble is idx0 | idx1 << 2: the positions (0…3) of the two kept values inside
@@ -8,7 +8,7 @@
 // reordering); here plain CUDA cores read it, so only the kept products are computed: k/2
 // multiply-adds per output instead of k. (A tensor-core mma.sp variant is a later goal.)
 //
-// Launch (see sparsitylab/kernels.py, _sparse24_plan):
+// Launch (see sparsitylab/deploy/matmul.py, _sparse24_plan):
 //   block = (32, 4): 32 consecutive output columns (coalesced loads of B) × 4 rows
 //   grid  = (ceil(m / 4), ceil(n / 32))
 // Thread (x, y) computes C[row, col] with row = blockIdx.x·4 + y and col = blockIdx.y·32 + x.

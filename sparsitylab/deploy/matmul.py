@@ -6,13 +6,14 @@ One API, two kinds of engine:
   imports and ``cupy.cuda.is_available()``. The same launch code also drives the CPU emulation
   harness in ``sparsitylab.deploy.emulation`` (any object with the :class:`Backend` interface), so
   the tests exercise the exact grid/block configuration a GPU would get.
-* **CPU paths** otherwise: torch.sparse (MKL) for CSR/BSR, batched block products for
-  rectangular blocks, compacted dense GEMM (REFERENCE §2.7).
+* **CPU paths** otherwise: torch.sparse (MKL) for CSR/BSR, batched block products for rectangular
+  blocks, compacted dense GEMM (MKL's inspector-executor behind ``torch.sparse``; PyTorch PRs #68710
+  and #77255).
 
 ``plan(fmt, n)`` prepares a product once (converted arrays, chosen kernel, launch shape) and
 returns ``run(B) -> C`` — plans are what benchmarks time. ``spmm(fmt, B)`` is the one-shot form.
 Kernel sources are package data (``sparsitylab.kernels``), read with ``importlib.resources``
-so an installed package finds them too (REFERENCE §2.6).
+so an installed package finds them too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .._checks import check_int
 from .formats import BSR, CSR, Compacted, Sparse24, from_array, to_array
 
 Format = CSR | BSR | Sparse24 | Compacted
@@ -125,9 +127,26 @@ def _csr_plan(a: CSR, n: int, be: Backend) -> Callable[[Any], Any]:
     return run
 
 
+SHARED_MEMORY_BYTES = 48 * 1024  # static shared memory per thread block on every CUDA GPU
+BSR_TILE_COLUMNS = 64  # output columns per thread block of bsr_spmm.cu (BSR_TN)
+
+
+def bsr_shared_bytes(block: tuple[int, int]) -> int:
+    """Static shared memory of ``bsr_spmm.cu`` for a block shape: the BR×BC block and a BC×64 slice
+    of B."""
+    br, bc = block
+    return 4 * (br * bc + bc * BSR_TILE_COLUMNS)
+
+
 def _bsr_plan(a: BSR, n: int, be: Backend) -> Callable[[Any], Any]:
     """Shared-memory tiled kernel, one module per block shape (``-DBSR_BR``, ``-DBSR_BC``)."""
     (m, _), (br, bc) = a.shape, a.block
+    if bsr_shared_bytes(a.block) > SHARED_MEMORY_BYTES:
+        raise ValueError(
+            f"block={a.block} needs {bsr_shared_bytes(a.block)} bytes of shared memory per thread "
+            f"block; "
+            f"the limit is {SHARED_MEMORY_BYTES} (4·(br·bc + 64·bc) ≤ 48 KiB: use smaller blocks)"
+        )
     fn = be.function("bsr_spmm.cu", "bsr_spmm", (("BSR_BR", br), ("BSR_BC", bc)))
     grid, block = (m // br, _blocks(n, 64), 1), (32, min(br, 8), 1)  # 64 columns per block
     arrs = [be.array(t) for t in (a.row_ptr, a.col_idx, a.values)]
@@ -236,36 +255,98 @@ def _all_rows(a: Compacted) -> bool:
     )
 
 
-def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
-    """Prepare C = A · B for a B with ``n`` columns; returns ``run(B) -> C``.
+CPU_DTYPES = (torch.float32, torch.float64)  # what MKL's sparse routines behind torch.sparse take
+BACKENDS = ("auto", "cpu", "gpu")
 
-    backend: ``"auto"`` (GPU if available, else CPU), ``None`` (CPU, torch tensors in and out),
-    or a :class:`Backend` (backend arrays in and out; fp32 only). ``fused`` picks the fused
-    gather-GEMM kernel for :class:`Compacted` on a backend.
+
+def resolve_backend(backend: Backend | None | str) -> Backend | None:
+    """``"auto"`` (the GPU when CuPy sees one, else the CPU), ``"cpu"`` or None (the CPU paths),
+    ``"gpu"`` (CuPy; an error without a device), or a :class:`Backend` object."""
+    if backend is None or backend == "cpu":
+        return None
+    if backend == "auto":
+        return default_backend()
+    if backend == "gpu":
+        if not gpu_available():
+            raise ValueError("backend='gpu' was asked for, but CuPy sees no CUDA device here")
+        return CupyBackend()
+    if isinstance(backend, str) or not all(
+        hasattr(backend, f) for f in ("xp", "array", "function")
+    ):
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}, None or a Backend object")
+    return backend
+
+
+def _check_b(b: Any, rows: int, n: int, dtypes: tuple, contiguous: bool) -> None:
+    """B must be (rows × n) of an allowed dtype (and C-contiguous for the CUDA kernels, which ignore
+    strides)."""
+    shape = tuple(getattr(b, "shape", ()))
+    if len(shape) != 2 or shape != (rows, n):
+        raise ValueError(f"B has shape {shape}; this plan multiplies a B of shape ({rows}, {n})")
+    if getattr(b, "dtype", None) not in dtypes:
+        raise TypeError(
+            f"B has dtype {getattr(b, 'dtype', None)}; allowed: {list(map(str, dtypes))}"
+        )
+    c_contiguous = b.is_contiguous() if isinstance(b, torch.Tensor) else bool(b.flags.c_contiguous)
+    if contiguous and not c_contiguous:
+        raise ValueError(
+            "B must be C-contiguous (row-major) for the CUDA kernels; pass b.contiguous()"
+        )
+
+
+def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
+    """Prepare C = A · B for a B with ``n`` columns; returns ``run(B) -> C``, which checks B's
+    shape, dtype and layout on every call (a wrong B would give wrong numbers, or on a GPU read past
+    its end).
+
+    backend: ``"auto"`` (GPU if available, else CPU), ``"cpu"`` or ``None`` (CPU, torch tensors in
+    and out; fp32 or fp64), ``"gpu"``, or a :class:`Backend` (backend arrays in and out; fp32 only).
+    ``fused`` picks the fused gather-GEMM kernel for :class:`Compacted` on a backend.
     """
     if not isinstance(a, (CSR, BSR, Sparse24, Compacted)):
         raise TypeError(
             f"a must be a CSR, BSR, Sparse24 or Compacted matrix, got {type(a).__name__}"
         )
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n (columns of B) must be a positive int, got {n!r}")
-    be = default_backend() if backend == "auto" else backend
+    n = check_int(n, "n", minimum=1)  # the columns of B
+    be = resolve_backend(backend)
+    rows = a.shape[1]
     if be is None:
+        if a.values.dtype not in CPU_DTYPES:
+            raise TypeError(
+                f"the CPU paths take fp32 or fp64: a.values has dtype {a.values.dtype}; convert "
+                f"with "
+                "a.map(lambda t: t.float() if t.is_floating_point() else t)"
+            )
         cpu = {
             CSR: _csr_cpu,
             BSR: _bsr_cpu,
             Compacted: _compacted_cpu,
             Sparse24: lambda s: _csr_cpu(sparse24_as_csr(s)),
         }[type(a)]
-        return cpu(a.map(lambda t: t.cpu()))
+        run_cpu = cpu(a.map(lambda t: t.cpu()))
+        dtype = (a.values.dtype,)
+
+        def checked_cpu(b: torch.Tensor) -> torch.Tensor:
+            _check_b(b, rows, n, dtype, contiguous=False)
+            return run_cpu(b)
+
+        return checked_cpu
     if a.values.dtype != torch.float32:
         raise TypeError(
             f"the GPU kernels are fp32: a.values has dtype {a.values.dtype}; convert with "
             "a.map(lambda t: t.float() if t.is_floating_point() else t)"
         )
     if isinstance(a, Compacted):
-        return _compacted_plan(a, n, be, fused)
-    return {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
+        run = _compacted_plan(a, n, be, fused)
+    else:
+        run = {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
+    float32 = (np.dtype(np.float32),)
+
+    def checked(b: Any) -> Any:
+        _check_b(b, rows, n, float32, contiguous=True)
+        return run(b)
+
+    return checked
 
 
 def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> torch.Tensor:
@@ -276,16 +357,21 @@ def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> 
         )
     if b.shape[0] != a.shape[1]:
         raise ValueError(f"b has {b.shape[0]} rows but a has {a.shape[1]} columns; they must match")
-    be = default_backend() if backend == "auto" else backend
+    if not b.is_floating_point():
+        raise TypeError(f"b has dtype {b.dtype}; a floating-point B is required")
+    be = resolve_backend(backend)
     run = plan(a, b.shape[1], be)
     if be is None:
         return run(b.to(a.values.dtype).cpu())
-    return be.tensor(run(be.array(b.to(torch.float32))))
+    return be.tensor(run(be.array(b.to(torch.float32).contiguous())))
 
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "CupyBackend",
+    "bsr_shared_bytes",
+    "resolve_backend",
     "default_backend",
     "gpu_available",
     "load_source",

@@ -174,3 +174,59 @@ def test_auto_backend_falls_back_to_the_cpu_paths_without_a_gpu():
     dense = matrix("random", 16, 32)
     check(CSR.from_dense(dense), dense, 3, "cpu")
     torch.testing.assert_close(matmul.spmm(CSR.from_dense(dense), torch.eye(32)), dense)
+
+
+# --- a wrong B is refused at every call, before any kernel runs ----------------------------------
+
+
+@pytest.fixture
+def csr_and_backends():
+    torch.manual_seed(0)
+    return CSR.from_dense(torch.randn(8, 6) * (torch.rand(8, 6) < 0.5)), BACKENDS
+
+
+@pytest.mark.parametrize("where", BOTH)
+def test_plan_run_checks_the_shape_of_b(csr_and_backends, where):
+    a, backends = csr_and_backends
+    be = backends[where]
+    run = matmul.plan(a, 4, be)
+    arr = (lambda t: t) if be is None else be.array
+    with pytest.raises(
+        ValueError, match=r"B has shape \(6, 5\); this plan multiplies a B of shape \(6, 4\)"
+    ):
+        run(arr(torch.randn(6, 5)))  # a wrong column count used to give wrong numbers
+    with pytest.raises(ValueError, match=r"shape \(3, 4\)"):
+        run(arr(torch.randn(3, 4)))  # too few rows: the kernel would read past the buffer
+    with pytest.raises(TypeError, match="dtype"):
+        run(arr(torch.randn(6, 4, dtype=torch.float64)) if be else torch.randn(6, 4).half())
+
+
+@NEEDS_GXX
+def test_plan_run_needs_a_contiguous_b_for_the_kernels(csr_and_backends):
+    a, backends = csr_and_backends
+    run = matmul.plan(a, 4, backends["emulated"])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        run(backends["emulated"].array(torch.randn(4, 6)).T)
+
+
+def test_backend_strings_and_dtypes_get_clear_errors():
+    a = CSR.from_dense(torch.eye(4))
+    assert matmul.spmm(a, torch.eye(4), backend="cpu").equal(torch.eye(4))
+    with pytest.raises(ValueError, match="backend='cuda' is not one of"):
+        matmul.plan(a, 2, backend="cuda")
+    with pytest.raises(TypeError, match="fp32 or fp64"):
+        matmul.plan(a.map(lambda t: t.half() if t.is_floating_point() else t), 2, backend="cpu")
+    with pytest.raises(ValueError, match="n=0"):
+        matmul.plan(a, 0, backend="cpu")
+    if not matmul.gpu_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            matmul.plan(a, 2, backend="gpu")
+
+
+@NEEDS_GXX
+def test_bsr_blocks_beyond_shared_memory_are_refused_at_plan_time():
+    a = BSR.from_dense(torch.ones(128, 128), (128, 128))
+    assert matmul.bsr_shared_bytes((128, 128)) > matmul.SHARED_MEMORY_BYTES
+    with pytest.raises(ValueError, match="shared memory.*limit is 49152"):
+        matmul.plan(a, 8, EmulatedBackend())
+    assert matmul.bsr_shared_bytes((64, 64)) <= matmul.SHARED_MEMORY_BYTES
