@@ -3,13 +3,15 @@
 One quick-mode build per session (module fixture) into ``_build_test/`` feeds both tests. The
 browser test opens every page of the table of contents in headless Chromium with every
 non-``file://`` request blocked, and checks: no console errors or failed loads, MathJax rendered (no
-raw ``\\(``), every image loaded, every frame slider steps to a different frame, stored ipywidgets
-rendered, and the download and launch buttons present. Screenshots go to ``screenshots/``
-(gitignored), with the list of pages checked in ``screenshots/pages_checked.txt``.
+raw ``\\(``, and no ``$…$`` or ``\\command`` left untypeset in the prose), every image loaded, every
+frame slider steps to a different frame, stored ipywidgets rendered, and the download and launch
+buttons present. Screenshots go to ``screenshots/`` (gitignored), with the list of pages checked in
+``screenshots/pages_checked.txt``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -105,9 +107,9 @@ def test_every_plot_cell_shows_its_figure(quick_build: Build) -> None:
     missing = []
     for path in executed:
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):
-            if cell["cell_type"] == "code" and "plt.show()" in "".join(cell["source"]):
-                if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
-                    missing.append(f"{path.name} cell {i}")
+            plots = cell["cell_type"] == "code" and "plt.show()" in "".join(cell["source"])
+            if plots and not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                missing.append(f"{path.name} cell {i}")
     assert not missing, f"plot cells without a figure: {missing}"
 
 
@@ -197,12 +199,19 @@ class PageReport:
 # The page's own state, read in the browser.
 _MATH_STATE = """() => {
   const math = Array.from(document.querySelectorAll('.math'));
-  const unrendered = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+  const unrendered = math.filter(m => !m.querySelector('mjx-container'))
+    .map(m => m.textContent.slice(0, 60));
   const body = document.querySelector('main') || document.body;
   const clone = body.cloneNode(true);
-  clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml').forEach(n => n.remove());
+  clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml')
+    .forEach(n => n.remove());
   const raw = ['\\\\(', '\\\\[', '$$'].filter(t => clone.textContent.includes(t));
-  return {count: math.length, unrendered: unrendered, raw: raw};
+  // raw TeX in prose: a $…$ pair or a \\command that MathJax did not typeset (not in outputs, code)
+  clone.querySelectorAll('.cell_output, .output, .sl-frame-slider').forEach(n => n.remove());
+  const proseTags = 'p, li, dd, dt, td, th, h1, h2, h3, h4, figcaption';
+  const prose = Array.from(clone.querySelectorAll(proseTags)).map(n => n.textContent).join('\\n');
+  const tex = prose.match(/\\$[^$\\s][^$]*\\$|\\\\[a-zA-Z]{2,}/g) || [];
+  return {count: math.length, unrendered: unrendered, raw: raw.concat(tex.slice(0, 3))};
 }"""
 _IMAGES = """() => Array.from(document.querySelectorAll('img')).map(
   im => ({src: im.getAttribute('src').slice(0, 80), ok: im.complete && im.naturalWidth > 0}))"""
@@ -227,9 +236,10 @@ def _consistent(state: dict) -> bool:
 
 
 _WIDGETS = """() => {
-  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
-  return {views: views.length,
-          rendered: views.filter(v => v.parentElement.querySelector('.widget-subarea .jupyter-widgets')).length};
+  const type = 'script[type="application/vnd.jupyter.widget-view+json"]';
+  const views = Array.from(document.querySelectorAll(type));
+  const shown = v => v.parentElement.querySelector('.widget-subarea .jupyter-widgets');
+  return {views: views.length, rendered: views.filter(shown).length};
 }"""
 
 
@@ -315,12 +325,11 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
     page.goto(path.as_uri(), wait_until="load")
     if page.evaluate("() => Boolean(window.MathJax && window.MathJax.startup)"):
         page.evaluate("() => window.MathJax.startup.promise")
-    try:  # the widget manager renders stored ipywidgets asynchronously after load
+    # the widget manager renders stored ipywidgets asynchronously; a timeout is reported below
+    with contextlib.suppress(PlaywrightTimeout):
         page.wait_for_function(
             f"() => {{ const w = ({_WIDGETS})(); return w.rendered >= w.views; }}", timeout=20_000
         )
-    except PlaywrightTimeout:
-        pass  # reported below
 
     math = page.evaluate(_MATH_STATE)
     report.math = math["count"]

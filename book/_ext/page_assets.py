@@ -3,10 +3,10 @@
 ``scripts/vendor_assets.sh`` unpacks MathJax 3, require.js and ``@jupyter-widgets/html-manager``
 into ``book/_vendor/`` (gitignored); ``book/_ext/static/`` holds our own glue script. Jupyter Book
 scans ``_static`` folders while it writes the Sphinx configuration and injects every
-``.js``/``.css`` it finds into every page (REFERENCE.md §3.1), so these folders are appended to
-``html_static_path`` on ``config-inited``, after that scan: their files are copied to ``_static/``
-and only the entries named in ``_config.yml`` (``mathjax_path``, ``nb_ipywidgets_js``) are loaded,
-by the pages that need them.
+``.js``/``.css`` it finds into every page (Jupyter Book 1.x / myst-nb behaviour), so these folders
+are appended to ``html_static_path`` on ``config-inited``, after that scan: their files are copied
+to ``_static/`` and only the entries named in ``_config.yml`` (``mathjax_path``,
+``nb_ipywidgets_js``) are loaded, by the pages that need them.
 
 Sphinx 7.4 also registers each inline script added after ``Builder.init()`` twice (once with
 filename ``None``, once with ``''``), so sphinx-thebe's ``const THEBE_JS_URL`` is declared twice and
