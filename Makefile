@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 export PYTHONHASHSEED := 0
 
-.PHONY: test book book-quick lab install system lock clean help
+.PHONY: test lint book book-quick lab install system lock clean help
 
 help:
-	@echo "make test        run every test (unit, kernels, notebooks in quick mode, book build)"
+	@echo "make test        run every test (lint, unit, kernels, notebooks in quick mode, book build)"
+	@echo "make lint        ruff check and ruff format --check (part of make test)"
 	@echo "make book        build the full book into _build/html (all chapters executed in full mode)"
 	@echo "make book-quick  build a quick-mode preview into _build_quick/html"
 	@echo "make lab         open JupyterLab on book/ with the project installed"
@@ -32,10 +33,15 @@ system: $(STAMP)
 # Two pytest workers on two cores: each worker (and each notebook kernel it starts) gets one
 # thread. Letting every process use all cores oversubscribes the CPU, and PyTorch's OpenMP
 # threads then wait on each other: a LeNet training step measured 5x slower that way.
-test: install system
+test: install system lint
 	$(PY) -c "import matplotlib.pyplot"  # warm the font cache outside the timed notebooks
 	OMP_NUM_THREADS=1 SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		--durations=15 tests book
+
+# Style is enforced: ruff's lint rules and formatter (pyproject.toml) over the library, tests and chapters.
+lint: install
+	$(VENV)/bin/ruff check sparsitylab tests book
+	$(VENV)/bin/ruff format --check sparsitylab tests book
 
 # MathJax and the widget JavaScript, vendored from the npm registry so the HTML renders offline.
 VENDOR := book/_vendor/VERSIONS

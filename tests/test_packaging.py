@@ -93,22 +93,104 @@ def test_every_notebook_is_in_the_toc():
     assert not absent, f"notebooks missing from _toc.yml: {absent}"
 
 
-def test_imports_run_from_methods_to_primitives():
-    """Primitives never import methods, benchmarks or the CLI (README: chapters → methods →
-    primitives)."""
+# The import layers of README.md, "How the code is organised": a unit may import units of its own
+# layer or of a lower one. A unit is a top-level module (sparsitylab/x.py) or a subpackage
+# (sparsitylab/x/).
+LAYERS = [
+    {"_checks", "modes"},
+    {"timing", "gemm", "frames"},
+    {"data", "models", "metrics", "widgets"},
+    {"train"},
+    {"callbacks"},
+    {"sparsify"},
+    {"reparam", "deploy"},
+    {"methods"},
+    {"benchmarks"},
+    {"runner"},
+    {"cli", "__main__", "__init__"},
+]
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+# Narrower rules on top of the layers.
+MAY_IMPORT = {
+    "frames": {"_checks"},
+    "widgets": {"_checks", "frames"},
+    "deploy": {
+        "_checks",
+        "timing",
+        "gemm",
+        "models",
+        "metrics",
+        "sparsify",
+    },  # never reparam or methods
+    "benchmarks": {"_checks", "modes", "timing", "gemm", "models", "metrics", "sparsify", "deploy"},
+}
+
+
+def _unit(path: Path) -> str:
+    parts = path.relative_to(ROOT / "sparsitylab").with_suffix("").parts
+    return parts[0] if len(parts) > 1 else parts[0]
+
+
+def _imported_units(path: Path) -> set[str]:
+    """Every sparsitylab unit that ``path`` imports (absolute or relative imports)."""
     import ast
 
-    upward = ("methods", "benchmarks", "cli")
-    offenders = []
-    for path in sorted((ROOT / "sparsitylab").glob("*.py")):
-        if path.stem in upward + ("__init__", "__main__"):
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]  # e.g. ("sparsitylab", "sparsify")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name.split(".") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = base + (node.module.split(".") if node.module else [])
+            targets = [module + [a.name] for a in node.names] if not node.module else [module]
+        else:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                target = (node.module or "").removeprefix("sparsitylab.")
-                names = [a.name for a in node.names] if node.level and not node.module else [target]
-                if any(n.split(".")[0] in upward for n in names):
-                    offenders.append(
-                        f"{path.name}: from {'.' * node.level}{node.module or ''} import ..."
-                    )
+        for target in targets:
+            if target[:1] == ["sparsitylab"] and len(target) > 1:
+                found.add(target[1])
+    units = {
+        p.stem
+        for p in (ROOT / "sparsitylab").iterdir()
+        if p.suffix == ".py" or (p / "__init__.py").exists()
+    }
+    return (found & units) - {
+        _unit(path)
+    }  # `from . import __version__` names an attribute, not a unit
+
+
+def test_every_import_follows_the_layer_table():
+    """README's import layers: nothing in sparsify imports reparam or above, deploy never imports
+    methods, only the CLI imports the runner."""
+    offenders = []
+    for path in sorted((ROOT / "sparsitylab").rglob("*.py")):
+        unit = _unit(path)
+        assert unit in LAYER, (
+            f"{path.relative_to(ROOT)}: unit {unit!r} is missing from the layer table"
+        )
+        for target in _imported_units(path):
+            allowed = MAY_IMPORT.get(unit)
+            if LAYER.get(target, 99) > LAYER[unit] or (
+                allowed is not None and target not in allowed
+            ):
+                offenders.append(f"{path.relative_to(ROOT)} imports {target}")
     assert not offenders, offenders
+
+
+def test_only_the_cli_imports_the_runner_and_no_chapter_imports_tests():
+    users = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "sparsitylab").rglob("*.py")
+        if "runner" in _imported_units(p) and _unit(p) not in ("cli", "runner")
+    ]
+    assert not users, users
+    bad = [
+        p.name
+        for p in notebooks()
+        if any(
+            s in "".join(c["source"])
+            for c in code_cells(p)
+            for s in ("sys.path", "from tests", "import tests", "from emulation")
+        )
+    ]
+    assert not bad, f"chapters reaching into tests/ or sys.path: {bad}"
