@@ -14,6 +14,7 @@ Layout (see README.md, "How the code is organised", for the import layers):
 - ``methods``   one module per paper's method (``Method``: prepare → train callbacks → finalize)
 - ``deploy``    from zeros to speed: compaction, formats, sparse matmul (GPU kernels / CPU), kernel
   emulation
+- ``runner``, ``checkpoints``  one driver for every method; crash-safe checkpoints (``files``)
 - ``benchmarks``, ``cli``  ``sparsitylab bench NAME`` and the command line
 
 See README.md, "How the code is organised".

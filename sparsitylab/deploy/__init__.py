@@ -5,10 +5,11 @@
 - ``matmul``      sparse × dense products: the CUDA kernels through CuPy on a GPU, CPU paths
   otherwise
 - ``speed``       a layer's GEMM timed dense, as CSR and compacted, next to its ideal FLOP ratio
+- ``serialize``   any model (compacted ones too) saved as data, reloaded with ``weights_only=True``
 - ``emulation``   the same CUDA kernels compiled with g++ and run on the CPU (tests, and readers
   without a GPU)
 """
 
-from . import compaction, formats, matmul, speed
+from . import compaction, formats, matmul, serialize, speed
 
-__all__ = ["compaction", "formats", "matmul", "speed"]
+__all__ = ["compaction", "formats", "matmul", "serialize", "speed"]

@@ -81,6 +81,14 @@ class Method(Callback):
         unchanged."""
         return reparam.remove(copy.deepcopy(model))
 
+    def state_dict(self) -> dict:
+        """The method's own state as plain data, for checkpoints (masks and thresholds live in the
+        model)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
     def compact(
         self, model: nn.Module, example_input: torch.Tensor | None = None
     ) -> nn.Module | None:

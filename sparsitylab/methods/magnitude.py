@@ -104,6 +104,12 @@ class MagnitudePruning(Method):
     def freeze(self, model: nn.Module) -> None:
         """Nothing to do: between pruning events the masks are fixed already."""
 
+    def state_dict(self) -> dict:
+        return {"events": [list(event) for event in self.events]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.events = [(int(step), float(s)) for step, s in state["events"]]
+
 
 def one_shot(sparsity: float, budget: str = "global", **kwargs) -> MagnitudePruning:
     """Prune once to ``sparsity`` before training; fine-tune with fixed masks."""

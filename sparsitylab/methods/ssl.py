@@ -112,6 +112,12 @@ class SSL(Method):
         super().freeze(model)
         self.frozen = True
 
+    def state_dict(self) -> dict:
+        return {"frozen": self.frozen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.frozen = bool(state["frozen"])
+
     def compact(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         """The compacted dense model (:func:`sparsitylab.deploy.compaction.compact`) of a finalized
         model."""

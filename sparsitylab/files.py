@@ -1,0 +1,51 @@
+"""Writing files so that a crash never destroys the previous copy.
+
+:func:`atomic_save` writes with ``torch.save`` to a temporary file in the target's folder, flushes
+and fsyncs it, and renames it over the target (``os.replace`` is atomic on POSIX and Windows), then
+fsyncs the folder. A process killed at any moment leaves either the old file or the new one, never
+half of one; at worst a stale ``.<name>.*.tmp`` file remains, which the next save of the same target
+removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem (or OS) lets a folder be fsynced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` that leaves the previous ``path`` intact until the new one is
+    complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+__all__ = ["atomic_save"]
