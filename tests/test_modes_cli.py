@@ -47,3 +47,22 @@ def test_module_entry_point():
         [sys.executable, "-m", "sparsitylab", "version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == sparsitylab.__version__
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["bench", "masks", "--sparsity", "1.5"], "--sparsity"),
+        (["bench", "masks", "--repeats", "0"], "--repeats"),
+        (["bench", "structured", "--threads", "0"], "--threads"),
+        (["bench", "spmm", "--m", "0"], "--m"),
+        (["bench", "spmm", "--threads", "two"], "--threads"),
+    ],
+)
+def test_bad_benchmark_flags_are_one_line_errors_not_tracebacks(argv, flag, capsys):
+    """They used to end in tracebacks of 15-31 lines from deep inside the benchmarks."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {flag}" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
