@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ._checks import check_int, check_real
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -309,7 +311,7 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> tuple[Image
 
 def split_indices(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic shuffle of ``range(n)`` cut into (1 - fraction, fraction) parts."""
-    if not 0 < fraction < 1:
+    if not 0 < check_real(fraction, "fraction", 0.0, 1.0) < 1:
         raise ValueError(f"fraction={fraction} must lie strictly between 0 and 1")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_second = max(1, round(n * fraction))
@@ -329,10 +331,8 @@ def train_val_split(
 
 def subset(split: ImageSplit, n: int | None, seed: int = 0) -> ImageSplit:
     """A deterministic random subset of ``n`` examples (all of them when n is None or too big)."""
-    if n is None or n >= len(split):
+    if n is None or check_int(n, "n", minimum=1) >= len(split):
         return split
-    if n <= 0:
-        raise ValueError(f"n={n} must be positive")
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     return ImageSplit(split.images[idx], split.labels[idx])
 
@@ -349,8 +349,7 @@ def make_loader(
     The shuffle generator is seeded once, here: a fresh loader with the same seed gives the same
     order, while iterating one loader again continues the sequence (a new order each epoch).
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size} must be positive")
+    check_int(batch_size, "batch_size", minimum=1)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         split.dataset(normalize), batch_size=batch_size, shuffle=shuffle, generator=generator

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_choice, check_int
+
 
 def mlp(sizes: tuple[int, ...] = (784, 500, 300, 10)) -> nn.Sequential:
     """Fully connected ReLU network: flatten, fc1, relu1, fc2, relu2, …, fcL (the input image is
@@ -141,8 +143,7 @@ class ResNetCifar(nn.Module):
         widths: tuple[int, int, int] = (16, 32, 64),
     ):
         super().__init__()
-        if blocks_per_stage < 1:
-            raise ValueError(f"blocks_per_stage={blocks_per_stage} must be ≥ 1")
+        check_int(blocks_per_stage, "blocks_per_stage", minimum=1)
         self.stem = nn.Sequential(
             OrderedDict(
                 [
@@ -195,9 +196,7 @@ MODELS = {"mlp": mlp, "lenet5": lenet5, "convnet_bn": convnet_bn, "resnet20": re
 
 def build(name: str, **kwargs) -> nn.Module:
     """Build a model by name: one of ``MODELS``."""
-    if name not in MODELS:
-        raise ValueError(f"model name={name!r} is unknown; choose one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+    return MODELS[check_choice(name, "model name", MODELS)](**kwargs)
 
 
 __all__ = [

@@ -26,33 +26,25 @@ from ..files import atomic_save
 from . import compaction
 
 FORMAT = "sparsitylab.model/1"
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+OTHER_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Sigmoid, nn.Tanh, nn.Softmax)
+LIBRARY = (
+    compaction.Gather,
+    compaction.GemmConv2d,
+    compaction.ConstantBranch,
+    models.BasicBlock,
+    models.ShortcutA,
+    models.ResNetCifar,
+)
+# What the library's models (compacted or not) are made of; nothing else is rebuilt from data.
 _CLASSES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
     for cls in (
-        nn.Sequential,
-        nn.ModuleList,
-        nn.ModuleDict,
-        nn.Linear,
-        nn.Conv2d,
-        nn.BatchNorm1d,
-        nn.BatchNorm2d,
-        nn.ReLU,
-        nn.Sigmoid,
-        nn.Tanh,
-        nn.Softmax,
-        nn.MaxPool2d,
-        nn.AvgPool2d,
-        nn.AdaptiveAvgPool2d,
-        nn.AdaptiveMaxPool2d,
-        nn.Flatten,
-        nn.Dropout,
-        nn.Identity,
-        compaction.Gather,
-        compaction.GemmConv2d,
-        compaction.ConstantBranch,
-        models.BasicBlock,
-        models.ShortcutA,
-        models.ResNetCifar,
+        *CONTAINERS,
+        *compaction.WEIGHT_LAYERS,
+        *compaction.PASS_THROUGH,
+        *OTHER_LAYERS,
+        *LIBRARY,
     )
 }
 _PLAIN = (bool, int, float, str, type(None))
