@@ -26,6 +26,7 @@ from torch import nn
 
 from ._checks import check_choice
 from .gemm import alive_columns, alive_rows, gemm_view
+from .models import eval_mode
 from .timing import Timing, interleaved, measure
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -158,13 +159,10 @@ def layer_costs(
         for n, m in layers.items()
     ]
     device = next(model.parameters()).device
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(input_shape, device=device))
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     costs = []
@@ -236,12 +234,8 @@ def model_latency(
     mode is restored). Steady state, :func:`sparsitylab.timing.measure`."""
     device = next(model.parameters()).device
     x = torch.zeros(input_shape, device=device)
-    was_training = model.training
-    try:
-        model.eval()
+    with eval_mode(model):
         return measure(lambda: model(x), min_run_time, num_threads)
-    finally:
-        model.train(was_training)
 
 
 def compare_latency(
@@ -254,16 +248,10 @@ def compare_latency(
     """Inference latency of several models on the same batch ``x``, timed round-robin
     (:func:`sparsitylab.timing.interleaved`) so a busy machine slows all of them alike; modes are
     restored."""
-    modes = {name: m.training for name, m in models.items()}
-    try:
-        for m in models.values():
-            m.eval()
+    with eval_mode(*models.values()):
         return interleaved(
             {name: (lambda m=m: m(x)) for name, m in models.items()}, repeats, warmup, num_threads
         )
-    finally:
-        for name, m in models.items():
-            m.train(modes[name])
 
 
 __all__ = [

@@ -11,18 +11,34 @@
 
 Every layer has a name (``conv1``, ``bn1``, ``fc1``, …; ResNet blocks ``blocks.s2b1`` = stage 2,
 block 1, with ``branch.conv1`` … inside), so chapters and users refer to layers by name, never by
-position.
+position. :func:`eval_mode` runs a block with models in eval mode and restores their modes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_choice, check_int
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Run the block with every one of ``modules`` in eval mode; each one's train/eval mode is
+    restored afterwards, whatever happens (measurements must not change the model they measure)."""
+    saved = [(m, m.training) for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, training in reversed(saved):
+            m.train(training)
 
 
 def mlp(sizes: tuple[int, ...] = (784, 500, 300, 10)) -> nn.Sequential:
@@ -200,6 +216,7 @@ def build(name: str, **kwargs) -> nn.Module:
 
 
 __all__ = [
+    "eval_mode",
     "mlp",
     "lenet5",
     "convnet_bn",

@@ -29,6 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ._checks import check_choice, check_int, check_real
+from .metrics import BATCHNORMS
+from .models import eval_mode
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
@@ -100,18 +102,14 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (in eval mode; the model's mode
     is restored)."""
     device = resolve_device(device if device is not None else next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    try:
+    with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             count += len(y)
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("loader is empty: nothing to evaluate")
     return {"loss": loss_sum / count, "acc": correct / count}
@@ -201,7 +199,7 @@ def fit(
     if total_steps == 0:
         return history
     if scheduler == "cosine":
-        lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+        lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     elif scheduler is None:
         lr_sched = None
     elif callable(scheduler):
@@ -220,14 +218,14 @@ def fit(
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             total = loss + sum(cb.penalty(model) for cb in callbacks)
-            if not math.isfinite(float(total.detach())):
+            value = float(total.detach())
+            if not math.isfinite(value):
                 if nonfinite == "raise":
                     bar.close()
                     raise NonFiniteLossError(
-                        f"the loss became {float(total.detach())} at epoch {epoch}, step "
-                        f"{step + 1} "
-                        f"(loss {loss.item()}); lower the learning rate or a penalty "
-                        "strength, or pass nonfinite='skip'"
+                        f"the loss became {value} at epoch {epoch}, step {step + 1} (loss "
+                        f"{loss.item()}); lower the learning rate or a penalty strength, or pass "
+                        "nonfinite='skip'"
                     )
                 skipped += 1
                 continue
@@ -280,7 +278,7 @@ def recalibrate_batchnorm(
     training lag behind the weights; re-estimating them is the usual step after pruning (derived —
     not from a paper).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, BATCHNORMS)]
     saved = [(m, m.momentum) for m in norms]
     for m in norms:
         m.reset_running_stats()

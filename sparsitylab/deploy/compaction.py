@@ -42,8 +42,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
-from ..metrics import layer_costs
-from ..sparsify.groups import BATCHNORMS, ResidualBlock, row_squares
+from ..metrics import BATCHNORMS, layer_costs
+from ..models import eval_mode
+from ..sparsify.groups import ResidualBlock, branch_alive, row_squares
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
@@ -237,10 +238,8 @@ def keep_masks(
             torch.ones(w.shape[1], dtype=torch.bool, device=w.device),
         ]
     if gather_inputs and positions:
-        first = children[positions[0]][1].weight
-        masks[children[positions[0]][0]][1] = _keep_at_least_one(
-            alive_inputs(first), alive_inputs(first).float()
-        )
+        fed = alive_inputs(children[positions[0]][1].weight)
+        masks[children[positions[0]][0]][1] = _keep_at_least_one(fed, fed.float())
     for i, j in zip(positions[:-1], positions[1:]):
         producer, bns = children[i][1], _between(children, i, j)
         if bns is None:
@@ -310,9 +309,8 @@ def compact_sequential(
     masks = keep_masks(seq, gather_inputs)
     first = next(iter(masks), None)
     out: list[tuple[str, nn.Module]] = []
-    units: torch.Tensor | None = (
-        None  # the kept outputs of the last weight layer seen (for BatchNorms)
-    )
+    # the kept outputs of the last weight layer seen (for the BatchNorms after it)
+    units: torch.Tensor | None = None
     for name, module in seq.named_children():
         if name in masks:
             out_keep, in_keep = masks[name]
@@ -364,8 +362,7 @@ def _last_conv_is_zero(branch: nn.Module) -> bool:
     after = list(branch)[list(branch).index(convs[-1]) + 1 :] if convs else []
     return (
         bool(convs)
-        and not bool(convs[-1].weight.ne(0).any())
-        and (convs[-1].bias is None or not bool(convs[-1].bias.ne(0).any()))
+        and not bool(alive_rows(gemm_view(convs[-1].weight), convs[-1].bias).any())
         and all(isinstance(m, BATCHNORMS) for m in after)
     )
 
@@ -387,7 +384,7 @@ def drop_zero_branches(model: nn.Module) -> list[str]:
             or isinstance(block.branch, ConstantBranch)
         ):
             continue
-        if not any(bool(p.ne(0).any()) for p in block.branch.parameters()):
+        if not branch_alive(block):
             block.drop_branch()
         elif _last_conv_is_zero(block.branch):
             conv = next(m for m in block.branch if isinstance(m, nn.Conv2d))
@@ -449,11 +446,8 @@ def compact(
 
 
 def _check_same_outputs(model: nn.Module, small: nn.Module, x: torch.Tensor) -> None:
-    was_training = model.training
-    try:
-        expected = model.eval()(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        expected = model(x)
     got = small(x)
     if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         error = (got - expected).abs().max().item() if got.shape == expected.shape else float("nan")

@@ -36,10 +36,10 @@ from torch import nn
 
 from .._checks import check_choice
 from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
+from ..metrics import BATCHNORMS
 
 GroupKind = Literal["filter", "channel", "shape", "neuron_out", "neuron_in", "depth"]
 KINDS: tuple[str, ...] = ("filter", "channel", "shape", "neuron_out", "neuron_in", "depth")
-BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
 _WHERE = {
     "filter": "Conv2d layers",
     "channel": "Conv2d layers",
@@ -125,6 +125,11 @@ def branch_squares(block: ResidualBlock) -> torch.Tensor:
     return torch.stack([p.pow(2).sum() for p in params]).sum()
 
 
+def branch_alive(block: ResidualBlock) -> bool:
+    """Whether a residual block's branch holds a non-zero parameter (False once it is dropped)."""
+    return block.branch is not None and any(bool(p.ne(0).any()) for p in block.branch.parameters())
+
+
 def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
     """The modules carrying ``kind`` groups; ``neuron_out`` skips the last Linear (the class
     scores)."""
@@ -207,10 +212,7 @@ def group_alive(
         return {name: alive_inputs(m.weight) for name, m in selected.items()}
     if kind == "shape":
         return {name: alive_columns(gemm_view(m.weight)) for name, m in selected.items()}
-    return {
-        name: torch.tensor(any(bool(p.ne(0).any()) for p in b.branch.parameters()))
-        for name, b in selected.items()
-    }
+    return {name: torch.tensor(branch_alive(b)) for name, b in selected.items()}
 
 
 def zero_group_fraction(
@@ -224,10 +226,10 @@ def zero_group_fraction(
 
 
 __all__ = [
-    "BATCHNORMS",
     "GroupKind",
     "KINDS",
     "ResidualBlock",
+    "branch_alive",
     "branch_squares",
     "channel_squares",
     "check_kind",

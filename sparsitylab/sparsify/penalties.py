@@ -29,6 +29,7 @@ from .groups import (
     following_batchnorm,
     group_norms,
     group_squares,
+    row_parameters,
     safe_norm,
     select_layers,
 )
@@ -88,10 +89,11 @@ def zero_small_(model: nn.Module, threshold: float = ZEROUT_THRESHOLD) -> int:
 
 
 def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) -> None:
+    """Scale each output unit's whole group: its weight row and the tensors it owns
+    (:func:`~sparsitylab.sparsify.groups.row_parameters`)."""
     layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
-    for p in (layer.bias, *((bn.weight, bn.bias) if bn is not None and bn.affine else ())):
-        if p is not None:
-            p.mul_(scale)
+    for p in row_parameters(layer, bn):
+        p.mul_(scale)
 
 
 @torch.no_grad()
