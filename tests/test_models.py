@@ -90,3 +90,14 @@ def test_every_layer_has_a_name():
     assert list(resnet.blocks._modules) == [f"s{s}b{b}" for s in (1, 2, 3) for b in (1, 2, 3)]
     assert isinstance(resnet.get_submodule("blocks.s2b1.branch.conv1"), torch.nn.Conv2d)
     assert resnet.blocks[3] is resnet.blocks.s2b1  # positions still work where order matters
+
+
+def test_eval_mode_restores_each_mode_even_after_an_error():
+    training, evaluating = models.mlp((4, 3, 2)), models.lenet5().eval()
+    with models.eval_mode(training, evaluating):
+        assert not training.training and not evaluating.training
+    assert training.training and not evaluating.training
+    with pytest.raises(RuntimeError, match="inside"), models.eval_mode(training):
+        assert not training.training
+        raise RuntimeError("inside")
+    assert training.training
