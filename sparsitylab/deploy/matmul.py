@@ -144,8 +144,8 @@ def _bsr_plan(a: BSR, n: int, be: Backend) -> Callable[[Any], Any]:
     if bsr_shared_bytes(a.block) > SHARED_MEMORY_BYTES:
         raise ValueError(
             f"block={a.block} needs {bsr_shared_bytes(a.block)} bytes of shared memory per thread "
-            f"block; "
-            f"the limit is {SHARED_MEMORY_BYTES} (4·(br·bc + 64·bc) ≤ 48 KiB: use smaller blocks)"
+            f"block; the limit is {SHARED_MEMORY_BYTES} (4·(br·bc + 64·bc) ≤ 48 KiB: use smaller "
+            "blocks)"
         )
     fn = be.function("bsr_spmm.cu", "bsr_spmm", (("BSR_BR", br), ("BSR_BC", bc)))
     grid, block = (m // br, _blocks(n, 64), 1), (32, min(br, 8), 1)  # 64 columns per block
@@ -294,6 +294,14 @@ def _check_b(b: Any, rows: int, n: int, dtypes: tuple, contiguous: bool) -> None
         )
 
 
+def _check_values_dtype(a: Format, allowed: tuple[torch.dtype, ...], rule: str) -> None:
+    if a.values.dtype not in allowed:
+        raise TypeError(
+            f"{rule}: a.values has dtype {a.values.dtype}; convert with "
+            "a.map(lambda t: t.float() if t.is_floating_point() else t)"
+        )
+
+
 def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool = True) -> Callable:
     """Prepare C = A · B for a B with ``n`` columns; returns ``run(B) -> C``, which checks B's
     shape, dtype and layout on every call (a wrong B would give wrong numbers, or on a GPU read past
@@ -309,41 +317,25 @@ def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool 
         )
     n = check_int(n, "n", minimum=1)  # the columns of B
     be = resolve_backend(backend)
-    rows = a.shape[1]
     if be is None:
-        if a.values.dtype not in CPU_DTYPES:
-            raise TypeError(
-                f"the CPU paths take fp32 or fp64: a.values has dtype {a.values.dtype}; convert "
-                f"with "
-                "a.map(lambda t: t.float() if t.is_floating_point() else t)"
-            )
+        _check_values_dtype(a, CPU_DTYPES, "the CPU paths take fp32 or fp64")
         cpu = {
             CSR: _csr_cpu,
             BSR: _bsr_cpu,
             Compacted: _compacted_cpu,
             Sparse24: lambda s: _csr_cpu(sparse24_as_csr(s)),
         }[type(a)]
-        run_cpu = cpu(a.map(lambda t: t.cpu()))
-        dtype = (a.values.dtype,)
-
-        def checked_cpu(b: torch.Tensor) -> torch.Tensor:
-            _check_b(b, rows, n, dtype, contiguous=False)
-            return run_cpu(b)
-
-        return checked_cpu
-    if a.values.dtype != torch.float32:
-        raise TypeError(
-            f"the GPU kernels are fp32: a.values has dtype {a.values.dtype}; convert with "
-            "a.map(lambda t: t.float() if t.is_floating_point() else t)"
-        )
-    if isinstance(a, Compacted):
-        run = _compacted_plan(a, n, be, fused)
+        run, b_dtypes, contiguous = cpu(a.map(lambda t: t.cpu())), (a.values.dtype,), False
     else:
-        run = {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
-    float32 = (np.dtype(np.float32),)
+        _check_values_dtype(a, (torch.float32,), "the GPU kernels are fp32")
+        if isinstance(a, Compacted):
+            run = _compacted_plan(a, n, be, fused)
+        else:
+            run = {CSR: _csr_plan, BSR: _bsr_plan, Sparse24: _sparse24_plan}[type(a)](a, n, be)
+        b_dtypes, contiguous = (np.dtype(np.float32),), True
 
     def checked(b: Any) -> Any:
-        _check_b(b, rows, n, float32, contiguous=True)
+        _check_b(b, a.shape[1], n, b_dtypes, contiguous)
         return run(b)
 
     return checked
