@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch.nn.utils import prune
@@ -24,7 +25,7 @@ from .. import models
 from ..metrics import prunable_layers
 from ..sparsify.budgets import budget_masks
 from ..sparsify.masks import pruned_count, topk_mask
-from ..timing import interleaved
+from ..timing import cpu_name, interleaved
 from . import positive_int, sparsity_value
 
 
@@ -62,11 +63,26 @@ def torch_prune_global(model: torch.nn.Module, sparsity: float) -> list[torch.Te
     return [m.weight_mask.bool() for m, _ in params]
 
 
-def _row(name: str, latency, reference: float, kept: int, expected: int) -> str:
-    return (
-        f"  {name:<44} {latency.median * 1e3:9.1f} ms   {reference / latency.median:6.2f}×   "
-        f"exact count: {'yes' if kept == expected else f'NO ({kept} vs {expected})'}"
-    )
+def _kept(masks: torch.Tensor | Mapping[str, torch.Tensor] | list[torch.Tensor]) -> int:
+    """Kept weights of one mask, a list of masks or a name → mask mapping."""
+    if isinstance(masks, torch.Tensor):
+        return int(masks.sum())
+    return sum(int(m.sum()) for m in (masks.values() if isinstance(masks, Mapping) else masks))
+
+
+def _table(contenders: dict[str, Callable[[], Any]], expected: int, repeats: int) -> None:
+    """Time the contenders round-robin (:func:`sparsitylab.timing.interleaved`) and print one row
+    each: median, speed-up over the first (the naive reference), and whether its mask keeps exactly
+    ``expected`` weights."""
+    kept = {name: _kept(make()) for name, make in contenders.items()}
+    times = interleaved(contenders, repeats, warmup=1)
+    reference = next(iter(times.values())).median
+    for name, t in times.items():
+        exact = "yes" if kept[name] == expected else f"NO ({kept[name]} vs {expected})"
+        print(
+            f"  {name:<44} {t.median * 1e3:9.1f} ms   {reference / t.median:6.2f}×   "
+            f"exact count: {exact}"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -85,87 +101,47 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(0)
     print(
         f"sparsitylab bench masks — sparsity {s}, device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"{cpu_name()}"
     )
     print("  speed-up column = naive sort reference time / this time (higher is faster)\n")
-
-    def timed(fn):
-        return interleaved({"fn": fn}, args.repeats, warmup=1)["fn"]
 
     model = models.mlp((1024, 2048, 2048, 2048, 10)).to(device)
     weights = [m.weight.detach() for m in prunable_layers(model).values()]
     n = sum(w.numel() for w in weights)
-    expected = n - pruned_count(n, s)
-    ours, naive = budget_masks(model, s, "global"), global_sort_reference(weights, s)
-    same = all(torch.equal(a, b) for a, b in zip(ours.values(), naive))
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(
+            budget_masks(model, s, "global").values(), global_sort_reference(weights, s)
+        )
+    )
     print(
         f"[1] global magnitude pruning of an MLP with {n / 1e6:.1f}M weights (masks identical to "
         f"reference: {same})"
     )
-    reference = timed(lambda: global_sort_reference(weights, s))
-    print(
-        _row(
-            "naive: concatenate + full stable sort",
-            reference,
-            reference.median,
-            sum(int(m.sum()) for m in naive),
-            expected,
-        )
-    )
-    print(
-        _row(
-            "torch.nn.utils.prune.global_unstructured",
-            timed(lambda: torch_prune_global(model, s)),
-            reference.median,
-            sum(int(m.sum()) for m in torch_prune_global(model, s)),
-            expected,
-        )
-    )
-    print(
-        _row(
-            "sparsitylab budget_masks(..., 'global')",
-            timed(lambda: budget_masks(model, s, "global")),
-            reference.median,
-            sum(int(m.sum()) for m in ours.values()),
-            expected,
-        )
+    _table(
+        {
+            "naive: concatenate + full stable sort": lambda: global_sort_reference(weights, s),
+            "torch.nn.utils.prune.global_unstructured": lambda: torch_prune_global(model, s),
+            "sparsitylab budget_masks(..., 'global')": lambda: budget_masks(model, s, "global"),
+        },
+        n - pruned_count(n, s),
+        args.repeats,
     )
 
     w = torch.randn(4096, 4096, device=device)
-    expected = w.numel() - pruned_count(w.numel(), s)
     same = torch.equal(topk_mask(w, s), sort_reference_mask(w.abs(), s))
     print(f"\n[2] top-k mask of a 4096×4096 tensor (masks identical to reference: {same})")
-    reference = timed(lambda: sort_reference_mask(w.abs(), s))
-    print(
-        _row(
-            "naive: full stable sort",
-            reference,
-            reference.median,
-            int(sort_reference_mask(w.abs(), s).sum()),
-            expected,
-        )
-    )
-    print(
-        _row(
-            "torch.topk (ties unspecified)",
-            timed(lambda: torch_topk_mask(w, s)),
-            reference.median,
-            int(torch_topk_mask(w, s).sum()),
-            expected,
-        )
-    )
-    print(
-        _row(
-            "sparsitylab topk_mask",
-            timed(lambda: topk_mask(w, s)),
-            reference.median,
-            int(topk_mask(w, s).sum()),
-            expected,
-        )
-    )
-    print(
-        "\nTimes are medians of",
+    _table(
+        {
+            "naive: full stable sort": lambda: sort_reference_mask(w.abs(), s),
+            "torch.topk (ties unspecified)": lambda: torch_topk_mask(w, s),
+            "sparsitylab topk_mask": lambda: topk_mask(w, s),
+        },
+        w.numel() - pruned_count(w.numel(), s),
         args.repeats,
-        "runs after 1 warm-up; other processes on the machine add noise.",
+    )
+    print(
+        f"\nTimes are medians of {args.repeats} rounds after 1 warm-up, the contenders of each "
+        "task timed round-robin; other processes on the machine add noise."
     )
     return 0

@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from .. import modes
 from ..deploy import matmul
 from ..deploy.formats import BSR, CSR, Compacted, Sparse24
-from ..sparsify.masks import block_mask, mask_from_scores, nm_mask, topk_mask
+from ..sparsify.masks import block_mask, mask_from_scores, nm_mask, topk_mask, zero_pruned
 from ..timing import cpu_name, interleaved, threads
 from . import positive_int
 
@@ -78,13 +78,13 @@ def pruned(
 ) -> torch.Tensor:
     """``w`` with the mask the format is built for (see module docstring)."""
     if kind == "csr":
-        return w * topk_mask(w, sparsity)
+        return zero_pruned(w, topk_mask(w, sparsity))
     if kind == "bsr":
-        return w * block_mask(w, block, sparsity)
+        return zero_pruned(w, block_mask(w, block, sparsity))
     if kind == "compacted":
-        return w * mask_from_scores(w.norm(dim=0), sparsity)
+        return zero_pruned(w, mask_from_scores(w.norm(dim=0), sparsity).expand_as(w))
     if kind == "2:4":
-        return w * nm_mask(w, 2, 4)
+        return zero_pruned(w, nm_mask(w, 2, 4))
     raise ValueError(f"kind={kind!r} is not one of 'csr', 'bsr', 'compacted', '2:4'")
 
 

@@ -84,10 +84,8 @@ def main(argv: list[str]) -> int:
     for name, row in missed.iterrows():
         print(
             f"  below target: {name}: the compacted {row.compact_shape} GEMM runs at "
-            f"{row.efficiency:.0%} of the dense "
-            f"GEMM's FLOP rate ({row.intensity:.1f} FLOP per byte moved; few rows or few FLOP per "
-            f"byte "
-            f"leave the vector units waiting for memory)"
+            f"{row.efficiency:.0%} of the dense GEMM's FLOP rate ({row.intensity:.1f} FLOP per "
+            "byte moved; few rows or few FLOP per byte leave the vector units waiting for memory)"
         )
     if args.json:
         with open(args.json, "w") as f:
