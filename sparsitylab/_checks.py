@@ -72,6 +72,7 @@ def check_sparsity(value: Any, name: str = "sparsity") -> float:
 
 def check_pair(value: Any, name: str) -> tuple[int, int]:
     """A pair of positive ints (rows, cols); a single int ``k`` means ``(k, k)``."""
+    allowed = f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)"
     pair = (value, value) if isinstance(value, Integral) and not isinstance(value, bool) else value
     if (
         not isinstance(pair, Sequence)
@@ -79,13 +80,9 @@ def check_pair(value: Any, name: str) -> tuple[int, int]:
         or len(pair) != 2
         or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in pair)
     ):
-        raise TypeError(
-            f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)"
-        )
+        raise TypeError(allowed)
     if min(pair) < 1:
-        raise ValueError(
-            f"{name}={value!r} must be a positive int or a pair of positive ints (rows, cols)"
-        )
+        raise ValueError(allowed)
     return int(pair[0]), int(pair[1])
 
 

@@ -29,7 +29,7 @@ from ._checks import check_int
 from .callbacks import LogSparsity
 from .deploy.compaction import layer_macs
 from .methods import Method
-from .metrics import count_nonzeros, count_parameters, layer_sparsity, sparsity, total_macs
+from .metrics import count_nonzeros, count_parameters, layer_costs, layer_sparsity, sparsity
 from .train import (
     SGD,
     Callback,
@@ -109,8 +109,7 @@ class Run:
         )
         return (
             f"{self.method}: {acc}, weight sparsity {100 * self.sparsity:.2f} %, {self.nonzeros:,} "
-            f"of "
-            f"{self.params:,} parameters non-zero{small} ({self.seconds:.0f} s)"
+            f"of {self.params:,} parameters non-zero{small} ({self.seconds:.0f} s)"
         )
 
 
@@ -223,11 +222,12 @@ def run(
 
     model.eval()
     final = method.finalize(model).eval()
-    example = _example_batch(test_loader or train_loader, device)
+    example = _example_batch(test_loader if test_loader is not None else train_loader, device)
     compacted = method.compact(final, example_input=example)
     if compacted is not None:
         compacted.eval()
     sample_shape = (1, *example.shape[1:]) if example is not None else None
+    costs = layer_costs(final, sample_shape) if sample_shape else []
     test = evaluate(final, test_loader) if test_loader is not None else {"acc": None, "loss": None}
     return Run(
         method=method.name or type(method).__name__,
@@ -242,8 +242,8 @@ def run(
         layer_sparsity=layer_sparsity(final),
         params=count_parameters(final),
         nonzeros=count_nonzeros(final),
-        macs=total_macs(final, sample_shape) if sample_shape else 0,
-        sparse_macs=total_macs(final, sample_shape, sparse=True) if sample_shape else 0,
+        macs=sum(c.macs for c in costs),
+        sparse_macs=sum(c.sparse_macs for c in costs),
         compacted_params=count_parameters(compacted) if compacted is not None else None,
         compacted_macs=sum(layer_macs(compacted, sample_shape).values())
         if compacted is not None and sample_shape

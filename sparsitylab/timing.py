@@ -50,9 +50,8 @@ class Timing:
     def __str__(self) -> str:
         return (
             f"{self.median * 1e3:.3f} ms (IQR {self.q1 * 1e3:.3f}-{self.q3 * 1e3:.3f} ms, "
-            f"n={self.samples}, "
-            f"{'wall clock' if self.clock == 'wall' else 'thread CPU time'}, {self.threads} "
-            f"thread(s))"
+            f"n={self.samples}, {'wall clock' if self.clock == 'wall' else 'thread CPU time'}, "
+            f"{self.threads} thread(s))"
         )
 
 
@@ -76,6 +75,13 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _thread_count(num_threads: int | None) -> int:
+    """``num_threads`` checked, or torch's current thread count when it is None."""
+    if num_threads is None:
+        return torch.get_num_threads()
+    return check_int(num_threads, "num_threads", minimum=1)
+
+
 def measure(
     fn: Callable[[], object], min_run_time: float = 0.2, num_threads: int | None = None
 ) -> Timing:
@@ -83,11 +89,7 @@ def measure(
     at least ``min_run_time`` seconds; median and quartiles over the blocks). ``num_threads``:
     default the current count."""
     check_real(min_run_time, "min_run_time", minimum=0.0)
-    n = (
-        torch.get_num_threads()
-        if num_threads is None
-        else check_int(num_threads, "num_threads", minimum=1)
-    )
+    n = _thread_count(num_threads)
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=n)
     with torch.no_grad():
         result = timer.blocked_autorange(min_run_time=min_run_time)
@@ -122,11 +124,7 @@ def interleaved(
         check_int(repeats, "repeats", minimum=1),
         check_int(warmup, "warmup", minimum=0),
     )
-    n = (
-        torch.get_num_threads()
-        if num_threads is None
-        else check_int(num_threads, "num_threads", minimum=1)
-    )
+    n = _thread_count(num_threads)
     now = _clock(clock, n)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in calls}

@@ -113,7 +113,7 @@ class MagnitudePruning(Method):
 
 def one_shot(sparsity: float, budget: str = "global", **kwargs) -> MagnitudePruning:
     """Prune once to ``sparsity`` before training; fine-tune with fixed masks."""
-    return MagnitudePruning(OneShot(sparsity), budget, **kwargs)
+    return MagnitudePruning.from_options(sparsity, budget, "one_shot", **kwargs)
 
 
 def gradual(
@@ -126,8 +126,9 @@ def gradual(
 ) -> MagnitudePruning:
     """Zhu & Gupta GMP from dense (s_i = 0, t₀ = 0) to ``final_sparsity`` in ``n`` events that end
     at ``end_fraction`` of ``total_steps``; the rest of training fine-tunes with frozen masks."""
-    schedule = CubicSchedule.spanning(total_steps, final_sparsity, n=n, end_fraction=end_fraction)
-    return MagnitudePruning(schedule, budget, **kwargs)
+    return MagnitudePruning.from_options(
+        final_sparsity, budget, "gradual", total_steps, n, end_fraction, **kwargs
+    )
 
 
 __all__ = ["MagnitudePruning", "gradual", "one_shot"]

@@ -64,9 +64,7 @@ class SSL(Method):
         self.optimizer = optimizer
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
-        if (
-            self.frozen or self.exact == "prox"
-        ):  # prox: every term is applied as a proximal step in after_step
+        if self.frozen or self.exact == "prox":  # prox: every term is a proximal step in after_step
             return 0.0
         return self.objective.penalty(model)
 

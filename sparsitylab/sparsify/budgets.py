@@ -152,6 +152,20 @@ def _weights_and_dense(model: nn.Module, budget: str, first_dense: bool, last_de
     return weights, dense_layer_names(list(weights), first_dense, last_dense)
 
 
+def _shape_sparsities(
+    weights: Mapping[str, torch.Tensor],
+    sparsity: float,
+    budget: str,
+    dense: Sequence[str],
+    power_scale: float,
+) -> dict[str, float]:
+    """The "uniform" or "erk" per-layer sparsities, which depend on the weights' shapes only."""
+    shapes = {n: tuple(w.shape) for n, w in weights.items()}
+    if budget == "uniform":
+        return uniform_sparsities(shapes, sparsity, dense)
+    return erk_sparsities(shapes, sparsity, dense, power_scale)
+
+
 def budget_sparsities(
     model: nn.Module,
     sparsity: float,
@@ -165,10 +179,7 @@ def budget_sparsities(
     weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
     if budget == "global":
         return global_sparsities(weights, sparsity, dense)
-    shapes = {n: tuple(w.shape) for n, w in weights.items()}
-    if budget == "uniform":
-        return uniform_sparsities(shapes, sparsity, dense)
-    return erk_sparsities(shapes, sparsity, dense, power_scale)
+    return _shape_sparsities(weights, sparsity, budget, dense, power_scale)
 
 
 def budget_masks(
@@ -189,13 +200,13 @@ def budget_masks(
     weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
     if budget == "global":
         return global_masks(weights, sparsity, dense)
-    per_layer = budget_sparsities(model, sparsity, budget, first_dense, last_dense, power_scale)
+    per_layer = _shape_sparsities(weights, sparsity, budget, dense, power_scale)
     for n, s in per_layer.items():
         if n not in dense and pruned_count(weights[n].numel(), s) == weights[n].numel():
             raise ValueError(
                 f"layer {n!r} ({weights[n].numel()} weights) would lose every weight at its "
-                f"{budget} "
-                f"sparsity {s:.4f} (overall sparsity={sparsity}); request less or keep it dense"
+                f"{budget} sparsity {s:.4f} (overall sparsity={sparsity}); request less or keep "
+                "it dense"
             )
     return {n: topk_mask(w, per_layer[n]) for n, w in weights.items() if n not in dense}
 

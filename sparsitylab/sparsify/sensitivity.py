@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
-from .._checks import check_sparsity
+from .._checks import check_real, check_sparsity
 from ..metrics import prunable_layers
 from ..train import accuracy
 from .masks import topk_mask
@@ -78,8 +78,7 @@ def sensitivity_scan(
 def sensitivity_budget(scan, max_drop: float) -> dict[str, float]:
     """Per layer, the largest scanned sparsity whose accuracy is within ``max_drop`` of dense (0 if
     none)."""
-    if not 0.0 <= max_drop <= 1.0:
-        raise ValueError(f"max_drop={max_drop!r} must be an accuracy difference in [0, 1]")
+    check_real(max_drop, "max_drop", 0.0, 1.0)  # an accuracy difference
     ok = scan.ge(scan.attrs["dense_acc"] - max_drop)
     sparsities = scan.columns.to_numpy(dtype=float)
     return {
