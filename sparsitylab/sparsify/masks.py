@@ -26,6 +26,7 @@ Primitives:
   (Zhou et al., ICLR 2021, https://arxiv.org/abs/2102.04010); for a conv the grouping follows the
   ``order`` of :mod:`sparsitylab.gemm` (default: input channels at a fixed tap, the hardware
   layout).
+- :func:`top_n_per_group` — the N:M selection itself, on any (groups, m) matrix.
 - :func:`zero_pruned` — apply a keep-mask to a tensor: pruned entries become exact zeros.
 """
 
@@ -189,7 +190,7 @@ def nm_mask(w: torch.Tensor, n: int, m: int, order: str = "hwc") -> torch.Tensor
         raise ValueError(
             f"w has shape {tuple(w.shape)}; nm_mask needs a 2-D (Linear) or 4-D (Conv2d) weight"
         )
-    matrix = gemm_view(w.detach(), order).abs()
+    matrix = gemm_view(w.detach(), order)
     grouped = w.shape[1] if (w.dim() == 2 or order == "hwc") else matrix.shape[1]
     if grouped % m:
         what = (
@@ -199,13 +200,55 @@ def nm_mask(w: torch.Tensor, n: int, m: int, order: str = "hwc") -> torch.Tensor
         )
         raise ValueError(
             f"w of shape {tuple(w.shape)} has {grouped} {what}, not divisible by m={m}; "
-            f"N:M groups run along them (order={order!r}; pad to a multiple of m)"
+            f"N:M groups run along them (order={order!r}; pad to a multiple of m, or see "
+            f"sparsitylab.sparsify.nm for the policies that keep such a layer dense)"
         )
-    groups = matrix.reshape(matrix.shape[0], -1, m)
-    order_in_group = torch.argsort(groups, dim=-1, descending=True, stable=True)
-    keep = torch.zeros(groups.shape, dtype=torch.bool, device=w.device)
-    keep.scatter_(-1, order_in_group[..., :n], True)
+    keep = top_n_per_group(matrix.reshape(-1, m), n)
     return from_gemm_view(keep.reshape(matrix.shape), w.shape, order)
+
+
+PAIRWISE_MAX_M = 16  # above this, m² comparisons cost more than a sort
+GROUP_CHUNK = 1 << 16  # groups per chunk on the CPU: the chunk's temporaries stay in cache
+
+
+def top_n_per_group(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """Keep-mask of ``groups`` (G, m): in every row, the ``n`` largest |values|; ties keep the
+    earlier position.
+
+    For m ≤ 16 no sort is needed: the rank of each entry (how many entries of its group beat it) is
+    counted with the m(m−1)/2 pairwise comparisons, and an entry is kept when its rank is below n.
+    This runs on chunks of the transposed groups (m contiguous rows of scores), which stay in cache;
+    about 10× faster than ``argsort`` for 2:4 (``sparsitylab bench nm``). Larger m use a stable
+    ``argsort``; both give the same mask.
+    """
+    check_tensor(groups, "groups", dims=(2,))
+    count, m = groups.shape
+    check_int(n, "n", minimum=1, maximum=max(m - 1, 1))
+    keep = torch.empty(count, m, dtype=torch.bool, device=groups.device)
+    if m > PAIRWISE_MAX_M:
+        order = torch.argsort(groups.abs(), dim=-1, descending=True, stable=True)
+        return keep.fill_(False).scatter_(-1, order[:, :n], True)
+    chunk = GROUP_CHUNK if groups.device.type == "cpu" else max(count, 1)
+    scores = torch.empty(m, min(chunk, count), dtype=groups.dtype, device=groups.device)
+    rank = torch.empty(scores.shape, dtype=torch.int16, device=groups.device)
+    beats = torch.empty(scores.shape[1], dtype=torch.bool, device=groups.device)
+    beats16 = torch.empty(scores.shape[1], dtype=torch.int16, device=groups.device)
+    # rank_i = #{j < i: |g_j| ≥ |g_i|} + #{j > i: |g_j| > |g_i|}: start from m−1−i (every later
+    # entry beats i), then for each pair i < j where i wins, move that point from i to j
+    start = torch.arange(m - 1, -1, -1, dtype=torch.int16, device=groups.device)[:, None]
+    for first in range(0, count, chunk):
+        size = min(chunk, count - first)
+        a, r, b, b16 = scores[:, :size], rank[:, :size], beats[:size], beats16[:size]
+        torch.abs(groups[first : first + size].t(), out=a)
+        r.copy_(start.expand(m, size))
+        for i in range(m):
+            for j in range(i + 1, m):
+                torch.ge(a[i], a[j], out=b)  # i beats j (the earlier entry wins a tie)
+                b16.copy_(b)
+                r[j].add_(b16)
+                r[i].sub_(b16)
+        torch.lt(r, n, out=keep[first : first + size].t())
+    return keep
 
 
 def zero_pruned(w: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -231,5 +274,6 @@ __all__ = [
     "global_topk_masks",
     "block_mask",
     "nm_mask",
+    "top_n_per_group",
     "zero_pruned",
 ]
