@@ -10,6 +10,9 @@ One API, two kinds of engine:
   blocks, compacted dense GEMM (MKL's inspector-executor behind ``torch.sparse``; PyTorch PRs #68710
   and #77255).
 
+``layer_forward(fmt, layer, x)`` computes a Linear or Conv2d layer's output with its weight packed
+in ``fmt`` (the im2col patches of a conv in the format's column order).
+
 ``plan(fmt, n)`` prepares a product once (converted arrays, chosen kernel, launch shape) and
 returns ``run(B) -> C`` — plans are what benchmarks time. ``spmm(fmt, B)`` is the one-shot form.
 Kernel sources are package data (``sparsitylab.kernels``), read with ``importlib.resources``
@@ -27,8 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from .._checks import check_int
+from ..gemm import im2col
 from .formats import BSR, CSR, Compacted, Sparse24, from_array, to_array
 
 Format = CSR | BSR | Sparse24 | Compacted
@@ -358,6 +363,38 @@ def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> 
     return be.tensor(run(be.array(b.to(torch.float32).contiguous())))
 
 
+def layer_forward(
+    a: Format, layer: nn.Module, x: torch.Tensor, backend: Backend | None | str = "auto"
+) -> torch.Tensor:
+    """``layer(x)`` computed as a sparse product: ``a`` holds the layer's weight (its GEMM view in
+    ``a.order``, e.g. ``Sparse24.from_weight(layer.weight)``), the bias is added after.
+
+    Linear: Y = (A · Xᵀ)ᵀ + b. Conv2d (no groups): the im2col patches of x in ``a.order``, one
+    product over all images and positions, reshaped to (B, O, H', W').
+    """
+    if isinstance(layer, nn.Linear):
+        out = spmm(a, x.reshape(-1, x.shape[-1]).t(), backend).t().to(x.device)
+        out = out.reshape(*x.shape[:-1], out.shape[-1])
+        return out if layer.bias is None else out + layer.bias.detach()
+    if not isinstance(layer, nn.Conv2d) or layer.groups != 1 or isinstance(layer.padding, str):
+        raise TypeError(
+            f"layer must be an nn.Linear or an nn.Conv2d with groups=1 and numeric padding, got "
+            f"{layer!r}"
+        )
+    patches = im2col(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, a.order)
+    batch, rows, positions = patches.shape
+    product = spmm(a, patches.transpose(0, 1).reshape(rows, batch * positions), backend)
+    out = product.to(x.device).reshape(-1, batch, positions).transpose(0, 1)
+    side = [
+        (size + 2 * pad - dil * (k - 1) - 1) // step + 1
+        for size, pad, dil, k, step in zip(
+            x.shape[2:], layer.padding, layer.dilation, layer.kernel_size, layer.stride
+        )
+    ]
+    out = out.reshape(batch, -1, *side)
+    return out if layer.bias is None else out + layer.bias.detach().reshape(1, -1, 1, 1)
+
+
 __all__ = [
     "BACKENDS",
     "Backend",
@@ -366,6 +403,7 @@ __all__ = [
     "resolve_backend",
     "default_backend",
     "gpu_available",
+    "layer_forward",
     "load_source",
     "plan",
     "sparse24_as_csr",

@@ -4,8 +4,11 @@
   class
 - ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every
   forward)
+- ``nm``          W_eff = W ⊙ E(W), an N:M mask recomputed every forward, with the STE / SR-STE
+  backward
 """
 
+from . import nm
 from .base import (
     Found,
     Reparametrization,
@@ -17,10 +20,12 @@ from .base import (
     stack,
 )
 from .fixed_mask import FixedMask, apply_masks, get_masks, is_masked, remove_masks
+from .nm import NMMask
 
 __all__ = [
     "FixedMask",
     "Found",
+    "NMMask",
     "Reparametrization",
     "apply_masks",
     "attach",
@@ -28,6 +33,7 @@ __all__ = [
     "get_masks",
     "is_masked",
     "load_state_dict",
+    "nm",
     "remove",
     "remove_masks",
     "saved_stacks",

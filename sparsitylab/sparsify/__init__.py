@@ -3,12 +3,13 @@
 - ``masks``        exact top-k, global, block and N:M keep-masks
 - ``groups``       SSL's group views (filters, channels, shapes, neurons, residual branches) and
   their norms
+- ``nm``           which layers can be N:M, along which axis, and what ASP would skip
 - ``budgets``      how an overall sparsity is shared among layers (uniform, global, ERK)
 - ``schedules``    when the sparsity target changes (one-shot, Zhu & Gupta's cubic schedule)
 - ``sensitivity``  per-layer accuracy-vs-sparsity scans
 - ``penalties``    group lasso and ℓ1 penalties, and the steps that make their zeros exact
 """
 
-from . import budgets, groups, masks, penalties, schedules, sensitivity
+from . import budgets, groups, masks, nm, penalties, schedules, sensitivity
 
-__all__ = ["budgets", "groups", "masks", "penalties", "schedules", "sensitivity"]
+__all__ = ["budgets", "groups", "masks", "nm", "penalties", "schedules", "sensitivity"]

@@ -1,0 +1,161 @@
+"""N:M sparsity as methods: trained from scratch (STE / SR-STE), or NVIDIA's ASP recipe.
+
+From scratch (Zhou et al., ICLR 2021, https://arxiv.org/abs/2102.04010)::
+
+    method = NMSparsity(n=2, m=4, decay=2e-4)     # SR-STE; decay=0 is plain STE
+    run = runner.run(method, model, loaders, epochs=E)
+
+``prepare`` puts an :class:`~sparsitylab.reparam.nm.NMMask` on every layer the plan
+(:mod:`sparsitylab.sparsify.nm`) makes sparse; the mask follows the dense weight on every forward
+during the whole of training, and ``finalize`` bakes the last one in (exact zeros).
+
+ASP, NVIDIA's Automatic SParsity (apex ``contrib/sparsity``) — dense training, then one-shot 2:4
+magnitude masks, then re-training with fixed masks and the same optimizer, schedule and epochs::
+
+    run = runner.run(ASP(), model, loaders, epochs=E, finetune_epochs=E)
+
+``prepare`` leaves the model dense; ``freeze`` (the runner calls it before fine-tuning) prunes
+once: ASP's best-of-all-patterns rule keeps, per group, the pattern with the largest kept Σ|w|,
+which is the top N by magnitude, i.e. :func:`~sparsitylab.sparsify.masks.nm_mask`. ASP itself skips
+every weight with out % 8 ≠ 0 or in % 16 ≠ 0 (``asp_rule=True`` reproduces that); by default the
+layer plan decides, as for the from-scratch method.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from .. import reparam
+from ..reparam.nm import SR_STE_DECAY, NMMask
+from ..sparsify.nm import LayerPlan, asp_eligible, model_masks, plan
+from . import register
+from .base import Method
+
+
+class _Planned(Method):
+    """Shared options: the N:M pattern and which layers take it."""
+
+    def __init__(
+        self,
+        n: int = 2,
+        m: int = 4,
+        policy: str = "dense",
+        order: str = "hwc",
+        first_dense: bool = False,
+        last_dense: bool = False,
+    ):
+        self.n, self.m, self.policy, self.order = n, m, policy, order
+        self.first_dense, self.last_dense = first_dense, last_dense
+        self.plans: dict[str, LayerPlan] = {}
+
+    def plan(self, model: nn.Module) -> dict[str, LayerPlan]:
+        """The layer plan (:func:`sparsitylab.sparsify.nm.plan`) for ``model``."""
+        return plan(model, self.m, self.policy, self.order, self.first_dense, self.last_dense)
+
+    def sparse_layers(self) -> list[str]:
+        """The layers the method sparsifies (after ``prepare``)."""
+        return [name for name, p in self.plans.items() if p.sparse]
+
+
+@register
+class NMSparsity(_Planned):
+    """N:M from scratch: masks recomputed from the dense weights on every forward (STE / SR-STE).
+
+    decay: SR-STE's λ_W (default 2e-4; 0 gives plain STE). policy, order, first_dense, last_dense:
+    which layers are N:M and along which axis (:func:`sparsitylab.sparsify.nm.plan`).
+    """
+
+    name = "nm"
+
+    def __init__(
+        self,
+        n: int = 2,
+        m: int = 4,
+        decay: float = SR_STE_DECAY,
+        policy: str = "dense",
+        order: str = "hwc",
+        first_dense: bool = False,
+        last_dense: bool = False,
+    ):
+        super().__init__(n, m, policy, order, first_dense, last_dense)
+        NMMask(n, m, order, decay)  # check the options now, not at prepare
+        self.decay = decay
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        self.plans = self.plan(model)
+        layers = dict(model.named_modules())
+        for name, p in self.plans.items():
+            if p.sparse:
+                reparam.attach(layers[name], "weight", NMMask(self.n, self.m, p.order, self.decay))
+        return model
+
+    def freeze(self, model: nn.Module) -> None:
+        """Fix the current N:M masks (STE no longer moves them): each dynamic mask becomes a
+        :class:`~sparsitylab.reparam.FixedMask`."""
+        masks = reparam.nm.current_masks(model)
+        reparam.remove(model, NMMask)
+        reparam.apply_masks(model, masks)
+
+
+@register
+class ASP(_Planned):
+    """NVIDIA's ASP recipe: dense training, one-shot N:M magnitude masks, fixed-mask re-training.
+
+    asp_rule: also skip every layer ASP would skip (out % 8 ≠ 0 or in % 16 ≠ 0).
+    """
+
+    name = "asp"
+
+    def __init__(
+        self,
+        n: int = 2,
+        m: int = 4,
+        policy: str = "dense",
+        order: str = "hwc",
+        first_dense: bool = False,
+        last_dense: bool = False,
+        asp_rule: bool = False,
+    ):
+        super().__init__(n, m, policy, order, first_dense, last_dense)
+        NMMask(n, m, order, 0.0)  # check the options now
+        self.asp_rule = asp_rule
+        self.pruned = False
+
+    def plan(self, model: nn.Module) -> dict[str, LayerPlan]:
+        plans = super().plan(model)
+        if not self.asp_rule:
+            return plans
+        layers = dict(model.named_modules())
+        return {
+            name: p
+            if not p.sparse or asp_eligible(layers[name].weight)
+            else LayerPlan(name, p.shape, None, "dense: ASP skips it (needs out % 8, in % 16 = 0)")
+            for name, p in plans.items()
+        }
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        self.plans, self.pruned = self.plan(model), False
+        return model
+
+    def freeze(self, model: nn.Module) -> None:
+        """Prune once: the N:M magnitude masks of the trained weights, fixed from now on."""
+        reparam.apply_masks(model, model_masks(model, self.n, self.m, self.plans))
+        self.pruned = True
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """Bake the masks in; a model that was never fine-tuned is pruned here (no re-training)."""
+        model = copy.deepcopy(model)
+        if not self.pruned:
+            reparam.apply_masks(model, model_masks(model, self.n, self.m, self.plans))
+        return reparam.remove(model)
+
+    def state_dict(self) -> dict:
+        return {"pruned": self.pruned}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pruned = bool(state["pruned"])
+
+
+__all__ = ["ASP", "NMSparsity"]

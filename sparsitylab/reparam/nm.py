@@ -1,0 +1,112 @@
+"""N:M masks recomputed from the dense weight on every forward: STE and SR-STE.
+
+From Zhou et al., "Learning N:M Fine-grained Structured Sparse Neural Networks From Scratch" (ICLR
+2021, https://arxiv.org/abs/2102.04010). The layer keeps a **dense** trainable weight W and computes
+with W̃ = W ⊙ E, where E is the N:M magnitude mask of the current W
+(:func:`sparsitylab.sparsify.masks.nm_mask`), recomputed at every forward pass. E has no useful
+derivative, so the backward pass is a straight-through estimator:
+
+- **STE** (``decay=0``): ∂L/∂W := ∂L/∂W̃ — every weight, pruned or not, gets the gradient of the
+  sparse weight, so a pruned weight can grow back and re-enter the mask;
+- **SR-STE** (``decay=λ_W > 0``): ∂L/∂W := ∂L/∂W̃ + λ_W (1 − E) ⊙ W — pruned weights are also
+  pulled toward 0 ("sparse-refined"), so the mask changes less often. The term is added to the
+  **gradient**, as in the authors' code, so momentum and the learning rate scale it; ordinary
+  weight decay applies on top. λ_W = 2e-4 is the code's default.
+
+The forward is a select, so pruned entries are exact zeros. The mask of the last forward is kept in
+``mask`` (not saved: it is a function of the weight). :func:`current_masks` recomputes every layer's
+mask from its current weight, which is what a measure of mask change (SAD) compares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_nm, check_real
+from ..gemm import ORDERS, from_gemm_view, gemm_view
+from ..sparsify.masks import nm_mask, top_n_per_group, zero_pruned
+from .base import Reparametrization, find, stack
+
+SR_STE_DECAY = 2e-4  # λ_W, the NM-sparsity code's default
+
+
+class _StraightThrough(torch.autograd.Function):
+    """W ↦ W ⊙ E forward; backward G (STE) or G + λ_W (1 − E) ⊙ W (SR-STE)."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, keep: torch.Tensor, decay: float) -> torch.Tensor:
+        ctx.decay = decay
+        if decay:
+            ctx.save_for_backward(w, keep)
+        return zero_pruned(w, keep)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if not ctx.decay:
+            return grad, None, None
+        w, keep = ctx.saved_tensors
+        return grad + ctx.decay * torch.where(keep, torch.zeros_like(w), w), None, None
+
+
+class NMMask(Reparametrization):
+    """W ↦ W ⊙ E(W), with E the N:M mask of W along ``order``'s groups, recomputed every forward.
+
+    ``decay`` is SR-STE's λ_W (0: plain STE). ``order``: "hwc" (input channels at a fixed tap, the
+    hardware layout) or "chw" (the flattened conv row); see :mod:`sparsitylab.sparsify.nm` for which
+    layers can take which.
+    """
+
+    def __init__(self, n: int = 2, m: int = 4, order: str = "hwc", decay: float = SR_STE_DECAY):
+        super().__init__()
+        self.n, self.m = check_nm(n, m)
+        self.order = check_choice(order, "order", ORDERS)
+        self.decay = check_real(decay, "decay", minimum=0.0)
+        self.register_buffer("mask", None, persistent=False)
+
+    def keep_mask(self, w: torch.Tensor) -> torch.Tensor:
+        """E(w): the N:M keep-mask of ``w`` (checked the first time, then computed directly)."""
+        if self.mask is None or self.mask.shape != w.shape:
+            return nm_mask(w, self.n, self.m, self.order)
+        matrix = gemm_view(w.detach(), self.order)
+        keep = top_n_per_group(matrix.reshape(-1, self.m), self.n).reshape(matrix.shape)
+        return from_gemm_view(keep, w.shape, self.order)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        self.mask = self.keep_mask(w)
+        return _StraightThrough.apply(w, self.mask, self.decay)
+
+    def settings(self) -> dict[str, Any]:
+        return {"n": self.n, "m": self.m, "order": self.order, "decay": self.decay}
+
+    @classmethod
+    def from_state(cls, tensors: Mapping[str, torch.Tensor], settings: Mapping[str, Any]) -> NMMask:
+        return cls(**settings)
+
+    def extra_repr(self) -> str:
+        kind = f"SR-STE λ_W={self.decay:g}" if self.decay else "STE"
+        return f"{self.n}:{self.m}, order={self.order!r}, {kind}"
+
+
+def nm_layers(model: nn.Module) -> dict[str, NMMask]:
+    """Layer name → its :class:`NMMask`, in module order."""
+    return {f.name: f.module for f in find(model, NMMask)}
+
+
+@torch.no_grad()
+def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Layer name → the N:M keep-mask of its **current** dense weight (what the next forward
+    uses)."""
+    masks = {}
+    for f in find(model, NMMask):
+        value = getattr(f.layer.parametrizations, f.tensor).original
+        for below in stack(f.layer, f.tensor)[: f.index]:
+            value = below(value)
+        masks[f.name] = f.module.keep_mask(value)
+    return masks
+
+
+__all__ = ["NMMask", "SR_STE_DECAY", "current_masks", "nm_layers"]

@@ -1,0 +1,82 @@
+"""The N:M reparametrisation: forward W ⊙ E(W) recomputed every call, the STE and SR-STE
+backward exactly as the formulas, save/load, and baking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sparsitylab import reparam
+from sparsitylab.reparam.nm import NMMask, current_masks, nm_layers
+from sparsitylab.sparsify.masks import nm_mask
+
+
+def layer(decay: float, order: str = "hwc", conv: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Conv2d(8, 6, 3) if conv else nn.Linear(16, 6)
+    reparam.attach(net, "weight", NMMask(2, 4, order, decay))
+    return net
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_forward_is_w_times_e_of_the_current_weight(conv):
+    net = layer(0.0, conv=conv)
+    w = net.parametrizations.weight.original
+    assert torch.equal(net.weight, w * nm_mask(w, 2, 4))
+    with torch.no_grad():
+        w.mul_(torch.rand_like(w))  # new magnitudes: the mask must follow
+    keep = nm_mask(w, 2, 4)
+    assert torch.equal(net.weight, torch.where(keep, w, torch.zeros(())))
+    assert torch.equal(nm_layers(net)[""].mask, keep) and torch.equal(current_masks(net)[""], keep)
+
+
+@pytest.mark.parametrize("decay", [0.0, 2e-4, 0.3])
+@pytest.mark.parametrize("conv", [False, True])
+def test_backward_is_ste_or_sr_ste_exactly(decay, conv):
+    net = layer(decay, conv=conv)
+    x = torch.randn(5, 8, 6, 6) if conv else torch.randn(5, 16)
+    w = net.parametrizations.weight.original
+    keep = nm_mask(w, 2, 4)
+    # G: the gradient with respect to the sparse weight W̃, from a plain layer holding W̃
+    plain = nn.Conv2d(8, 6, 3) if conv else nn.Linear(16, 6)
+    with torch.no_grad():
+        plain.weight.copy_(w * keep)
+        plain.bias.copy_(net.bias)
+    plain(x).square().sum().backward()
+    net(x).square().sum().backward()
+    expected = plain.weight.grad + decay * (~keep) * w.detach()
+    assert torch.equal(w.grad, expected)
+    if decay == 0.0:
+        assert torch.equal(w.grad, plain.weight.grad)  # pruned weights get G as well (STE)
+        assert (w.grad[~keep] != 0).any()
+
+
+def test_chw_order_groups_the_flattened_row():
+    net = layer(0.0, order="chw", conv=True)
+    w = net.parametrizations.weight.original
+    assert torch.equal(net.weight != 0, nm_mask(w, 2, 4, order="chw") & (w != 0))
+
+
+def test_state_dict_round_trip_and_remove_bakes_exact_zeros():
+    net = layer(2e-4)
+    state = net.state_dict()
+    fresh = reparam.load_state_dict(nn.Linear(16, 6), state)
+    (rebuilt,) = nm_layers(fresh).values()
+    assert rebuilt.settings() == {"n": 2, "m": 4, "order": "hwc", "decay": 2e-4}
+    assert torch.equal(fresh.weight, net.weight)
+    baked = reparam.remove(fresh, NMMask)
+    assert not reparam.find(baked) and isinstance(baked.weight, nn.Parameter)
+    assert torch.equal(baked.weight, net.weight)
+    assert (baked.weight.reshape(-1, 4).ne(0).sum(-1) <= 2).all()
+
+
+def test_bad_options_raise_clearly():
+    with pytest.raises(ValueError, match="n=4, m=4"):
+        NMMask(4, 4)
+    with pytest.raises(ValueError, match="order='nchw'"):
+        NMMask(2, 4, "nchw")
+    with pytest.raises(ValueError, match="decay"):
+        NMMask(2, 4, "hwc", -1.0)
+    with pytest.raises(ValueError, match="not divisible by m=4"):
+        reparam.attach(nn.Linear(6, 2), "weight", NMMask(2, 4))
