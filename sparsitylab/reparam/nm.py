@@ -13,9 +13,11 @@ derivative, so the backward pass is a straight-through estimator:
   **gradient**, as in the authors' code, so momentum and the learning rate scale it; ordinary
   weight decay applies on top. λ_W = 2e-4 is the code's default.
 
-The forward is a select, so pruned entries are exact zeros. The mask of the last forward is kept in
-``mask`` (not saved: it is a function of the weight). :func:`current_masks` recomputes every layer's
-mask from its current weight, which is what a measure of mask change (SAD) compares.
+The forward multiplies by the boolean mask (a select is several times slower on the CPU), so pruned
+entries are exact zeros (−0.0 for a negative weight, which compares equal to 0; a non-finite weight
+would give NaN, but then the loss is NaN too and training stops). The mask of the last forward is
+kept in ``mask`` (not saved: it is a function of the weight). :func:`current_masks` recomputes
+every layer's mask from its current weight, which is what a measure of mask change (SAD) compares.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import nn
 
 from .._checks import check_choice, check_nm, check_real
 from ..gemm import ORDERS, from_gemm_view, gemm_view
-from ..sparsify.masks import nm_mask, top_n_per_group, zero_pruned
+from ..sparsify.masks import nm_mask, top_n_per_group
 from .base import Reparametrization, find, stack
 
 SR_STE_DECAY = 2e-4  # λ_W, the NM-sparsity code's default
@@ -42,14 +44,14 @@ class _StraightThrough(torch.autograd.Function):
         ctx.decay = decay
         if decay:
             ctx.save_for_backward(w, keep)
-        return zero_pruned(w, keep)
+        return w * keep  # a product, not a select: on the CPU several times faster
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         if not ctx.decay:
             return grad, None, None
         w, keep = ctx.saved_tensors
-        return grad + ctx.decay * torch.where(keep, torch.zeros_like(w), w), None, None
+        return grad + ctx.decay * (w * ~keep), None, None
 
 
 class NMMask(Reparametrization):
