@@ -52,7 +52,8 @@ def _check_scores(scores: torch.Tensor, name: str) -> torch.Tensor:
         raise TypeError(
             f"{name} has dtype {scores.dtype}; a real (floating or integer) tensor is required"
         )
-    if scores.is_floating_point() and torch.isnan(scores).any():
+    # a finite sum proves there is no NaN at the cost of one read; only otherwise look closer
+    if scores.is_floating_point() and not torch.isfinite(scores.sum()) and scores.isnan().any():
         raise ValueError(f"{name} contains NaN; NaN scores cannot be ranked")
     return scores
 
@@ -231,22 +232,20 @@ def top_n_per_group(groups: torch.Tensor, n: int) -> torch.Tensor:
     chunk = GROUP_CHUNK if groups.device.type == "cpu" else max(count, 1)
     scores = torch.empty(m, min(chunk, count), dtype=groups.dtype, device=groups.device)
     rank = torch.empty(scores.shape, dtype=torch.int16, device=groups.device)
-    beats = torch.empty(scores.shape[1], dtype=torch.bool, device=groups.device)
-    beats16 = torch.empty(scores.shape[1], dtype=torch.int16, device=groups.device)
+    beats = torch.empty(scores.shape[1], dtype=torch.int16, device=groups.device)
     # rank_i = #{j < i: |g_j| ≥ |g_i|} + #{j > i: |g_j| > |g_i|}: start from m−1−i (every later
     # entry beats i), then for each pair i < j where i wins, move that point from i to j
     start = torch.arange(m - 1, -1, -1, dtype=torch.int16, device=groups.device)[:, None]
     for first in range(0, count, chunk):
         size = min(chunk, count - first)
-        a, r, b, b16 = scores[:, :size], rank[:, :size], beats[:size], beats16[:size]
+        a, r, b = scores[:, :size], rank[:, :size], beats[:size]
         torch.abs(groups[first : first + size].t(), out=a)
         r.copy_(start.expand(m, size))
         for i in range(m):
             for j in range(i + 1, m):
-                torch.ge(a[i], a[j], out=b)  # i beats j (the earlier entry wins a tie)
-                b16.copy_(b)
-                r[j].add_(b16)
-                r[i].sub_(b16)
+                torch.ge(a[i], a[j], out=b)  # 1 where i beats j (the earlier entry wins a tie)
+                r[j].add_(b)
+                r[i].sub_(b)
         torch.lt(r, n, out=keep[first : first + size].t())
     return keep
 
