@@ -38,10 +38,11 @@ test: install system lint
 	OMP_NUM_THREADS=1 SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		--durations=15 tests book
 
-# Style is enforced: ruff's lint rules and formatter (pyproject.toml) over the library, tests and chapters.
+# Style is enforced: ruff's lint rules and formatter (pyproject.toml) over the library, tests, chapters
+# and exercises.
 lint: install
-	$(VENV)/bin/ruff check sparsitylab tests book
-	$(VENV)/bin/ruff format --check sparsitylab tests book
+	$(VENV)/bin/ruff check sparsitylab tests book exercises
+	$(VENV)/bin/ruff format --check sparsitylab tests book exercises
 
 # MathJax and the widget JavaScript, vendored from the npm registry so the HTML renders offline.
 VENDOR := book/_vendor/VERSIONS
