@@ -1,4 +1,5 @@
-"""Sparse storage formats: CSR, BSR, N:M (teaching), 2:4 compressed (hardware layout), compacted.
+"""Sparse storage formats: CSR, BSR, hierarchical blocks (HBS), N:M (teaching), 2:4 compressed
+(hardware layout), compacted.
 
 Every format is a frozen dataclass of torch tensors with ``from_dense`` / ``to_dense`` (an exact
 round trip) and ``nbytes`` (bytes a kernel must read for the sparse operand), so the book can plot
@@ -6,7 +7,7 @@ storage cost against density. Tensors may live on any device; ``map`` moves them
 :func:`to_array` / :func:`from_array` exchange them zero-copy with NumPy or CuPy via DLPack.
 
 A layer's weight is packed with ``from_weight``, through its GEMM view (:mod:`sparsitylab.gemm`) in
-the format's ``order``: CSR, BSR and compacted use ``"chw"`` (PyTorch's im2col order), the N:M
+the format's ``order``: CSR, BSR, HBS and compacted use ``"chw"`` (PyTorch's im2col order), the N:M
 formats ``"hwc"``, where N:M groups are input channels at a fixed kernel tap (the layout of sparse
 tensor cores). The packed matrix multiplies ``im2col(x, ..., order=fmt.order)``.
 
@@ -162,6 +163,78 @@ class BSR(_Format):
         )
         tiles[block_rows, self.col_idx.long()] = self.values
         return tiles.transpose(1, 2).reshape(m, k)
+
+
+@dataclass(frozen=True)
+class HBS(_Format):
+    """Hierarchical block sparse (Vooturi et al., HBsNN): A = Σ_k A_k, one :class:`BSR` per level,
+    each with its own block shape; the levels hold disjoint entries.
+
+    ``from_dense(dense, levels)`` (levels as pairs or in the paper's notation, "4x1/63+1x1/97")
+    prunes ``dense`` itself with
+    :func:`sparsitylab.sparsify.hierarchical.hierarchical_masks`; ``from_masks`` packs a matrix
+    whose level masks are known (a trained HBS layer). ``nbytes`` adds the levels' bytes.
+    """
+
+    shape: tuple[int, int]
+    levels: tuple[BSR, ...]
+
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor, levels: Any) -> HBS:
+        from ..sparsify.hierarchical import check_levels, hierarchical_masks, parse_config, union
+
+        levels = parse_config(levels) if isinstance(levels, str) else check_levels(levels)
+        dense = _check_dense(dense)
+        masks = hierarchical_masks(dense, levels)
+        pruned = torch.where(union(masks), dense, torch.zeros((), dtype=dense.dtype))
+        return cls.from_masks(pruned, masks, [shape for shape, _ in levels])
+
+    @classmethod
+    def from_masks(
+        cls, dense: torch.Tensor, masks: list[torch.Tensor], blocks: list[tuple[int, int]]
+    ) -> HBS:
+        """Level k = ``dense`` on ``masks[k]``, stored as BSR with ``blocks[k]``; every non-zero of
+        ``dense`` must belong to exactly one level."""
+        dense = _check_dense(dense)
+        if len(masks) != len(blocks) or not masks:
+            raise ValueError(
+                f"give one block shape per level mask: {len(masks)} masks, {len(blocks)} blocks"
+            )
+        count = torch.zeros(dense.shape, dtype=torch.int64, device=dense.device)
+        for mask in masks:
+            count += gemm_view(mask).to(device=dense.device, dtype=torch.int64)
+        if (count > 1).any() or ((count == 0) & dense.ne(0)).any():
+            raise ValueError(
+                "the level masks must be disjoint and cover every non-zero of dense "
+                f"({int((count > 1).sum())} entries in two levels, "
+                f"{int(((count == 0) & dense.ne(0)).sum())} non-zeros in none)"
+            )
+        zero = torch.zeros((), dtype=dense.dtype, device=dense.device)
+        return cls(
+            tuple(dense.shape),
+            tuple(
+                BSR.from_dense(torch.where(gemm_view(mask).to(dense.device), dense, zero), block)
+                for mask, block in zip(masks, blocks)
+            ),
+        )
+
+    def to_dense(self) -> torch.Tensor:
+        out = self.levels[0].to_dense()
+        for level in self.levels[1:]:
+            out = out + level.to_dense()
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(level.nbytes for level in self.levels)
+
+    @property
+    def density(self) -> float:
+        stored = sum(level.values.numel() for level in self.levels)
+        return stored / (self.shape[0] * self.shape[1])
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
+        return dataclasses.replace(self, levels=tuple(level.map(fn) for level in self.levels))
 
 
 def _check_block(block: Any, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -366,4 +439,14 @@ def from_array(a: Any) -> torch.Tensor:
     return torch.from_dlpack(a)
 
 
-__all__ = ["BSR", "CSR", "NM", "Compacted", "Sparse24", "dense_nbytes", "from_array", "to_array"]
+__all__ = [
+    "BSR",
+    "CSR",
+    "HBS",
+    "NM",
+    "Compacted",
+    "Sparse24",
+    "dense_nbytes",
+    "from_array",
+    "to_array",
+]

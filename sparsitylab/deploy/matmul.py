@@ -34,9 +34,9 @@ from torch import nn
 
 from .._checks import check_int
 from ..gemm import im2col
-from .formats import BSR, CSR, Compacted, Sparse24, from_array, to_array
+from .formats import BSR, CSR, HBS, Compacted, Sparse24, from_array, to_array
 
-Format = CSR | BSR | Sparse24 | Compacted
+Format = CSR | BSR | HBS | Sparse24 | Compacted
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 
 
@@ -316,11 +316,21 @@ def plan(a: Format, n: int, backend: Backend | None | str = "auto", fused: bool 
     and out; fp32 or fp64), ``"gpu"``, or a :class:`Backend` (backend arrays in and out; fp32 only).
     ``fused`` picks the fused gather-GEMM kernel for :class:`Compacted` on a backend.
     """
-    if not isinstance(a, (CSR, BSR, Sparse24, Compacted)):
+    if not isinstance(a, (CSR, BSR, HBS, Sparse24, Compacted)):
         raise TypeError(
-            f"a must be a CSR, BSR, Sparse24 or Compacted matrix, got {type(a).__name__}"
+            f"a must be a CSR, BSR, HBS, Sparse24 or Compacted matrix, got {type(a).__name__}"
         )
     n = check_int(n, "n", minimum=1)  # the columns of B
+    if isinstance(a, HBS):  # Σ_k A_k · B: one BSR product per level, summed
+        runs = [plan(level, n, backend, fused) for level in a.levels]
+
+        def run_levels(b: Any) -> Any:
+            out = runs[0](b)
+            for run_level in runs[1:]:
+                out = out + run_level(b)
+            return out
+
+        return run_levels
     be = resolve_backend(backend)
     if be is None:
         _check_values_dtype(a, CPU_DTYPES, "the CPU paths take fp32 or fp64")
@@ -359,7 +369,8 @@ def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> 
     be = resolve_backend(backend)
     run = plan(a, b.shape[1], be)
     if be is None:
-        return run(b.to(a.values.dtype).cpu())
+        values = a.levels[0].values if isinstance(a, HBS) else a.values
+        return run(b.to(values.dtype).cpu())
     return be.tensor(run(be.array(b.to(torch.float32).contiguous())))
 
 

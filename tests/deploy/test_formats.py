@@ -256,3 +256,26 @@ def test_map_moves_every_tensor_and_keeps_the_matrix():
     dense = sparse_matrix(8, 16, 0.5, 1)
     fmt = CSR.from_dense(dense).map(lambda t: t.double() if t.is_floating_point() else t)
     assert fmt.values.dtype == torch.float64 and torch.equal(fmt.to_dense(), dense.double())
+
+
+# --- HBS ----------------------------------------------------------------------------------------
+
+
+def test_hbs_round_trip_bytes_and_level_checks():
+    from sparsitylab.deploy.formats import HBS
+    from sparsitylab.sparsify.hierarchical import hierarchical_masks, parse_config, union
+
+    torch.manual_seed(0)
+    w = torch.randn(32, 48)
+    levels = parse_config("4x1/65+1x1/95")
+    masks = hierarchical_masks(w, levels)
+    pruned = w * union(masks)
+    fmt = HBS.from_masks(pruned, masks, [(4, 1), (1, 1)])
+    assert torch.equal(fmt.to_dense(), pruned)
+    assert fmt.nbytes == sum(level.nbytes for level in fmt.levels)
+    assert fmt.density == pytest.approx(float(union(masks).float().mean()))
+    assert torch.equal(HBS.from_dense(w, levels).to_dense(), pruned)  # prunes dense itself
+    with pytest.raises(ValueError, match="disjoint"):
+        HBS.from_masks(pruned, [masks[0], masks[0] | masks[1]], [(4, 1), (1, 1)])
+    with pytest.raises(ValueError, match="cover"):
+        HBS.from_masks(pruned, [masks[0]], [(4, 1)])

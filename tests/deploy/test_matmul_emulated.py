@@ -17,7 +17,7 @@ import torch
 
 from sparsitylab.deploy import matmul
 from sparsitylab.deploy.emulation import EmulatedBackend, EmulatedModule
-from sparsitylab.deploy.formats import BSR, CSR, Compacted, Sparse24
+from sparsitylab.deploy.formats import BSR, CSR, HBS, Compacted, Sparse24
 from sparsitylab.sparsify.masks import nm_mask
 
 BACKENDS = {"emulated": EmulatedBackend(), "cpu": None}
@@ -56,6 +56,19 @@ def check(fmt, dense: torch.Tensor, n: int, backend: str) -> None:
 def test_csr(backend, case, n):
     dense = matrix(case, 42, 48)
     check(CSR.from_dense(dense), dense, n, backend)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+@pytest.mark.parametrize("case", ["random", "fully_dense"])
+@pytest.mark.parametrize("config", ["4x1/63+1x1/97", "8x8/70+4x4/80+1x1/90", "4x4/50"])
+def test_hbs_is_the_sum_of_its_bsr_levels(backend, case, config):
+    dense = matrix(case, 48, 40)
+    fmt = HBS.from_dense(dense, config)
+    pruned = fmt.to_dense()
+    assert [level.block for level in fmt.levels] == [
+        tuple(int(v) for v in part.split("/")[0].split("x")) for part in config.split("+")
+    ]
+    check(fmt, pruned, 70, backend)
 
 
 @pytest.mark.parametrize("backend", BOTH)
