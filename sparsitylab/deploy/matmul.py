@@ -225,8 +225,8 @@ def _csr_cpu(a: CSR) -> Callable[[torch.Tensor], torch.Tensor]:
 def _bsr_cpu(a: BSR) -> Callable[[torch.Tensor], torch.Tensor]:
     """torch.sparse BSR (MKL) for square blocks. MKL rejects rectangular blocks ("non-square
     blocks"), so those run as MKL CSR over the same non-zeros: on the CPU the block structure of,
-    say, 4×1 blocks buys nothing beyond CSR."""
-    if a.block[0] != a.block[1]:
+    say, 4×1 blocks buys nothing beyond CSR. 1×1 blocks are CSR."""
+    if a.block[0] != a.block[1] or a.block == (1, 1):
         return _csr_cpu(CSR.from_dense(a.to_dense()))
     s = _torch_sparse(torch.sparse_bsr_tensor, a)
     return lambda b: s @ b

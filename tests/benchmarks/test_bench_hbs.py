@@ -1,0 +1,21 @@
+"""bench hbs completes on tiny sizes and writes its JSON (timings are not tested)."""
+
+from __future__ import annotations
+
+import json
+
+from sparsitylab.benchmarks import hbs as bench
+
+
+def test_tiny_run_writes_irf_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "SPARSITIES", [0.5, 0.9])
+    out = tmp_path / "irf.json"
+    argv = ["--size", "64", "--n", "8", "--mask-size", "64", "--repeats", "2", "--json", str(out)]
+    assert bench.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert {tuple(p["block"]) for p in record["points"]} == set(bench.BLOCKS)
+    assert set(record["mask_ms"]) == {
+        "hierarchical_masks 4x1/63 + 1x1/97",
+        "block_mask 4x1/60 (one level)",
+        "block_mask 1x1/60 (one level)",
+    }
