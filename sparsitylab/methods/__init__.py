@@ -41,6 +41,6 @@ def build(name: str, **options: Any) -> Method:
     return factory(**options)
 
 
-from . import dense, magnitude, nm, ssl  # noqa: E402  (each module registers its methods)
+from . import dense, hbs, magnitude, nm, ssl  # noqa: E402  (each module registers its methods)
 
-__all__ = ["Method", "REGISTRY", "build", "dense", "magnitude", "nm", "register", "ssl"]
+__all__ = ["Method", "REGISTRY", "build", "dense", "hbs", "magnitude", "nm", "register", "ssl"]
