@@ -95,7 +95,8 @@ def hierarchical_masks(w: torch.Tensor, levels: Sequence[Level]) -> list[torch.T
     result = []
     for (bh, bw), sparsity in levels:
         grid = remainder.reshape(rows // bh, bh, cols // bw, bw)
-        keep_blocks = mask_from_scores(grid.sum(dim=(1, 3)), sparsity)
+        scores = remainder if (bh, bw) == (1, 1) else grid.sum(dim=(1, 3))  # 1×1: no reduction
+        keep_blocks = mask_from_scores(scores.reshape(rows // bh, cols // bw), sparsity)
         keep = keep_blocks[:, None, :, None].expand(grid.shape).reshape(rows, cols) & ~taken
         result.append(from_gemm_view(keep, w.shape))
         remainder = remainder.masked_fill(keep, 0.0)  # I_{k+1} = I_k − M_k
