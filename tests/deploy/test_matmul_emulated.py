@@ -138,7 +138,7 @@ def test_gpu_kernels_are_fp32_and_shapes_are_checked():
         matmul.plan(fmt, 3, BACKENDS["emulated"])
     with pytest.raises(ValueError, match="b has 5 rows but a has 4 columns"):
         matmul.spmm(fmt, torch.ones(5, 2), backend=None)
-    with pytest.raises(TypeError, match="CSR, BSR, Sparse24 or Compacted"):
+    with pytest.raises(TypeError, match="CSR, BSR, HBS, Sparse24 or Compacted"):
         matmul.plan(torch.eye(3), 3, None)
 
 
