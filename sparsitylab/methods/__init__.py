@@ -41,6 +41,17 @@ def build(name: str, **options: Any) -> Method:
     return factory(**options)
 
 
-from . import dense, hbs, magnitude, nm, ssl  # noqa: E402  (each module registers its methods)
+from . import dense, hbs, magnitude, nm, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
 
-__all__ = ["Method", "REGISTRY", "build", "dense", "hbs", "magnitude", "nm", "register", "ssl"]
+__all__ = [
+    "Method",
+    "REGISTRY",
+    "build",
+    "dense",
+    "hbs",
+    "magnitude",
+    "nm",
+    "register",
+    "soft_threshold",
+    "ssl",
+]

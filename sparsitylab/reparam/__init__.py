@@ -4,11 +4,12 @@
   class
 - ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every
   forward)
+- ``soft_threshold`` W_eff = sign(W)·ReLU(|W| − sigmoid(s)), STR's learnable threshold
 - ``nm``          W_eff = W ⊙ E(W), an N:M mask recomputed every forward, with the STE / SR-STE
   backward
 """
 
-from . import nm
+from . import nm, soft_threshold
 from .base import (
     Found,
     Reparametrization,
@@ -21,12 +22,14 @@ from .base import (
 )
 from .fixed_mask import FixedMask, apply_masks, get_masks, is_masked, remove_masks
 from .nm import NMMask
+from .soft_threshold import SoftThreshold
 
 __all__ = [
     "FixedMask",
     "Found",
     "NMMask",
     "Reparametrization",
+    "SoftThreshold",
     "apply_masks",
     "attach",
     "find",
@@ -37,5 +40,6 @@ __all__ = [
     "remove",
     "remove_masks",
     "saved_stacks",
+    "soft_threshold",
     "stack",
 ]
