@@ -9,6 +9,8 @@ A unit is removed only when that cannot change the output (eval mode; liveness a
   a filter group of :mod:`sparsitylab.sparsify.groups` owns γ and β, so an SSL-zeroed group
   satisfies this): it outputs exactly 0, and ReLU/pooling keep it 0, so the next layer's matching
   input columns multiply zeros;
+- a channel whose BatchNorm has γ = 0 and β = 0 (STR-BN's pruned channels): the BatchNorm outputs
+  exactly 0 on it whatever the filter computes, so the filter feeding it goes too;
 - an output unit whose outgoing columns in the next layer are all zero: nobody reads it;
 - an input neuron / pixel of the first layer whose column is zero (a :class:`Gather` picks the
   rest);
@@ -190,6 +192,37 @@ def batchnorm_zero_response(bn: nn.Module) -> torch.Tensor:
     return value
 
 
+def batchnorm_emits(bn: nn.Module, emits: torch.Tensor) -> torch.Tensor:
+    """Which channels can be non-zero after an eval-mode BatchNorm, given which can be before.
+
+    A channel with γ = 0 outputs exactly β whatever comes in (STR-BN prunes channels this way); one
+    with γ ≠ 0 is non-zero when its input can be, or when it maps 0 to a non-zero value.
+    """
+    through = emits | batchnorm_zero_response(bn).ne(0)
+    if not bn.affine:
+        return through
+    return torch.where(bn.weight.detach() != 0, through, bn.bias.detach() != 0)
+
+
+def channel_batchnorms(model: nn.Module) -> dict[str, nn.Module]:
+    """The BatchNorms whose channels compaction can remove: in an ``nn.Sequential``, after a weight
+    layer of the same width and before another weight layer, with only element-wise modules in
+    between. (A residual branch's last BatchNorm feeds the shortcut sum, so it is not one.)"""
+    found = {}
+    for prefix, seq in model.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq.named_children())
+        positions = [i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
+        for i, j in zip(positions[:-1], positions[1:]):
+            if _between(children, i, j) is None:
+                continue
+            for name, m in children[i + 1 : j]:
+                if isinstance(m, BATCHNORMS):
+                    found[f"{prefix}.{name}" if prefix else name] = m
+    return found
+
+
 def _consumer_reads(consumer: nn.Module, units: int) -> torch.Tensor:
     """Which of ``units`` producer outputs the consumer reads (its matching input columns are
     non-zero)."""
@@ -246,7 +279,7 @@ def keep_masks(
             continue
         emits = alive_rows(gemm_view(producer.weight), producer.bias)
         for bn in bns:
-            emits = emits | batchnorm_zero_response(bn).ne(0)
+            emits = batchnorm_emits(bn, emits)
         keep = _keep_at_least_one(
             emits & _consumer_reads(children[j][1], len(emits)), row_squares(producer)
         )
@@ -468,7 +501,9 @@ __all__ = [
     "GemmConv2d",
     "ConstantBranch",
     "PASS_THROUGH",
+    "batchnorm_emits",
     "batchnorm_zero_response",
+    "channel_batchnorms",
     "compact",
     "compact_sequential",
     "drop_zero_branches",

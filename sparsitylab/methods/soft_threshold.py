@@ -1,4 +1,5 @@
-"""STR as a method: learned per-layer thresholds, hence learned layer budgets.
+"""STR and STR-BN as methods: learned per-layer thresholds on weights (unstructured) or on
+BatchNorm scales (channels).
 
 Recipe (Kusupati et al., ICML 2020, https://arxiv.org/abs/2002.03231)::
 
@@ -15,10 +16,19 @@ groups and PyTorch refuses the optimizer): the thresholds ``s`` get their own gr
 ``threshold_decay`` (default: the optimizer's weight decay), BatchNorm parameters optionally no
 decay, everything else the optimizer's settings. Weight decay on ``s`` is what makes STR sparsify;
 a threshold group with decay 0 draws a loud warning.
+
+STR-BN (Kusupati 2020, "Adapting Unstructured Sparsity Techniques for Structured Sparsity") puts the
+same threshold on the γ of every BatchNorm whose channels can be removed
+(:func:`~sparsitylab.deploy.compaction.channel_batchnorms`: between two weight layers, so not a
+residual branch's last BatchNorm, which feeds the shortcut sum) via
+:class:`~sparsitylab.reparam.str_batchnorm.STRBatchNorm2d`; ``finalize`` turns them back into plain
+BatchNorms with exact zeros and ``compact`` removes the pruned channels, their filters and the next
+layer's inputs.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -26,8 +36,15 @@ from torch import nn
 
 from .. import reparam
 from .._checks import check_real
+from ..deploy.compaction import channel_batchnorms, compact
 from ..metrics import BATCHNORMS, prunable_layers
 from ..reparam.soft_threshold import SoftThreshold, threshold_parameters
+from ..reparam.str_batchnorm import (
+    STRBatchNorm2d,
+    from_batchnorm,
+    replace_batchnorms,
+    to_batchnorm,
+)
 from ..train import trainable
 from . import register
 from .base import Method
@@ -35,6 +52,47 @@ from .base import Method
 
 class NoThresholdDecayWarning(UserWarning):
     """STR's thresholds get no weight decay: s cannot grow, so the model will not sparsify."""
+
+
+def threshold_groups(
+    model: nn.Module,
+    thresholds: list[nn.Parameter],
+    threshold_decay: float | None,
+    bn_decay: bool,
+) -> list[dict]:
+    """Optimizer groups by type — thresholds, BatchNorm parameters, the rest — every trainable
+    parameter exactly once (no name matching anywhere)."""
+    taken = {id(p) for p in thresholds}
+    batchnorm = [
+        p
+        for m in model.modules()
+        if isinstance(m, BATCHNORMS)
+        for p in m.parameters(recurse=False)
+        if p.requires_grad and id(p) not in taken
+    ]
+    taken |= {id(p) for p in batchnorm}
+    rest = [p for p in trainable(model) if id(p) not in taken]
+    groups = [{"params": rest, "group": "weights"}]
+    if batchnorm:
+        no_decay = {} if bn_decay else {"weight_decay": 0.0}
+        groups.append({"params": batchnorm, "group": "batchnorm"} | no_decay)
+    if thresholds:
+        decay = {} if threshold_decay is None else {"weight_decay": threshold_decay}
+        groups.append({"params": thresholds, "group": "thresholds"} | decay)
+    return groups
+
+
+def warn_without_decay(optimizer: torch.optim.Optimizer, thresholds: list[nn.Parameter]) -> None:
+    """Warn loudly when a threshold sits in a group with weight decay 0 (it then cannot grow)."""
+    ids = {id(p) for p in thresholds}
+    for group in optimizer.param_groups:
+        if any(id(p) in ids for p in group["params"]) and group.get("weight_decay", 0) == 0:
+            warnings.warn(
+                "the STR thresholds s have weight decay 0: only weight decay pulls s up, so the "
+                "model will stay dense (set threshold_decay > 0 or the optimizer's weight_decay)",
+                NoThresholdDecayWarning,
+                stacklevel=3,
+            )
 
 
 @register
@@ -67,42 +125,17 @@ class STR(Method):
             reparam.attach(layer, "weight", SoftThreshold(self.s_init, self.granularity, out))
         return model
 
+    def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
+        """The threshold parameters ``s`` of ``model``, found by module type."""
+        return threshold_parameters(model)
+
     def param_groups(self, model: nn.Module) -> list[dict]:
         """Three groups, by type: the thresholds, BatchNorm parameters, the rest — each parameter
         exactly once."""
-        thresholds = threshold_parameters(model)
-        taken = {id(p) for p in thresholds}
-        batchnorm = [
-            p
-            for m in model.modules()
-            if isinstance(m, BATCHNORMS)
-            for p in m.parameters(recurse=False)
-            if p.requires_grad and id(p) not in taken
-        ]
-        taken |= {id(p) for p in batchnorm}
-        rest = [p for p in trainable(model) if id(p) not in taken]
-        groups = [{"params": rest, "group": "weights"}]
-        if batchnorm:
-            groups.append(
-                {"params": batchnorm, "group": "batchnorm"}
-                | ({} if self.bn_decay else {"weight_decay": 0.0})
-            )
-        if thresholds:
-            decay = {} if self.threshold_decay is None else {"weight_decay": self.threshold_decay}
-            groups.append({"params": thresholds, "group": "thresholds"} | decay)
-        return groups
+        return threshold_groups(model, self.thresholds(model), self.threshold_decay, self.bn_decay)
 
     def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        ids = {id(p) for p in threshold_parameters(model)}
-        for group in optimizer.param_groups:
-            if any(id(p) in ids for p in group["params"]) and group.get("weight_decay", 0) == 0:
-                warnings.warn(
-                    "STR's thresholds s have weight decay 0: only weight decay pulls s up, so the "
-                    "model will stay dense (set threshold_decay > 0 or the optimizer's "
-                    "weight_decay)",
-                    NoThresholdDecayWarning,
-                    stacklevel=2,
-                )
+        warn_without_decay(optimizer, self.thresholds(model))
 
     def freeze(self, model: nn.Module) -> None:
         """Bake the soft thresholds and fix the zeros for fine-tuning (plain fixed masks)."""
@@ -110,4 +143,61 @@ class STR(Method):
         super().freeze(model)
 
 
-__all__ = ["NoThresholdDecayWarning", "STR"]
+@register
+class STRBN(Method):
+    """STR on the γ of every channel-removable BatchNorm2d (one threshold per layer); the weights
+    stay dense. ``compact`` gives the smaller dense model.
+
+    s_init, threshold_decay, bn_decay: as for :class:`STR` (STR-BN's configs: s_init −100, weight
+    decay 3.05e-5).
+    """
+
+    name = "str-bn"
+    structured = True
+
+    def __init__(
+        self, s_init: float = -100.0, threshold_decay: float | None = None, bn_decay: bool = True
+    ):
+        self.s_init = check_real(s_init, "s_init")
+        self.bn_decay = bn_decay
+        self.threshold_decay = (
+            None if threshold_decay is None else check_real(threshold_decay, "threshold_decay", 0.0)
+        )
+        self.names: list[str] = []
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        self.names = [
+            name
+            for name, bn in channel_batchnorms(model).items()
+            if type(bn) is nn.BatchNorm2d and bn.affine
+        ]
+        return replace_batchnorms(model, self.names, lambda bn: from_batchnorm(bn, self.s_init))
+
+    def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
+        return [m.s for m in model.modules() if isinstance(m, STRBatchNorm2d)]
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return threshold_groups(model, self.thresholds(model), self.threshold_decay, self.bn_decay)
+
+    def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        warn_without_decay(optimizer, self.thresholds(model))
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """A copy with plain BatchNorms of weight γ̂ and bias γ̂ ⊙ β̂ (pruned channels exactly 0)."""
+        final = copy.deepcopy(model)
+        names = [n for n, m in final.named_modules() if isinstance(m, STRBatchNorm2d)]
+        return reparam.remove(replace_batchnorms(final, names, to_batchnorm))
+
+    def compact(
+        self, model: nn.Module, example_input: torch.Tensor | None = None
+    ) -> nn.Module | None:
+        return compact(model, example_input=example_input)
+
+    def state_dict(self) -> dict:
+        return {"names": list(self.names)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.names = list(state["names"])
+
+
+__all__ = ["STR", "STRBN", "NoThresholdDecayWarning", "threshold_groups", "warn_without_decay"]

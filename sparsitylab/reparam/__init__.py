@@ -5,11 +5,12 @@
 - ``fixed_mask``  W_eff = W ⊙ M with a fixed boolean mask (pruned weights exactly zero in every
   forward)
 - ``soft_threshold`` W_eff = sign(W)·ReLU(|W| − sigmoid(s)), STR's learnable threshold
+- ``str_batchnorm`` STR-BN: BatchNorm with γ̂ = sign(γ)·ReLU(|γ| − sigmoid(s)), bias γ̂ ⊙ β̂
 - ``nm``          W_eff = W ⊙ E(W), an N:M mask recomputed every forward, with the STE / SR-STE
   backward
 """
 
-from . import nm, soft_threshold
+from . import nm, soft_threshold, str_batchnorm
 from .base import (
     Found,
     Reparametrization,
@@ -41,5 +42,6 @@ __all__ = [
     "remove_masks",
     "saved_stacks",
     "soft_threshold",
+    "str_batchnorm",
     "stack",
 ]
