@@ -27,7 +27,7 @@ import torch
 
 from .._checks import check_pair, check_sparsity, check_tensor
 from ..gemm import from_gemm_view, gemm_view
-from .masks import _check_weight, mask_from_scores
+from .masks import _check_weight, block_keep, mask_from_scores
 
 Level = tuple[tuple[int, int], float]  # ((bh, bw), sparsity)
 
@@ -94,10 +94,7 @@ def hierarchical_masks(w: torch.Tensor, levels: Sequence[Level]) -> list[torch.T
     taken = torch.zeros(rows, cols, dtype=torch.bool, device=w.device)
     result = []
     for (bh, bw), sparsity in levels:
-        grid = remainder.reshape(rows // bh, bh, cols // bw, bw)
-        scores = remainder if (bh, bw) == (1, 1) else grid.sum(dim=(1, 3))  # 1×1: no reduction
-        keep_blocks = mask_from_scores(scores.reshape(rows // bh, cols // bw), sparsity)
-        keep = keep_blocks[:, None, :, None].expand(grid.shape).reshape(rows, cols) & ~taken
+        keep = block_keep(remainder, (bh, bw), sparsity) & ~taken
         result.append(from_gemm_view(keep, w.shape))
         remainder = remainder.masked_fill(keep, 0.0)  # I_{k+1} = I_k − M_k
         taken |= keep

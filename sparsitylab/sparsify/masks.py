@@ -167,10 +167,21 @@ def block_mask(w: torch.Tensor, block_shape: Sequence[int] | int, sparsity: floa
             f"block_shape=({bh}, {bw}) does not divide the weight viewed as a {rows}×{cols} matrix "
             f"(from shape {tuple(w.shape)}); choose bh | {rows} and bw | {cols}"
         )
-    block_sums = matrix.abs().reshape(rows // bh, bh, cols // bw, bw).sum(dim=(1, 3))
-    keep_blocks = mask_from_scores(block_sums, sparsity)
-    keep = keep_blocks[:, None, :, None].expand(rows // bh, bh, cols // bw, bw)
-    return from_gemm_view(keep.reshape(rows, cols), w.shape)
+    return from_gemm_view(block_keep(matrix.abs(), (bh, bw), sparsity), w.shape)
+
+
+def block_keep(magnitudes: torch.Tensor, block: tuple[int, int], sparsity: float) -> torch.Tensor:
+    """Element keep-mask of a 2-D matrix of magnitudes pruned by whole ``block = (bh, bw)`` tiles:
+    the ⌊s·B + ½⌋ of its B tiles with the smallest sums go (``block`` must divide the matrix).
+
+    The step :func:`block_mask` and each level of hierarchical block pruning share.
+    """
+    rows, cols = magnitudes.shape
+    bh, bw = block
+    grid = magnitudes.reshape(rows // bh, bh, cols // bw, bw)
+    sums = magnitudes if (bh, bw) == (1, 1) else grid.sum(dim=(1, 3))  # 1×1: nothing to add up
+    keep_blocks = mask_from_scores(sums.reshape(rows // bh, cols // bw), sparsity)
+    return keep_blocks[:, None, :, None].expand(grid.shape).reshape(rows, cols)
 
 
 def nm_mask(w: torch.Tensor, n: int, m: int, order: str = "hwc") -> torch.Tensor:
@@ -271,6 +282,7 @@ __all__ = [
     "mask_from_scores",
     "topk_mask",
     "global_topk_masks",
+    "block_keep",
     "block_mask",
     "nm_mask",
     "top_n_per_group",
