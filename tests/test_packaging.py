@@ -122,6 +122,7 @@ MAY_IMPORT = {
         "modes",
         "timing",
         "gemm",
+        "files",
         "models",
         "metrics",
         "sparsify",

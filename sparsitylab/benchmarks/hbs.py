@@ -13,12 +13,12 @@ of hierarchical masks.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from ..deploy.perfmodel import irf_record, measure_irf
+from ..files import atomic_write_json
 from ..sparsify.hierarchical import hierarchical_masks, parse_config
 from ..sparsify.masks import block_mask
 from ..timing import cpu_name, interleaved, threads
@@ -39,13 +39,6 @@ def mask_task(size: int, repeats: int) -> dict[str, float]:
         "block_mask 1x1/60 (one level)": lambda: block_mask(w, (1, 1), 0.6),
     }
     return {name: t.median * 1e3 for name, t in interleaved(calls, repeats, warmup=1).items()}
-
-
-def write_json(record: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def main(argv: list[str]) -> int:
@@ -83,7 +76,7 @@ def main(argv: list[str]) -> int:
         two = masks["hierarchical_masks 4x1/63 + 1x1/97"]
         wide, fine = masks["block_mask 4x1/60 (one level)"], masks["block_mask 1x1/60 (one level)"]
         print(f"  two levels / one 4x1 block_mask {two / wide:.2f}×, / one 1x1 {two / fine:.2f}×")
-    write_json(record, args.json)
+    atomic_write_json(record, args.json)
     print(
         f"\nwall clock, medians of interleaved rounds, {args.threads} thread(s); other processes "
         f"on the machine add noise. Wrote {args.json}"

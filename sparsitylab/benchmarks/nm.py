@@ -15,7 +15,6 @@ ratios are fair on a shared machine; the thread count is set by ``--threads`` (d
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models, reparam
+from ..files import atomic_write_json
 from ..methods.nm import NMSparsity
 from ..sparsify.masks import nm_mask
 from ..timing import cpu_name, interleaved, threads
@@ -145,7 +145,6 @@ def main(argv: list[str]) -> int:
             "mask_ms": masks,
             "step_ms": steps,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write_json(record, args.json)
         print(f"wrote {args.json}")
     return 0

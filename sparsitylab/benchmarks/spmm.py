@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from .. import modes
 from ..deploy import matmul
 from ..deploy.formats import BSR, CSR, Compacted, Sparse24
+from ..files import atomic_write_json
 from ..sparsify.masks import block_mask, mask_from_scores, nm_mask, topk_mask, zero_pruned
 from ..timing import cpu_name, interleaved, threads
 from . import positive_int
@@ -329,8 +330,7 @@ def save(result: dict[str, Any], folder: Path) -> Path:
     """Write ``spmm_<kind>_<device>.json`` and the matching PNG into ``folder``."""
     slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower().split(",")[0]).strip("-")
     path = folder / f"spmm_{result['kind']}_{slug}.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+    atomic_write_json(result, path)
     plot_speedups(result).savefig(path.with_suffix(".png"), dpi=100)
     return path
 

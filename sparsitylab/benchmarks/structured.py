@@ -11,7 +11,6 @@ ideal. Run it with ``sparsitylab bench structured [--batch 256] [--min-run-time 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 import torch
 
 from ..deploy.speed import layer_speed, speed_table, structured_weight
+from ..files import atomic_write_json
 from ..timing import cpu_name, threads
 from . import positive_int, positive_real
 
@@ -88,22 +88,20 @@ def main(argv: list[str]) -> int:
             "byte moved; few rows or few FLOP per byte leave the vector units waiting for memory)"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "batch": args.batch,
-                    "threads": args.threads,
-                    "min_run_time": args.min_run_time,
-                    "torch": torch.__version__,
-                    "machine": platform.machine(),
-                    "cpu": device,
-                    "cpu_count": os.cpu_count(),
-                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "results": [r.row() for r in results],
-                },
-                f,
-                indent=1,
-            )
+        atomic_write_json(
+            {
+                "batch": args.batch,
+                "threads": args.threads,
+                "min_run_time": args.min_run_time,
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "cpu": device,
+                "cpu_count": os.cpu_count(),
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "results": [r.row() for r in results],
+            },
+            args.json,
+        )
     return 0
 
 
