@@ -28,8 +28,10 @@ import copy
 from torch import nn
 
 from .. import reparam
+from .._checks import check_choice, check_nm, check_real
+from ..gemm import ORDERS
 from ..reparam.nm import SR_STE_DECAY, NMMask
-from ..sparsify.nm import LayerPlan, asp_eligible, model_masks, plan
+from ..sparsify.nm import POLICIES, LayerPlan, asp_eligible, model_masks, plan
 from . import register
 from .base import Method
 
@@ -46,7 +48,9 @@ class _Planned(Method):
         first_dense: bool = False,
         last_dense: bool = False,
     ):
-        self.n, self.m, self.policy, self.order = n, m, policy, order
+        self.n, self.m = check_nm(n, m)
+        self.policy = check_choice(policy, "policy", POLICIES)
+        self.order = check_choice(order, "order", ORDERS)
         self.first_dense, self.last_dense = first_dense, last_dense
         self.plans: dict[str, LayerPlan] = {}
 
@@ -80,8 +84,7 @@ class NMSparsity(_Planned):
         last_dense: bool = False,
     ):
         super().__init__(n, m, policy, order, first_dense, last_dense)
-        NMMask(n, m, order, decay)  # check the options now, not at prepare
-        self.decay = decay
+        self.decay = check_real(decay, "decay", minimum=0.0)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         self.plans = self.plan(model)
@@ -119,7 +122,6 @@ class ASP(_Planned):
         asp_rule: bool = False,
     ):
         super().__init__(n, m, policy, order, first_dense, last_dense)
-        NMMask(n, m, order, 0.0)  # check the options now
         self.asp_rule = asp_rule
         self.pruned = False
 

@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from .. import reparam
-from .._checks import check_real
+from .._checks import check_choice, check_real
 from ..deploy.compaction import channel_batchnorms, compact
 from ..metrics import BATCHNORMS, prunable_layers
-from ..reparam.soft_threshold import SoftThreshold, threshold_parameters
+from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold, threshold_parameters
 from ..reparam.str_batchnorm import (
     STRBatchNorm2d,
     from_batchnorm,
@@ -113,8 +113,9 @@ class STR(Method):
         threshold_decay: float | None = None,
         bn_decay: bool = True,
     ):
-        SoftThreshold(s_init, granularity, out_channels=1)  # check the options now
-        self.s_init, self.granularity, self.bn_decay = s_init, granularity, bn_decay
+        self.s_init = check_real(s_init, "s_init")
+        self.granularity = check_choice(granularity, "granularity", GRANULARITIES)
+        self.bn_decay = bn_decay
         self.threshold_decay = (
             None if threshold_decay is None else check_real(threshold_decay, "threshold_decay", 0.0)
         )
