@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_nm, check_real
-from ..gemm import ORDERS, from_gemm_view, gemm_view
-from ..sparsify.masks import nm_mask, top_n_per_group
+from ..gemm import ORDERS
+from ..sparsify.masks import nm_mask
 from .base import Reparametrization, find, stack
 
 SR_STE_DECAY = 2e-4  # λ_W, the NM-sparsity code's default
@@ -70,12 +70,8 @@ class NMMask(Reparametrization):
         self.register_buffer("mask", None, persistent=False)
 
     def keep_mask(self, w: torch.Tensor) -> torch.Tensor:
-        """E(w): the N:M keep-mask of ``w`` (checked the first time, then computed directly)."""
-        if self.mask is None or self.mask.shape != w.shape:
-            return nm_mask(w, self.n, self.m, self.order)
-        matrix = gemm_view(w.detach(), self.order)
-        keep = top_n_per_group(matrix.reshape(-1, self.m), self.n).reshape(matrix.shape)
-        return from_gemm_view(keep, w.shape, self.order)
+        """E(w): the N:M keep-mask of ``w``."""
+        return nm_mask(w, self.n, self.m, self.order)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         self.mask = self.keep_mask(w)
