@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -204,8 +205,21 @@ def batchnorm_emits(bn: nn.Module, emits: torch.Tensor) -> torch.Tensor:
     return torch.where(bn.weight.detach() != 0, through, bn.bias.detach() != 0)
 
 
-def channel_batchnorms(model: nn.Module) -> dict[str, nn.Module]:
-    """The BatchNorms whose channels compaction can remove: in an ``nn.Sequential``, after a weight
+@dataclass(frozen=True)
+class ChannelSite:
+    """A BatchNorm whose channels compaction can remove, with its neighbours: the weight layer
+    feeding it, the one reading it, and the element-wise modules after it (names are full module
+    names in the model)."""
+
+    name: str
+    bn: nn.Module
+    producer: str
+    consumer: str
+    after: tuple[nn.Module, ...]
+
+
+def channel_sites(model: nn.Module) -> dict[str, ChannelSite]:
+    """Every BatchNorm whose channels compaction can remove: in an ``nn.Sequential``, after a weight
     layer of the same width and before another weight layer, with only element-wise modules in
     between. (A residual branch's last BatchNorm feeds the shortcut sum, so it is not one.)"""
     found = {}
@@ -213,14 +227,22 @@ def channel_batchnorms(model: nn.Module) -> dict[str, nn.Module]:
         if not isinstance(seq, nn.Sequential):
             continue
         children = list(seq.named_children())
+        full = [f"{prefix}.{name}" if prefix else name for name, _ in children]
         positions = [i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
         for i, j in zip(positions[:-1], positions[1:]):
             if _between(children, i, j) is None:
                 continue
-            for name, m in children[i + 1 : j]:
-                if isinstance(m, BATCHNORMS):
-                    found[f"{prefix}.{name}" if prefix else name] = m
+            for k in range(i + 1, j):
+                if isinstance(children[k][1], BATCHNORMS):
+                    after = tuple(m for _, m in children[k + 1 : j])
+                    found[full[k]] = ChannelSite(full[k], children[k][1], full[i], full[j], after)
     return found
+
+
+def channel_batchnorms(model: nn.Module) -> dict[str, nn.Module]:
+    """Name → module of every BatchNorm in :func:`channel_sites` (the channels compaction can
+    remove)."""
+    return {name: site.bn for name, site in channel_sites(model).items()}
 
 
 def _consumer_reads(consumer: nn.Module, units: int) -> torch.Tensor:
@@ -499,11 +521,13 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) 
 __all__ = [
     "Gather",
     "GemmConv2d",
+    "ChannelSite",
     "ConstantBranch",
     "PASS_THROUGH",
     "batchnorm_emits",
     "batchnorm_zero_response",
     "channel_batchnorms",
+    "channel_sites",
     "compact",
     "compact_sequential",
     "drop_zero_branches",

@@ -52,14 +52,19 @@ def _unreachable(sparsity: float, dense: Sequence[str], dense_fraction: float) -
     )
 
 
-def _split(shapes: Mapping[str, Sequence[int]], sparsity: float, dense: Sequence[str]):
+def _split(
+    shapes: Mapping[str, Sequence[int]],
+    sparsity: float,
+    dense: Sequence[str],
+    sizes: Mapping[str, int] | None = None,
+):
     """Check a request; return (S, sizes, free sizes). S·ΣN must stay below the free layers'
-    weights."""
+    weights. ``sizes`` (default: the shapes' products) are the counts the sparsity is over."""
     sparsity = check_sparsity(sparsity)
     if not shapes:
         raise ValueError("shapes is empty: the model has no prunable layers")
     check_names(dense, "dense", list(shapes))
-    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()} if sizes is None else sizes
     free = {n: s for n, s in sizes.items() if n not in dense}
     if sparsity > 0 and pruned_count(sum(sizes.values()), sparsity) >= sum(free.values()):
         raise _unreachable(sparsity, dense, 1 - sum(free.values()) / sum(sizes.values()))
@@ -83,15 +88,17 @@ def erk_sparsities(
     sparsity: float,
     dense: Sequence[str] = (),
     power_scale: float = 1.0,
+    sizes: Mapping[str, int] | None = None,
 ) -> dict[str, float]:
     """ERK sparsities 1 − ε·p_l, with RigL's re-solve when a density would exceed 1 (see module
-    doc).
+    doc). ``sizes``: the counts N_l being pruned when they are not the shapes' products (channel
+    budgets: p_l from the filter's shape, N_l its number of channels).
 
     Solves ε·Σ_free p_l N_l = (1 − S)·Σ_free N_l − S·Σ_dense N_l; while max ε·p_l > 1, the layers
     with maximal p_l join the dense set and ε is solved again (at most one pass per layer).
     """
     power_scale = check_real(power_scale, "power_scale", minimum=0.0)  # 1.0 = ERK, 0 = uniform
-    sparsity, sizes, _ = _split(shapes, sparsity, dense)
+    sparsity, sizes, _ = _split(shapes, sparsity, dense, sizes)
     if sparsity == 0.0:
         return dict.fromkeys(shapes, 0.0)
     raw = {name: (sum(shape) / math.prod(shape)) ** power_scale for name, shape in shapes.items()}
@@ -198,17 +205,41 @@ def budget_masks(
     stays pruned: repeated calls with growing S give nested masks (up to ties among exact zeros).
     """
     weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
+    return scores_masks(weights, sparsity, budget, dense, power_scale)
+
+
+def scores_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    budget: str = "global",
+    dense: Sequence[str] = (),
+    power_scale: float = 1.0,
+    erk_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Keep-masks that prune the smallest |score| entries of each named tensor under ``budget``.
+
+    The tensors may be weights (:func:`budget_masks`) or any importance vectors — one score per
+    BatchNorm channel, say (:mod:`sparsitylab.sparsify.importance`): the budget does not care what
+    it prunes. ``erk_shapes`` gives ERK its p_l when the scores' own shapes do not (a channel
+    vector's would make ERK uniform); the counts stay the scores' sizes.
+    """
+    check_choice(budget, "budget", BUDGETS)
+    scores = {n: t.detach() for n, t in scores.items()}
     if budget == "global":
-        return global_masks(weights, sparsity, dense)
-    per_layer = _shape_sparsities(weights, sparsity, budget, dense, power_scale)
+        return global_masks(scores, sparsity, dense)
+    if budget == "erk" and erk_shapes is not None:
+        sizes = {n: t.numel() for n, t in scores.items()}
+        per_layer = erk_sparsities(erk_shapes, sparsity, dense, power_scale, sizes)
+    else:
+        per_layer = _shape_sparsities(scores, sparsity, budget, dense, power_scale)
     for n, s in per_layer.items():
-        if n not in dense and pruned_count(weights[n].numel(), s) == weights[n].numel():
+        if n not in dense and pruned_count(scores[n].numel(), s) == scores[n].numel():
             raise ValueError(
-                f"layer {n!r} ({weights[n].numel()} weights) would lose every weight at its "
+                f"layer {n!r} would lose every weight (all {scores[n].numel()} entries) at its "
                 f"{budget} sparsity {s:.4f} (overall sparsity={sparsity}); request less or keep "
                 "it dense"
             )
-    return {n: topk_mask(w, per_layer[n]) for n, w in weights.items() if n not in dense}
+    return {n: topk_mask(t, per_layer[n]) for n, t in scores.items() if n not in dense}
 
 
 __all__ = [
@@ -220,5 +251,6 @@ __all__ = [
     "global_masks",
     "global_sparsities",
     "layer_shapes",
+    "scores_masks",
     "uniform_sparsities",
 ]
