@@ -41,12 +41,13 @@ def build(name: str, **options: Any) -> Method:
     return factory(**options)
 
 
-from . import dense, hbs, magnitude, nm, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
+from . import channels, dense, hbs, magnitude, nm, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
 
 __all__ = [
     "Method",
     "REGISTRY",
     "build",
+    "channels",
     "dense",
     "hbs",
     "magnitude",
