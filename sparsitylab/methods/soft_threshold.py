@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from .. import reparam
-from .._checks import check_choice, check_real
+from .._checks import check_choice, check_real, check_sparsity
 from ..deploy.compaction import channel_batchnorms, compact
 from ..metrics import BATCHNORMS, prunable_layers
-from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold, threshold_parameters
+from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold
 from ..reparam.str_batchnorm import (
     STRBatchNorm2d,
     from_batchnorm,
@@ -48,6 +48,7 @@ from ..reparam.str_batchnorm import (
 from ..train import trainable
 from . import register
 from .base import Method
+from .target_sparsity import DecayController, hit_target, sites, threshold_group
 
 
 class NoThresholdDecayWarning(UserWarning):
@@ -95,13 +96,81 @@ def warn_without_decay(optimizer: torch.optim.Optimizer, thresholds: list[nn.Par
             )
 
 
+class ThresholdMethod(Method):
+    """What STR and STR-BN share: threshold parameter groups, the zero-decay warning and the
+    target-sparsity mode (:mod:`sparsitylab.methods.target_sparsity`).
+
+    target_sparsity: the overall sparsity to reach (of the thresholded values: STR's weights,
+    STR-BN's channels), or None for plain STR (sparsity set by λ and s_init); total_steps: the
+    optimizer steps of training, which the controller's ramp needs.
+    """
+
+    def __init__(
+        self,
+        s_init: float,
+        threshold_decay: float | None,
+        bn_decay: bool,
+        target_sparsity: float | None,
+        total_steps: int | None,
+    ):
+        self.s_init = check_real(s_init, "s_init")
+        self.bn_decay = bn_decay
+        self.threshold_decay = (
+            None if threshold_decay is None else check_real(threshold_decay, "threshold_decay", 0.0)
+        )
+        self.controller: DecayController | None = None
+        if target_sparsity is not None:
+            if total_steps is None:
+                raise ValueError(
+                    "target_sparsity needs total_steps (the optimizer steps of training)"
+                )
+            self.controller = DecayController(check_sparsity(target_sparsity), total_steps)
+        self.target_sparsity = target_sparsity
+        self.corrections: list[tuple[int, float]] = []  # (step, factor c) of each hit_target
+        self._group: dict | None = None
+
+    def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
+        """The threshold parameters ``s`` of ``model``, found by module type."""
+        return [site.s for site in sites(model)]
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """Three groups, by type: the thresholds, BatchNorm parameters, the rest — each parameter
+        exactly once."""
+        return threshold_groups(model, self.thresholds(model), self.threshold_decay, self.bn_decay)
+
+    def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self.controller is None:
+            warn_without_decay(optimizer, self.thresholds(model))
+        else:
+            self._group = threshold_group(optimizer, self.thresholds(model))
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if self.controller is None or self._group is None:
+            return
+        self.controller.update(model, self._group, step)
+        if step in (self.controller.ramp_end, self.controller.total_steps):
+            self.corrections.append((step, hit_target(model, self.controller.sparsity)))
+
+    def state_dict(self) -> dict:
+        return {
+            "corrections": [list(c) for c in self.corrections],
+            "trace": [] if self.controller is None else [list(t) for t in self.controller.trace],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.corrections = [(int(t), float(c)) for t, c in state.get("corrections", [])]
+        if self.controller is not None:
+            self.controller.trace = [tuple(t) for t in state.get("trace", [])]
+
+
 @register
-class STR(Method):
+class STR(ThresholdMethod):
     """Soft Threshold Reparameterization on every Linear/Conv2d weight.
 
     s_init: initial s (threshold sigmoid(s_init)); granularity: "layer" or "channel";
     threshold_decay: weight decay of the s group (None: the optimizer's); bn_decay: False puts
-    BatchNorm γ, β in a group without weight decay (STR's ``--no-bn-decay``).
+    BatchNorm γ, β in a group without weight decay (STR's ``--no-bn-decay``); target_sparsity,
+    total_steps: the target-sparsity mode (:class:`ThresholdMethod`).
     """
 
     name = "str"
@@ -112,31 +181,17 @@ class STR(Method):
         granularity: str = "layer",
         threshold_decay: float | None = None,
         bn_decay: bool = True,
+        target_sparsity: float | None = None,
+        total_steps: int | None = None,
     ):
-        self.s_init = check_real(s_init, "s_init")
+        super().__init__(s_init, threshold_decay, bn_decay, target_sparsity, total_steps)
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES)
-        self.bn_decay = bn_decay
-        self.threshold_decay = (
-            None if threshold_decay is None else check_real(threshold_decay, "threshold_decay", 0.0)
-        )
 
     def prepare(self, model: nn.Module) -> nn.Module:
         for layer in prunable_layers(model).values():
             out = layer.weight.shape[0]
             reparam.attach(layer, "weight", SoftThreshold(self.s_init, self.granularity, out))
         return model
-
-    def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
-        """The threshold parameters ``s`` of ``model``, found by module type."""
-        return threshold_parameters(model)
-
-    def param_groups(self, model: nn.Module) -> list[dict]:
-        """Three groups, by type: the thresholds, BatchNorm parameters, the rest — each parameter
-        exactly once."""
-        return threshold_groups(model, self.thresholds(model), self.threshold_decay, self.bn_decay)
-
-    def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        warn_without_decay(optimizer, self.thresholds(model))
 
     def freeze(self, model: nn.Module) -> None:
         """Bake the soft thresholds and fix the zeros for fine-tuning (plain fixed masks)."""
@@ -145,25 +200,26 @@ class STR(Method):
 
 
 @register
-class STRBN(Method):
+class STRBN(ThresholdMethod):
     """STR on the γ of every channel-removable BatchNorm2d (one threshold per layer); the weights
     stay dense. ``compact`` gives the smaller dense model.
 
-    s_init, threshold_decay, bn_decay: as for :class:`STR` (STR-BN's configs: s_init −100, weight
-    decay 3.05e-5).
+    s_init, threshold_decay, bn_decay, target_sparsity (of the channels), total_steps: as for
+    :class:`STR` (STR-BN's configs: s_init −100, weight decay 3.05e-5).
     """
 
     name = "str-bn"
     structured = True
 
     def __init__(
-        self, s_init: float = -100.0, threshold_decay: float | None = None, bn_decay: bool = True
+        self,
+        s_init: float = -100.0,
+        threshold_decay: float | None = None,
+        bn_decay: bool = True,
+        target_sparsity: float | None = None,
+        total_steps: int | None = None,
     ):
-        self.s_init = check_real(s_init, "s_init")
-        self.bn_decay = bn_decay
-        self.threshold_decay = (
-            None if threshold_decay is None else check_real(threshold_decay, "threshold_decay", 0.0)
-        )
+        super().__init__(s_init, threshold_decay, bn_decay, target_sparsity, total_steps)
         self.names: list[str] = []
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -173,15 +229,6 @@ class STRBN(Method):
             if type(bn) is nn.BatchNorm2d and bn.affine
         ]
         return replace_batchnorms(model, self.names, lambda bn: from_batchnorm(bn, self.s_init))
-
-    def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
-        return [m.s for m in model.modules() if isinstance(m, STRBatchNorm2d)]
-
-    def param_groups(self, model: nn.Module) -> list[dict]:
-        return threshold_groups(model, self.thresholds(model), self.threshold_decay, self.bn_decay)
-
-    def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        warn_without_decay(optimizer, self.thresholds(model))
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """A copy with plain BatchNorms of weight γ̂ and bias γ̂ ⊙ β̂ (pruned channels exactly 0)."""
@@ -195,10 +242,18 @@ class STRBN(Method):
         return compact(model, example_input=example_input)
 
     def state_dict(self) -> dict:
-        return {"names": list(self.names)}
+        return {**super().state_dict(), "names": list(self.names)}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.names = list(state["names"])
 
 
-__all__ = ["STR", "STRBN", "NoThresholdDecayWarning", "threshold_groups", "warn_without_decay"]
+__all__ = [
+    "STR",
+    "STRBN",
+    "NoThresholdDecayWarning",
+    "ThresholdMethod",
+    "threshold_groups",
+    "warn_without_decay",
+]
