@@ -45,10 +45,14 @@ def topk_nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return keep.scatter_(-1, groups.topk(n, dim=-1).indices, True).reshape(w.shape)
 
 
-def training_step(model: torch.nn.Module, batch: int) -> Callable[[], None]:
-    """One SGD step of ``model`` on a fixed random Fashion-MNIST-shaped batch (grad enabled)."""
+def training_step(
+    model: torch.nn.Module, batch: int, groups: list[dict] | None = None
+) -> Callable[[], None]:
+    """One SGD step of ``model`` on a fixed random Fashion-MNIST-shaped batch (grad enabled), over
+    the optimizer parameter ``groups`` (default: all of ``model.parameters()``)."""
     x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    params = model.parameters() if groups is None else groups
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
     model.train()
 
     def step() -> None:
