@@ -205,7 +205,10 @@ class STRBN(ThresholdMethod):
     stay dense. ``compact`` gives the smaller dense model.
 
     s_init, threshold_decay, bn_decay, target_sparsity (of the channels), total_steps: as for
-    :class:`STR` (STR-BN's configs: s_init −100, weight decay 3.05e-5).
+    :class:`STR` (STR-BN's configs: s_init −100, weight decay 3.05e-5). In target-sparsity mode
+    the last step rescales every threshold, which changes the scale of whole channels: run with
+    ``recalibrate_bn=True`` (the runner) so the BatchNorm statistics that follow match, or
+    fine-tune after ``freeze``.
     """
 
     name = "str-bn"
@@ -229,6 +232,13 @@ class STRBN(ThresholdMethod):
             if type(bn) is nn.BatchNorm2d and bn.affine
         ]
         return replace_batchnorms(model, self.names, lambda bn: from_batchnorm(bn, self.s_init))
+
+    def freeze(self, model: nn.Module) -> None:
+        """Turn the STR BatchNorms into plain ones (γ̂, γ̂ ⊙ β̂) in place and fix their zeros, so
+        fine-tuning keeps the pruned channels exactly 0 and no threshold moves any more."""
+        names = [n for n, m in model.named_modules() if isinstance(m, STRBatchNorm2d)]
+        replace_batchnorms(model, names, to_batchnorm)
+        super().freeze(model)
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """A copy with plain BatchNorms of weight γ̂ and bias γ̂ ⊙ β̂ (pruned channels exactly 0)."""

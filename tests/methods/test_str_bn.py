@@ -100,3 +100,28 @@ def test_registry():
     assert isinstance(methods.build("str-bn", s_init=-50.0), STRBN)
     with pytest.raises(ValueError, match="affine"):
         STRBatchNorm2d(4, affine=False)
+
+
+def test_freeze_makes_plain_batchnorms_whose_zeros_survive_fine_tuning(digits):
+    method = STRBN(s_init=-0.7)  # threshold 0.33: some γ fall below it
+    torch.manual_seed(0)
+    model = models.convnet_bn(widths=(4, 6, 8))
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2, model.bn3):
+            bn.weight.uniform_(0.0, 1.0)
+    method.prepare(model)
+    method.freeze(model)
+    assert not any(isinstance(m, STRBatchNorm2d) for m in model.modules())
+    pruned = {n: (model.get_submodule(n).weight == 0).clone() for n in method.names}
+    assert sum(int(p.sum()) for p in pruned.values()) > 0
+    train.fit(
+        model,
+        digits.train,
+        1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        progress=False,
+    )
+    for n, p in pruned.items():
+        bn = model.get_submodule(n)
+        assert torch.equal(bn.weight[p], torch.zeros(int(p.sum())))
+        assert torch.equal(bn.bias[p], torch.zeros(int(p.sum())))
