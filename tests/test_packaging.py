@@ -70,17 +70,26 @@ def test_no_committed_outputs():
 
 
 def test_every_notebook_checks_its_claims():
-    """Each chapter ends its key cells with hidden assert cells (tag remove-cell)."""
+    """Each chapter ends its key cells with assert cells that readers can unfold (tag hide-cell),
+    and never removes one from the page (remove-cell would hide what is verified)."""
     missing = [
         p.relative_to(ROOT)
         for p in notebooks()
         if not any(
-            "remove-cell" in c.get("metadata", {}).get("tags", [])
+            "hide-cell" in c.get("metadata", {}).get("tags", [])
             and "assert" in "".join(c["source"])
             for c in code_cells(p)
         )
     ]
-    assert not missing, f"notebooks without a hidden assert cell: {missing}"
+    assert not missing, f"notebooks without a collapsible assert cell: {missing}"
+    removed = [
+        f"{p.relative_to(ROOT)} cell {i}"
+        for p in notebooks()
+        for i, c in enumerate(code_cells(p))
+        if "remove-cell" in c.get("metadata", {}).get("tags", [])
+        and any(line.lstrip().startswith("assert") for line in "".join(c["source"]).splitlines())
+    ]
+    assert not removed, f"assert cells removed from the page (tag them hide-cell): {removed}"
 
 
 def test_every_notebook_is_in_the_toc():
