@@ -95,9 +95,10 @@ def hit_target(model: nn.Module, sparsity: float) -> float:
     found = sites(model)
     if not found:
         raise ValueError("model has no STR thresholds (prepare it with STR or STR-BN first)")
+    # in float64: sigmoid(s_init = −100) underflows to 0 in float32 but not here
     ratios = torch.cat(
-        [(x.magnitudes / torch.sigmoid(x.s).view(-1, 1)).flatten() for x in found]
-    ).double()
+        [(x.magnitudes.double() / torch.sigmoid(x.s.double()).view(-1, 1)).flatten() for x in found]
+    )
     k = round(sparsity * ratios.numel())
     # halfway between the k-th and (k+1)-th ratio, so the s ↔ sigmoid round trip cannot move a
     # value across the threshold
@@ -109,7 +110,8 @@ def hit_target(model: nn.Module, sparsity: float) -> float:
         if bool((g >= 1).any()):
             raise ValueError(
                 f"sparsity={sparsity} needs a threshold of {float(g.max()):.3g} ≥ 1, which "
-                "sigmoid(s) cannot reach; request less"
+                "sigmoid(s) cannot reach: values ≥ 1 (e.g. BatchNorm γ at its default 1) can "
+                "never be pruned; request less, or start from smaller values"
             )
         x.s.copy_(torch.logit(g).to(x.s.dtype))
     return factor

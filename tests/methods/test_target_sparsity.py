@@ -115,3 +115,12 @@ def test_str_bn_target_mode_counts_channels(digits):
     pruned = sum(int((g == 0).sum()) for g in gammas) / sum(g.numel() for g in gammas)
     assert abs(pruned - 0.5) <= 0.5 / sum(g.numel() for g in gammas) + 1e-12  # the nearest count
     assert run.compacted_macs < run.macs
+
+
+def test_hit_target_works_from_an_underflowed_threshold():
+    """sigmoid(−100) is 0 in float32: the rescale must still find a finite threshold."""
+    torch.manual_seed(0)
+    model = STR(s_init=-100.0).prepare(models.lenet5())
+    hit_target(model, 0.5)
+    assert abs(metrics.sparsity(model) - 0.5) < 1e-4
+    assert all(bool(torch.isfinite(g).all()) for g in thresholds(model).values())
