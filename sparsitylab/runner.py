@@ -10,11 +10,22 @@ model is never changed)::
 and a :class:`Run` with everything a chapter tabulates: the trained, final and compacted models, the
 history, test accuracy, weight sparsity (overall and per layer), parameters, non-zeros, MACs and
 wall time.
+
+Checkpoints and resuming: with ``checkpoint=PATH`` the runner saves a checkpoint
+(:func:`sparsitylab.checkpoints.save_checkpoint`: model, optimizer, LR scheduler, method state,
+every RNG and the train loader's shuffle generator; plus the stage, epoch, step and history) after
+every epoch of both stages, through :class:`sparsitylab.train.Checkpointer`. ``resume=True``
+repeats the deterministic start (seed, copy, prepare, calibrate), skips the stages and epochs the
+checkpoint holds, restores everything into a freshly built optimizer and scheduler and continues:
+on CPU with the same seed it ends in exactly the model of an uninterrupted run. A checkpoint taken
+during fine-tuning also holds the model and method state at the end of training, so that ``freeze``
+rebuilds the same structure before the fine-tuning state is loaded.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import methods
+from . import checkpoints, methods, reparam
 from ._checks import check_int
 from .callbacks import LogSparsity
 from .deploy.compaction import layer_macs
@@ -33,6 +44,7 @@ from .metrics import count_nonzeros, count_parameters, layer_costs, layer_sparsi
 from .train import (
     SGD,
     Callback,
+    Checkpointer,
     History,
     evaluate,
     fit,
@@ -126,6 +138,71 @@ def _method(method: Method | str, options: Mapping[str, Any] | None) -> Method:
     return method
 
 
+class _Stage(Callback):
+    """Puts the stage's name into every epoch record (first, so later callbacks see it)."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
+        record["stage"] = self.stage
+
+
+class _StageCheckpointer(Checkpointer):
+    """Saves one stage's checkpoint after every epoch; resumes the stage the checkpoint holds."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        stage: str,
+        model: nn.Module,
+        method: Method,
+        generators: dict[str, torch.Generator],
+        records: list[dict],
+        trained: dict[str, Any] | None,
+        resume: bool,
+    ):
+        self.path, self.stage, self.model, self.method = path, stage, model, method
+        self.generators, self.records, self.trained, self.resume = (
+            generators,
+            records,
+            trained,
+            resume,
+        )
+
+    def restore(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, int]:
+        if not self.resume:
+            return 0, 0
+        extra = checkpoints.load_checkpoint(
+            self.path, self.model, optimizer, scheduler, self.method, self.generators
+        )
+        return int(extra["epoch"]), int(extra["step"])
+
+    def save(
+        self, epoch: int, step: int, optimizer: Any, scheduler: Any, record: dict[str, float]
+    ) -> None:
+        self.records.append({**record, "stage": self.stage})
+        extra = {"stage": self.stage, "epoch": epoch, "step": step, "history": self.records}
+        if self.trained is not None:
+            extra["trained"] = self.trained
+        checkpoints.save_checkpoint(
+            self.path, self.model, optimizer, scheduler, self.method, self.generators, extra
+        )
+
+
+def read_checkpoint_extra(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain data (stage, epoch, step, history) of a checkpoint the runner wrote."""
+    saved = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(saved, dict) or saved.get("format") != checkpoints.FORMAT:
+        raise ValueError(f"{path} is not a sparsitylab checkpoint")
+    return saved["extra"]
+
+
+def _generator(loader: DataLoader | None) -> bool:
+    """Whether ``loader`` shuffles with its own generator (saved in checkpoints)."""
+    return loader is not None and isinstance(getattr(loader, "generator", None), torch.Generator)
+
+
 def _example_batch(
     loader: DataLoader | None, device: torch.device, size: int = 64
 ) -> torch.Tensor | None:
@@ -154,6 +231,8 @@ def run(
     method_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> Run:
     """Drive ``method`` on a copy of ``model`` through its life cycle and measure the result.
 
@@ -166,7 +245,8 @@ def run(
     :func:`sparsitylab.train.seed_everything` before anything else (None: leave the RNGs alone).
     callbacks: extra callbacks for both stages. validate: evaluate ``loaders.val`` after every
     epoch. recalibrate_bn: re-estimate BatchNorm statistics on the training data after training.
-    measure_prepared: test accuracy right after prepare/calibrate.
+    measure_prepared: test accuracy right after prepare/calibrate. checkpoint: a file to save a
+    checkpoint to after every epoch; resume: continue from it (see the module docstring).
     """
     method = _method(method, method_options)
     epochs, finetune_epochs = (
@@ -194,27 +274,50 @@ def run(
     )
 
     history = History()
+    saved = read_checkpoint_extra(checkpoint) if resume and checkpoint is not None else None
+    if resume and saved is None:
+        raise ValueError("resume=True needs the checkpoint file to resume from")
+    generators = {"train": train_loader.generator} if _generator(train_loader) else {}
     stages = [
         ("train", epochs, optimizer, [method]),
         ("finetune", finetune_epochs, finetune_optimizer or optimizer, []),
     ]
+    trained = None
     for stage, stage_epochs, make_optimizer, own in stages:
         if not stage_epochs:
             continue
+        if saved is not None and stage == "train" and saved["stage"] == "finetune":
+            reparam.load_state_dict(model, saved["trained"]["model"])  # skip training
+            method.load_state_dict(saved["trained"]["method"])
+            history.records = [r for r in saved["history"] if r["stage"] == "train"]
+            continue
         if stage == "finetune":
+            trained = copy.deepcopy({"model": model.state_dict(), "method": method.state_dict()})
             method.freeze(model)
+        here = saved is not None and saved["stage"] == stage
+        if here:  # the model's state first, so the optimizer is built on its parameters
+            checkpoints.load_checkpoint(checkpoint, model, method=method, restore_rng=False)
+            history.records = list(saved["history"])
+        keeper = (
+            _StageCheckpointer(
+                checkpoint, stage, model, method, generators, list(history.records), trained, here
+            )
+            if checkpoint is not None
+            else None
+        )
         stage_history = fit(
             model,
             train_loader,
             stage_epochs,
             optimizer=make_optimizer(method.param_groups(model)),
             val_loader=val_loader,
-            callbacks=[*own, LogSparsity(), *callbacks],
+            callbacks=[_Stage(stage), *own, LogSparsity(), *callbacks],
             scheduler=scheduler,
             device=device,
             progress=progress,
             desc=f"{method.name or type(method).__name__} {stage}",
             max_steps=max_steps if stage == "train" else None,
+            checkpointer=keeper,
         )
         history.records += [{**record, "stage": stage} for record in stage_history.records]
     if recalibrate_bn and train_loader is not None:
@@ -252,4 +355,4 @@ def run(
     )
 
 
-__all__ = ["OptimizerFactory", "Run", "run"]
+__all__ = ["OptimizerFactory", "Run", "read_checkpoint_extra", "run"]

@@ -78,6 +78,29 @@ class Callback:
         pass
 
 
+class Checkpointer:
+    """Saving and resuming hook of :func:`fit` (:func:`sparsitylab.runner.run` implements it).
+
+    ``restore(optimizer, scheduler)`` runs once, after the optimizer and LR scheduler exist and the
+    callbacks' ``on_fit_start``, before the first batch: it may load their states (and the RNGs) and
+    returns ``(epochs done, optimizer steps done)``, where training continues. ``save(epoch, step,
+    optimizer, scheduler, record)`` runs at the end of every epoch, after the callbacks.
+    """
+
+    def restore(self, optimizer: torch.optim.Optimizer, scheduler: object) -> tuple[int, int]:
+        return 0, 0
+
+    def save(
+        self,
+        epoch: int,
+        step: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: object,
+        record: dict[str, float],
+    ) -> None:
+        pass
+
+
 @dataclass
 class History:
     """Per-epoch records: ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
@@ -174,6 +197,7 @@ def fit(
     desc: str = "train",
     max_steps: int | None = None,
     nonfinite: str = "raise",
+    checkpointer: Checkpointer | None = None,
 ) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` epochs and return its :class:`History`.
 
@@ -181,7 +205,9 @@ def fit(
     ``(optimizer, total_steps) -> LR scheduler`` stepped once per batch. ``max_steps`` stops after
     that many optimizer steps (0: no training at all). ``nonfinite``: "raise" (stop with
     :class:`NonFiniteLossError`) or "skip" (skip the batch; the epoch record counts ``skipped``)
-    when the loss plus penalties is NaN or ±inf.
+    when the loss plus penalties is NaN or ±inf. ``checkpointer``: a :class:`Checkpointer` that
+    saves after every epoch and may resume an interrupted fit (the history then holds only the new
+    epochs).
     """
     check_int(epochs, "epochs", minimum=1)
     check_choice(nonfinite, "nonfinite", ("raise", "skip"))
@@ -208,9 +234,13 @@ def fit(
         raise ValueError(f"scheduler={scheduler!r} must be 'cosine', None or a callable")
     for cb in callbacks:
         cb.on_fit_start(model, optimizer)
+    done = checkpointer.restore(optimizer, lr_sched) if checkpointer is not None else (0, 0)
+    if done[1] >= total_steps:  # resumed after the last step
+        return history
+    step = done[1]
 
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=True)
-    for epoch in range(1, epochs + 1):
+    bar = tqdm(total=total_steps, initial=step, desc=desc, disable=not progress, leave=True)
+    for epoch in range(done[0] + 1, epochs + 1):
         model.train()
         start, loss_sum, correct, count, skipped = time.perf_counter(), 0.0, 0, 0, 0
         for x, y in train_loader:
@@ -261,6 +291,8 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_end(model, epoch, record)
         history.records.append(record)
+        if checkpointer is not None:
+            checkpointer.save(epoch, step, optimizer, lr_sched, record)
         if step >= total_steps:
             break
     bar.close()
@@ -301,6 +333,7 @@ def recalibrate_batchnorm(
 __all__ = [
     "SGD",
     "Callback",
+    "Checkpointer",
     "History",
     "NonFiniteLossError",
     "accuracy",
