@@ -1,0 +1,373 @@
+"""One experiment from flat settings, with its results on disk: what ``sparsitylab run`` does.
+
+A config (a TOML file, command-line flags, or both; flags win) names a method of
+:data:`sparsitylab.methods.REGISTRY`, a model of :func:`sparsitylab.models.build` and a data set
+("fashion-mnist" or "digits"), plus the training settings. :func:`run_experiment` trains it with
+:func:`sparsitylab.runner.run` and writes into its output folder:
+
+- ``config.toml``: the resolved config (written first, so ``--resume`` finds it);
+- ``history.jsonl``: one JSON line per epoch, appended and flushed as training goes;
+- ``checkpoint.pt``: a checkpoint after every epoch (atomic; see :mod:`sparsitylab.runner`);
+- ``metrics.json``: :meth:`Run.row` plus per-layer sparsity, test loss, versions, CPU and date;
+- ``model.pt`` and, for structured methods, ``compacted.pt``
+  (:func:`sparsitylab.deploy.serialize.save_model`).
+
+``resume=True`` continues from ``checkpoint.pt`` and ends in the same model and metrics (wall time
+and date aside) as an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import math
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__, data, methods, models, runner
+from .deploy.serialize import save_model
+from .files import atomic_write_json
+from .methods import Method
+from .timing import cpu_name
+from .train import SGD, Callback, seed_everything
+
+DATA = ("fashion-mnist", "digits")
+SHAPES = {"fashion-mnist": (1, 28, 10), "digits": (1, 8, 10)}  # channels, side, classes
+TYPES: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "model": str,
+    "data": str,
+    "sparsity": (int, float),
+    "epochs": int,
+    "finetune_epochs": int,
+    "seed": int,
+    "batch_size": int,
+    "lr": (int, float),
+    "recalibrate_bn": bool,
+    "options": dict,
+    "model_options": dict,
+}
+DEFAULTS: dict[str, Any] = {
+    "epochs": 1,
+    "finetune_epochs": 0,
+    "seed": 0,
+    "batch_size": 128,
+    "lr": 0.05,
+    "recalibrate_bn": False,
+    "options": {},
+    "model_options": {},
+}
+REQUIRED = ("method", "model", "data")
+CHECKPOINT, CONFIG, HISTORY, METRICS = (
+    "checkpoint.pt",
+    "config.toml",
+    "history.jsonl",
+    "metrics.json",
+)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def parse_value(text: str, lists: bool = False) -> Any:
+    """``"3"`` → 3, ``"0.5"`` → 0.5, ``"true"`` → True, anything else the string itself;
+    ``lists``: ``"64,32"`` → [64, 32]."""
+    if lists and "," in text:
+        return [parse_value(part.strip()) for part in text.split(",")]
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items: list[str] | None, lists: bool = False) -> dict[str, Any]:
+    """``["key=value", ...]`` as a dict of parsed values (:func:`parse_value`)."""
+    parsed = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"option {item!r} must look like key=value")
+        parsed[key.strip()] = parse_value(value.strip(), lists)
+    return parsed
+
+
+def check_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """``config`` with every key known and every value of the right type."""
+    for key, value in config.items():
+        if key not in TYPES:
+            raise ValueError(f"{source}: unknown key {key!r}; known: {', '.join(TYPES)}")
+        kind = TYPES[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"{source}: {key} = {value!r} has the wrong type")
+    return dict(config)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """A config TOML file, checked (:func:`check_config`)."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path} is not valid TOML: {error}") from None
+    return check_config(raw, str(path))
+
+
+def resolve(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults, then each layer in turn (later wins; ``options`` tables merge key by key)."""
+    config: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in DEFAULTS.items()}
+    for layer in layers:
+        for key, value in layer.items():
+            if value is None:
+                continue
+            config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    missing = [key for key in REQUIRED if key not in config]
+    if missing:
+        raise ValueError(f"the config names no {', '.join(missing)} (give --{missing[0]})")
+    return check_config(config)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) as TOML")
+
+
+def to_toml(config: Mapping[str, Any]) -> str:
+    """``config`` (keys of :data:`TYPES`) as TOML: plain keys first, then one table per dict
+    (``tomllib`` reads it back)."""
+    config = dict(sorted(config.items(), key=lambda item: list(TYPES).index(item[0])))
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
+    for key, table in config.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"] + [
+                f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items()
+            ]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def build_loaders(name: str, batch_size: int, seed: int) -> data.Loaders:
+    """Train (shuffled with ``seed``) / val / test loaders of a data set in :data:`DATA`."""
+    if name not in DATA:
+        raise ValueError(f"data={name!r} is not known; choose one of {', '.join(DATA)}")
+    if name == "digits":
+        train, test = data.load_digits_split()
+        return data.Loaders(
+            data.make_loader(train, batch_size, shuffle=True, seed=seed),
+            data.make_loader(test, 512),
+            data.make_loader(test, 512),
+        )
+    try:
+        return data.fashion_mnist_loaders(batch_size, seed=seed)
+    except data.DatasetNotFoundError:
+        raise FileNotFoundError(
+            "Fashion-MNIST was not found: run `sparsitylab data download`, set SPARSITYLAB_DATA, "
+            "or use --data digits"
+        ) from None
+
+
+def _parameters(factory: Any) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(factory).parameters)
+
+
+def build_model(name: str, data_name: str, options: Mapping[str, Any]) -> nn.Module:
+    """:func:`sparsitylab.models.build` with the data set's input and class counts filled in
+    (``options`` win)."""
+    channels, side, classes = SHAPES[data_name]
+    factory = models.MODELS.get(name)
+    if factory is None:
+        raise ValueError(f"model={name!r} is not known; choose one of {', '.join(models.MODELS)}")
+    known = _parameters(factory)
+    shaped = {"in_channels": channels, "num_classes": classes, "image_size": side}
+    kwargs = {k: v for k, v in shaped.items() if k in known}
+    if "sizes" in known:
+        kwargs["sizes"] = (channels * side * side, 500, 300, classes)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} has no option {unknown[0]!r}; it takes {', '.join(known)}"
+        )
+    return models.build(name, **{**kwargs, **options})
+
+
+def method_options(config: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
+    """The method's options: ``options``, plus ``sparsity`` where the builder takes one and
+    ``total_steps`` (of training) where it takes one and none is given."""
+    name = config["method"]
+    if name not in methods.REGISTRY:
+        raise ValueError(f"method={name!r} is not known; choose one of {sorted(methods.REGISTRY)}")
+    cls = methods.REGISTRY[name]
+    known = _parameters(getattr(cls, "from_options", cls))
+    options = dict(config["options"])
+    if config.get("sparsity") is not None:
+        if "sparsity" not in known:
+            raise ValueError(f"method {name!r} takes no sparsity; its options: {', '.join(known)}")
+        options["sparsity"] = config["sparsity"]
+    if "total_steps" in known and "total_steps" not in options:
+        options["total_steps"] = total_steps
+    return options
+
+
+def build_method(config: Mapping[str, Any], total_steps: int) -> Method:
+    """The config's method, built from flat options (:func:`method_options`)."""
+    try:
+        return methods.build(config["method"], **method_options(config, total_steps))
+    except TypeError as error:
+        raise ValueError(f"method {config['method']!r}: {error}") from None
+
+
+class EpochLog(Callback):
+    """Appends every epoch's record to ``history.jsonl`` (flushed) and, without a progress bar,
+    prints one line per epoch."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.path, self.echo = path, echo
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        if self.echo:
+            print(
+                f"{record.get('stage', 'train')} epoch {epoch}: loss {record['train_loss']:.4f}, "
+                f"accuracy {record['train_acc']:.4f} ({record['seconds']:.1f} s)",
+                flush=True,
+            )
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def metrics(result: runner.Run) -> dict[str, Any]:
+    """The record ``metrics.json`` holds."""
+    return {
+        **result.row(),
+        "test_loss": result.test_loss,
+        "layer_sparsity": result.layer_sparsity,
+        "torch": torch.__version__,
+        "sparsitylab": __version__,
+        "cpu": cpu_name(),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def prepare_folder(out: Path, config: dict[str, Any], resume: bool) -> None:
+    """Check ``out`` (empty for a new run; a checkpoint and the same config to resume) and write
+    ``config.toml`` (new run) or trim ``history.jsonl`` to the checkpoint's epochs (resume)."""
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"--resume: {out / CHECKPOINT} does not exist")
+        if (out / CONFIG).is_file() and load_config(out / CONFIG) != config:
+            raise ValueError(f"--resume: the config differs from {out / CONFIG}")
+        history = runner.read_checkpoint_extra(out / CHECKPOINT)["history"]
+        (out / HISTORY).write_text("".join(json.dumps(r) + "\n" for r in history))
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} is not an empty folder (pass --resume to continue a run)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG).write_text(to_toml(config))
+
+
+def run_experiment(
+    config: Mapping[str, Any],
+    out: str | Path,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> runner.Run:
+    """Train ``config`` (resolved, see :func:`resolve`) and write its outputs to ``out``.
+
+    progress: a tqdm bar (default: when stderr is a terminal), else one plain line per epoch.
+    callbacks: extra :class:`~sparsitylab.train.Callback` objects (tests stop a run with one).
+    """
+    config, out = check_config(config), Path(out)
+    progress = sys.stderr.isatty() if progress is None else progress
+    loaders = build_loaders(config["data"], config["batch_size"], config["seed"])
+    seed_everything(config["seed"])
+    model = build_model(config["model"], config["data"], config["model_options"])
+    method = build_method(config, config["epochs"] * len(loaders.train))
+    prepare_folder(out, dict(config), resume)
+    result = runner.run(
+        method,
+        model,
+        loaders,
+        epochs=config["epochs"],
+        finetune_epochs=config["finetune_epochs"],
+        optimizer=SGD(lr=float(config["lr"])),
+        seed=config["seed"],
+        recalibrate_bn=config["recalibrate_bn"],
+        callbacks=[EpochLog(out / HISTORY, echo=not progress), *callbacks],
+        progress=progress,
+        device="cpu",
+        checkpoint=out / CHECKPOINT,
+        resume=resume,
+    )
+    atomic_write_json(metrics(result), out / METRICS)
+    save_model(out / "model.pt", result.model)
+    if result.compacted is not None:
+        save_model(out / "compacted.pt", result.compacted)
+    return result
+
+
+def main(
+    config_file: str | None,
+    overrides: Mapping[str, Any],
+    out: str,
+    resume: bool = False,
+) -> runner.Run:
+    """What ``sparsitylab run`` does: ``out/config.toml`` (on resume), then ``config_file``, then
+    ``overrides`` (the flags), resolved and run."""
+    saved = Path(out) / CONFIG
+    layers = [load_config(saved)] if resume and saved.is_file() else []
+    if config_file is not None:
+        layers.append(load_config(config_file))
+    layers.append(
+        check_config({k: v for k, v in overrides.items() if v not in (None, {})}, "flags")
+    )
+    config = resolve(*layers)
+    result = run_experiment(config, out, resume)
+    print(result.summary())
+    return result
+
+
+__all__ = [
+    "DATA",
+    "build_loaders",
+    "build_method",
+    "build_model",
+    "check_config",
+    "load_config",
+    "main",
+    "method_options",
+    "metrics",
+    "parse_assignments",
+    "parse_value",
+    "resolve",
+    "run_experiment",
+    "to_toml",
+]
