@@ -203,3 +203,33 @@ def test_recalibrate_bn_flag_reaches_the_runner(tmp_path, monkeypatch, capsys):
     assert tomllib.loads((out / "config.toml").read_text())["recalibrate_bn"] is True
     assert run_cli("--method", "dense", *TINY, "--out", str(tmp_path / "plain")) == 0
     assert seen["recalibrate_bn"] is False
+
+
+def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL mid-run (after the first checkpoint, while training goes on), then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "sparsitylab", "run", "--method", "magnitude",
+            "--sparsity", "0.8", "--option", "schedule=gradual", *TINY, "--epochs", "40",
+            "--batch-size", "16"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run([*argv, "--out", str(whole)], check=True, env=env, capture_output=True)
+    process = subprocess.Popen(
+        [*argv, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while not (cut / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (cut / "metrics.json").exists()  # killed before the end: a real interruption
+    subprocess.run([*argv, "--out", str(cut), "--resume"], check=True, env=env, capture_output=True)
+    (state_a, metrics_a), (state_b, metrics_b) = _final(whole), _final(cut)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert metrics_a == metrics_b
