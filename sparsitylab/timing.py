@@ -155,4 +155,36 @@ def cpu_name() -> str:
     return f"{cpu_model()}, {torch.get_num_threads()} torch thread(s)"
 
 
-__all__ = ["CLOCKS", "Timing", "cpu_model", "cpu_name", "interleaved", "measure", "threads"]
+def caption(
+    timings: Timing | Mapping[str, Timing], batch: int | None = None, where: str | None = None
+) -> str:
+    """The one-line "measured on …" label of a timing table or plot: CPU model, threads, clock,
+    batch, repeats and spread (the widest interquartile range, relative to its median).
+
+    ``where``: the CPU name to print (default: :func:`cpu_model` of this machine).
+    """
+    found = [timings] if isinstance(timings, Timing) else list(timings.values())
+    if not found:
+        raise ValueError("timings is empty: there is nothing to caption")
+    first = found[0]
+    if any((t.clock, t.threads) != (first.clock, first.threads) for t in found):
+        raise ValueError("timings were taken with different clocks or thread counts")
+    spread = max((t.q3 - t.q1) / t.median for t in found if t.median > 0)
+    clock = "wall clock" if first.clock == "wall" else "thread CPU time"
+    size = "" if batch is None else f", batch {check_int(batch, 'batch', minimum=1)}"
+    return (
+        f"measured on {where or cpu_model()}, {first.threads} thread(s), {clock}{size}, median of "
+        f"{first.samples} rounds, interquartile range up to {100 * spread:.0f} % of the median"
+    )
+
+
+__all__ = [
+    "CLOCKS",
+    "Timing",
+    "caption",
+    "cpu_model",
+    "cpu_name",
+    "interleaved",
+    "measure",
+    "threads",
+]

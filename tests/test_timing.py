@@ -52,3 +52,22 @@ def test_bad_arguments(kwargs, err, msg):
 def test_cpu_name_names_the_threads():
     with timing.threads(1):
         assert timing.cpu_name().endswith("1 torch thread(s)")
+
+
+def test_caption_names_machine_threads_clock_batch_repeats_and_spread():
+    from sparsitylab.timing import Timing, caption
+
+    timings = {
+        "dense": Timing(0.010, 0.009, 0.011, 40, "wall", 1),
+        "sparse": Timing(0.020, 0.019, 0.024, 40, "wall", 1),
+    }
+    text = caption(timings, batch=256, where="Test CPU")
+    assert text == (
+        "measured on Test CPU, 1 thread(s), wall clock, batch 256, median of 40 rounds, "
+        "interquartile range up to 25 % of the median"
+    )
+    assert "thread CPU time" in caption(Timing(1.0, 0.9, 1.1, 5, "thread", 2))
+    with pytest.raises(ValueError, match="different clocks"):
+        caption({**timings, "other": Timing(0.01, 0.01, 0.01, 40, "thread", 1)})
+    with pytest.raises(ValueError, match="empty"):
+        caption({})
