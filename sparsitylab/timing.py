@@ -172,9 +172,11 @@ def caption(
     spread = max((t.q3 - t.q1) / t.median for t in found if t.median > 0)
     clock = "wall clock" if first.clock == "wall" else "thread CPU time"
     size = "" if batch is None else f", batch {check_int(batch, 'batch', minimum=1)}"
+    low, high = min(t.samples for t in found), max(t.samples for t in found)
+    rounds = f"{low}" if low == high else f"{low}–{high}"
     return (
         f"measured on {where or cpu_model()}, {first.threads} thread(s), {clock}{size}, median of "
-        f"{first.samples} rounds, interquartile range up to {100 * spread:.0f} % of the median"
+        f"{rounds} rounds, interquartile range up to {100 * spread:.0f} % of the median"
     )
 
 

@@ -67,6 +67,8 @@ def test_caption_names_machine_threads_clock_batch_repeats_and_spread():
         "interquartile range up to 25 % of the median"
     )
     assert "thread CPU time" in caption(Timing(1.0, 0.9, 1.1, 5, "thread", 2))
+    mixed = {"a": Timing(1.0, 0.9, 1.1, 5, "wall", 1), "b": Timing(1.0, 0.9, 1.1, 9, "wall", 1)}
+    assert "median of 5–9 rounds" in caption(mixed)
     with pytest.raises(ValueError, match="different clocks"):
         caption({**timings, "other": Timing(0.01, 0.01, 0.01, 40, "thread", 1)})
     with pytest.raises(ValueError, match="empty"):
