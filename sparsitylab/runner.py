@@ -161,7 +161,9 @@ class _StageCheckpointer(Checkpointer):
         records: list[dict],
         trained: dict[str, Any] | None,
         resume: bool,
+        write: bool = True,
     ):
+        self.write = write
         self.path, self.stage, self.model, self.method = path, stage, model, method
         self.generators, self.records, self.trained, self.resume = (
             generators,
@@ -182,6 +184,8 @@ class _StageCheckpointer(Checkpointer):
         self, epoch: int, step: int, optimizer: Any, scheduler: Any, record: dict[str, float]
     ) -> None:
         self.records.append({**record, "stage": self.stage})
+        if not self.write:
+            return
         extra = {"stage": self.stage, "epoch": epoch, "step": step, "history": self.records}
         if self.trained is not None:
             extra["trained"] = self.trained
@@ -233,6 +237,8 @@ def run(
     device: str | torch.device | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    save_checkpoints: bool = True,
 ) -> Run:
     """Drive ``method`` on a copy of ``model`` through its life cycle and measure the result.
 
@@ -247,6 +253,10 @@ def run(
     epoch. recalibrate_bn: re-estimate BatchNorm statistics on the training data after training.
     measure_prepared: test accuracy right after prepare/calibrate. checkpoint: a file to save a
     checkpoint to after every epoch; resume: continue from it (see the module docstring).
+    wrap: wraps the prepared (or frozen) model, once per stage, into the module :func:`fit` calls
+    for the forward and backward (DistributedDataParallel under torchrun); the method, callbacks and
+    checkpoints keep the plain model. save_checkpoints: False reads ``checkpoint`` (to resume) but
+    never writes it (the ranks other than 0 under torchrun).
     """
     method = _method(method, method_options)
     epochs, finetune_epochs = (
@@ -300,7 +310,15 @@ def run(
             history.records = list(saved["history"])
         keeper = (
             _StageCheckpointer(
-                checkpoint, stage, model, method, generators, list(history.records), trained, here
+                checkpoint,
+                stage,
+                model,
+                method,
+                generators,
+                list(history.records),
+                trained,
+                here,
+                save_checkpoints,
             )
             if checkpoint is not None
             else None
@@ -318,6 +336,7 @@ def run(
             desc=f"{method.name or type(method).__name__} {stage}",
             max_steps=max_steps if stage == "train" else None,
             checkpointer=keeper,
+            forward=wrap(model) if wrap is not None else None,
         )
         history.records += [{**record, "stage": stage} for record in stage_history.records]
     if recalibrate_bn and train_loader is not None:

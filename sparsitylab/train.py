@@ -198,6 +198,7 @@ def fit(
     max_steps: int | None = None,
     nonfinite: str = "raise",
     checkpointer: Checkpointer | None = None,
+    forward: nn.Module | None = None,
 ) -> History:
     """Train ``model`` with cross-entropy for ``epochs`` epochs and return its :class:`History`.
 
@@ -207,7 +208,10 @@ def fit(
     :class:`NonFiniteLossError`) or "skip" (skip the batch; the epoch record counts ``skipped``)
     when the loss plus penalties is NaN or ±inf. ``checkpointer``: a :class:`Checkpointer` that
     saves after every epoch and may resume an interrupted fit (the history then holds only the new
-    epochs).
+    epochs). ``forward``: the module to call for the training forward and backward, wrapping
+    ``model`` (DistributedDataParallel under torchrun; default ``model`` itself); callbacks,
+    validation and the checkpointer see ``model``. A train loader with a ``DistributedSampler``
+    gets ``set_epoch(epoch)`` before every epoch.
     """
     check_int(epochs, "epochs", minimum=1)
     check_choice(nonfinite, "nonfinite", ("raise", "skip"))
@@ -242,10 +246,13 @@ def fit(
     bar = tqdm(total=total_steps, initial=step, desc=desc, disable=not progress, leave=True)
     for epoch in range(done[0] + 1, epochs + 1):
         model.train()
+        set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # a DistributedSampler: a new shuffle order every epoch
+            set_epoch(epoch)
         start, loss_sum, correct, count, skipped = time.perf_counter(), 0.0, 0, 0, 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
+            logits = (forward or model)(x)
             loss = F.cross_entropy(logits, y)
             total = loss + sum(cb.penalty(model) for cb in callbacks)
             value = float(total.detach())
