@@ -14,6 +14,16 @@ A config (a TOML file, command-line flags, or both; flags win) names a method of
 
 ``resume=True`` continues from ``checkpoint.pt`` and ends in the same model and metrics (wall time
 and date aside) as an uninterrupted run on CPU.
+
+Under torchrun (``torchrun --nproc_per_node N -m sparsitylab run ...``;
+:mod:`sparsitylab.distributed`) the run is data parallel: the global batch ``batch_size`` splits
+evenly over the N processes (else a one-line error, exit 2), each through a ``DistributedSampler``
+(the last partial global batch is dropped). The method prepares the plain model, which is then
+wrapped in DistributedDataParallel only for fit's forward and backward (once per stage); the
+method's callbacks, penalties, checkpoints and outputs see the plain model, so names carry no
+``module.`` prefix. Every rank evaluates the full test set (identical models give identical
+numbers); the epoch's train loss and accuracy are averaged over the ranks. Only rank 0 writes files
+and prints; the others wait at a barrier.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import datetime
 import inspect
 import json
 import math
+import os
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -32,6 +43,7 @@ import torch
 from torch import nn
 
 from . import __version__, data, methods, models, runner
+from . import distributed as dist
 from .deploy.serialize import save_model
 from .files import atomic_write_json
 from .methods import Method
@@ -171,10 +183,40 @@ def to_toml(config: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- building blocks
 
 
+def check_batch_size(batch_size: int, world: int) -> None:
+    """The global batch must split evenly over the ``world`` processes."""
+    if batch_size % world:
+        raise ValueError(
+            f"batch_size={batch_size} does not split over {world} processes; give a multiple of "
+            f"{world}"
+        )
+
+
+def shard(loader: Any, batch_size: int, seed: int) -> Any:
+    """The train loader's data set under a :class:`DistributedSampler` (shuffled with ``seed``,
+    reshuffled per epoch by :func:`sparsitylab.train.fit`): ``batch_size / world size`` examples per
+    rank and step, the last partial global batch dropped, so that step ``k`` of all the ranks
+    together sees exactly the examples of global batch ``k``."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    world = dist.world_size()
+    check_batch_size(batch_size, world)
+    sampler = DistributedSampler(loader.dataset, world, dist.rank(), seed=seed, drop_last=True)
+    return DataLoader(loader.dataset, batch_size // world, sampler=sampler, drop_last=True)
+
+
 def build_loaders(name: str, batch_size: int, seed: int) -> data.Loaders:
-    """Train (shuffled with ``seed``) / val / test loaders of a data set in :data:`DATA`."""
+    """Train (shuffled with ``seed``) / val / test loaders of a data set in :data:`DATA`; under
+    torchrun the train loader is this rank's :func:`shard` (val and test stay whole)."""
     if name not in DATA:
         raise ValueError(f"data={name!r} is not known; choose one of {', '.join(DATA)}")
+    loaders = _build_loaders(name, batch_size, seed)
+    if not dist.is_distributed():
+        return loaders
+    return data.Loaders(shard(loaders.train, batch_size, seed), loaders.val, loaders.test)
+
+
+def _build_loaders(name: str, batch_size: int, seed: int) -> data.Loaders:
     if name == "digits":
         train, test = data.load_digits_split()
         return data.Loaders(
@@ -260,6 +302,15 @@ class EpochLog(Callback):
             )
 
 
+class MeanRecord(Callback):
+    """Under torchrun: the epoch's train loss and accuracy averaged over the ranks (equal shards),
+    so the history holds the numbers of the whole global batch."""
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
+        for key in ("train_loss", "train_acc"):
+            record[key] = dist.mean(record[key])
+
+
 # ----------------------------------------------------------------------------- the experiment
 
 
@@ -306,12 +357,22 @@ def run_experiment(
     callbacks: extra :class:`~sparsitylab.train.Callback` objects (tests stop a run with one).
     """
     config, out = check_config(config), Path(out)
-    progress = sys.stderr.isatty() if progress is None else progress
+    main_rank = dist.is_main()
+    progress = (sys.stderr.isatty() if progress is None else progress) and main_rank
     loaders = build_loaders(config["data"], config["batch_size"], config["seed"])
     seed_everything(config["seed"])
     model = build_model(config["model"], config["data"], config["model_options"])
     method = build_method(config, config["epochs"] * len(loaders.train))
-    prepare_folder(out, dict(config), resume)
+    error = None
+    if main_rank:
+        try:
+            prepare_folder(out, dict(config), resume)
+        except (ValueError, OSError) as caught:
+            error = caught
+    error = dist.broadcast_object(error)  # the other ranks fail with rank 0's error
+    if error is not None:
+        raise error
+    logs = [EpochLog(out / HISTORY, echo=not progress)] if main_rank else []
     result = runner.run(
         method,
         model,
@@ -321,16 +382,24 @@ def run_experiment(
         optimizer=SGD(lr=float(config["lr"])),
         seed=config["seed"],
         recalibrate_bn=config["recalibrate_bn"],
-        callbacks=[EpochLog(out / HISTORY, echo=not progress), *callbacks],
+        callbacks=[*([MeanRecord()] if dist.is_distributed() else []), *logs, *callbacks],
         progress=progress,
-        device="cpu",
+        device=dist.device() if dist.is_distributed() else "cpu",
         checkpoint=out / CHECKPOINT,
         resume=resume,
+        wrap=dist.wrap if dist.is_distributed() else None,
+        save_checkpoints=main_rank,
     )
-    atomic_write_json(metrics(result), out / METRICS)
-    save_model(out / "model.pt", result.model)
-    if result.compacted is not None:
-        save_model(out / "compacted.pt", result.compacted)
+    if os.environ.get("SPARSITYLAB_TEST_DUMP"):  # tests: every rank's trained state
+        dump = Path(os.environ["SPARSITYLAB_TEST_DUMP"]) / f"rank{dist.rank()}.pt"
+        state = result.trained.state_dict()
+        torch.save({k: v.cpu() for k, v in state.items() if isinstance(v, torch.Tensor)}, dump)
+    if main_rank:
+        atomic_write_json(metrics(result), out / METRICS)
+        save_model(out / "model.pt", result.model)
+        if result.compacted is not None:
+            save_model(out / "compacted.pt", result.compacted)
+    dist.barrier()
     return result
 
 
@@ -350,8 +419,15 @@ def main(
         check_config({k: v for k, v in overrides.items() if v not in (None, {})}, "flags")
     )
     config = resolve(*layers)
-    result = run_experiment(config, out, resume)
-    print(result.summary())
+    check_batch_size(config["batch_size"], dist.env_world_size())
+    started = dist.init()
+    try:
+        result = run_experiment(config, out, resume)
+    finally:
+        if started:
+            dist.teardown()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result.summary())
     return result
 
 

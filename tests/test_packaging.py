@@ -107,7 +107,7 @@ def test_every_notebook_is_in_the_toc():
 # (sparsitylab/x/).
 LAYERS = [
     {"_checks", "modes"},
-    {"timing", "gemm", "frames", "files"},
+    {"timing", "gemm", "frames", "files", "distributed"},
     {"data", "models", "metrics", "widgets"},
     {"train"},
     {"callbacks"},
