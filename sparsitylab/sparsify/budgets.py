@@ -4,7 +4,8 @@ Three allocations (introduced in Chapter 1, ``book/01_unstructured_pruning``):
 
 - **uniform** — every prunable layer gets the same sparsity;
 - **global** — one magnitude ranking over all layers; each layer gets what its weights earn
-  (Han et al. 2015; can empty small layers, "layer collapse");
+  (one threshold for all layers; Han et al. 2015 instead threshold each layer by its own weight
+  spread; can empty small layers, "layer collapse");
 - **ERK** — Erdős–Rényi-Kernel (Evci et al., RigL, ICML 2020): density_l = ε·p_l with
   p_l = (Σ dims / Π dims)^power for a weight of dims (out, in[, kh, kw]) — ER for Linear, ERK for
   conv — and ε solved so that Σ density_l·N_l = (1 − S)·Σ N_l. A layer whose ε·p_l would exceed 1
