@@ -273,7 +273,7 @@ def plot_speedups(
     ax.set(
         yscale="log",
         xlabel="sparsity s",
-        ylabel="speedup over dense (×)",
+        ylabel=f"speedup over dense (×, {result['clock']})",
         title=f"{result['kind'].upper()}: {result['config']['m']}×{result['config']['k']} · "
         f"{result['config']['k']}×{result['config']['n']} ({result['date'][:10]})",
     )
@@ -288,7 +288,11 @@ def plot_speedups(
         bar = fig.add_subplot(1, 2, 2)
         bar.barh([a for a, _ in at], [v for _, v in at], color="tab:blue")
         bar.axvline(1, color="grey", lw=1)
-        bar.set(xscale="log", xlabel="speedup over dense (×)", title=f"at sparsity {sparsity:g}")
+        bar.set(
+            xscale="log",
+            xlabel=f"speedup over dense (×, {result['clock']})",
+            title=f"at sparsity {sparsity:g}",
+        )
         bar.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=6.5, loc="upper left")
     fig.tight_layout()
@@ -298,7 +302,8 @@ def plot_speedups(
 def summary(result: dict[str, Any]) -> str:
     """Plain-text table of speedups and the break-even sparsities."""
     lines = [
-        f"{result['kind']} | {result['device']} | {result['mode']} mode | {result['date']}",
+        f"{result['kind']} | {result['device']} | {result['clock']} | {result['mode']} mode | "
+        f"{result['date']}",
         f"{'series':<48} " + " ".join(f"{s:>6g}" for s in result["config"]["sparsities"]),
     ]
     table: dict[str, dict[float, float]] = {}
