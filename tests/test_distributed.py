@@ -95,3 +95,38 @@ def test_world_size_must_split_the_batch(tmp_path):
     assert run.returncode != 0 and "does not split over 2 processes" in run.stderr
     assert "exitcode  : 2" in run.stderr, run.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_under_torchrun_after_killing_every_process(tmp_path):
+    """SIGKILL the whole torchrun process group after the first checkpoint, resume under torchrun,
+    end exactly where an uninterrupted two-process run ends."""
+    import signal
+    import time
+
+    from sparsitylab.deploy.serialize import load_model
+
+    common = [*MAGNITUDE, "--epochs", "12", "--batch-size", "16", *TINY]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = torchrun(2, *common, "--out", str(whole))
+    assert done.returncode == 0, done.stdout + done.stderr
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(free_port()), "-m", "sparsitylab", "run", *common,
+               "--out", str(cut)]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT
+    while not (cut / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
+    process.wait(timeout=TIMEOUT)
+    assert not (cut / "metrics.json").exists()  # killed before the end: a real interruption
+    resumed = torchrun(2, *common, "--out", str(cut), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    a, b = load_model(whole / "model.pt").state_dict(), load_model(cut / "model.pt").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (whole, cut)]
+    for m in metrics:
+        m.pop("seconds"), m.pop("date")
+    assert metrics[0] == metrics[1]
