@@ -302,7 +302,10 @@ def run(
             history.records = [r for r in saved["history"] if r["stage"] == "train"]
             continue
         if stage == "finetune":
-            trained = copy.deepcopy({"model": model.state_dict(), "method": method.state_dict()})
+            if checkpoint is not None:  # a fine-tuning checkpoint rebuilds freeze from this
+                trained = copy.deepcopy(
+                    {"model": model.state_dict(), "method": method.state_dict()}
+                )
             method.freeze(model)
         here = saved is not None and saved["stage"] == stage
         if here:  # the model's state first, so the optimizer is built on its parameters

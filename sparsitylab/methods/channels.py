@@ -181,20 +181,24 @@ class NetworkSlimming(Method):
         self.gamma_init = None if gamma_init is None else check_real(gamma_init, "gamma_init")
         self.min_channels = check_int(min_channels, "min_channels", minimum=1)
         self.pruned = False
+        self.batchnorms: list[str] = []  # the prunable BatchNorms, found once by prepare
 
     def prepare(self, model: nn.Module) -> nn.Module:
         self.pruned = False
-        if not channel_sites(model):
+        found = channel_sites(model)
+        if not found:
             raise ValueError("model has no BatchNorm whose channels can be removed")
+        self.batchnorms = list(found)
         if self.gamma_init is not None:
             with torch.no_grad():
-                for site in channel_sites(model).values():
+                for site in found.values():
                     site.bn.weight.fill_(self.gamma_init)
         return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """λ Σ |γ| over the prunable BatchNorms (its gradient is Slimming's λ·sign(γ))."""
-        return self.strength * sum(s.bn.weight.abs().sum() for s in channel_sites(model).values())
+        gammas = (model.get_submodule(name).weight for name in self.batchnorms)
+        return self.strength * sum(g.abs().sum() for g in gammas)
 
     def keep(self, model: nn.Module, ratio: float | None = None) -> dict[str, torch.Tensor]:
         """BatchNorm name → kept channels: |γ| above the global ``ratio`` percentile (strict >),

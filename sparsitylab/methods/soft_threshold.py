@@ -38,7 +38,7 @@ from .. import reparam
 from .._checks import check_choice, check_real, check_sparsity
 from ..deploy.compaction import channel_batchnorms, compact
 from ..metrics import BATCHNORMS, prunable_layers
-from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold
+from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold, threshold_parameters
 from ..reparam.str_batchnorm import (
     STRBatchNorm2d,
     from_batchnorm,
@@ -48,7 +48,7 @@ from ..reparam.str_batchnorm import (
 from ..train import trainable
 from . import register
 from .base import Method
-from .target_sparsity import DecayController, hit_target, sites, threshold_group
+from .target_sparsity import DecayController, hit_target, threshold_group
 
 
 class NoThresholdDecayWarning(UserWarning):
@@ -125,13 +125,14 @@ class ThresholdMethod(Method):
                     "target_sparsity needs total_steps (the optimizer steps of training)"
                 )
             self.controller = DecayController(check_sparsity(target_sparsity), total_steps)
-        self.target_sparsity = target_sparsity
         self.corrections: list[tuple[int, float]] = []  # (step, factor c) of each hit_target
         self._group: dict | None = None
 
     def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
-        """The threshold parameters ``s`` of ``model``, found by module type."""
-        return [site.s for site in sites(model)]
+        """The threshold parameters ``s`` of ``model`` (weights' and STR-BN's), found by type."""
+        return threshold_parameters(model) + [
+            m.s for m in model.modules() if isinstance(m, STRBatchNorm2d)
+        ]
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         """Three groups, by type: the thresholds, BatchNorm parameters, the rest — each parameter

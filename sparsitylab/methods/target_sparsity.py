@@ -74,12 +74,17 @@ def sites(model: nn.Module) -> list[Site]:
     return found
 
 
-@torch.no_grad()
-def threshold_sparsity(model: nn.Module) -> float:
-    """The fraction of thresholded values (STR weights, STR-BN γ) at or below their threshold."""
+def _sites_or_raise(model: nn.Module) -> list[Site]:
     found = sites(model)
     if not found:
         raise ValueError("model has no STR thresholds (prepare it with STR or STR-BN first)")
+    return found
+
+
+@torch.no_grad()
+def threshold_sparsity(model: nn.Module) -> float:
+    """The fraction of thresholded values (STR weights, STR-BN γ) at or below their threshold."""
+    found = _sites_or_raise(model)
     zeros = sum(int((x.magnitudes <= torch.sigmoid(x.s).view(-1, 1)).sum()) for x in found)
     return zeros / sum(x.magnitudes.numel() for x in found)
 
@@ -92,9 +97,7 @@ def hit_target(model: nn.Module, sparsity: float) -> float:
     would need a threshold ≥ 1 (sigmoid cannot reach it) or the model has no thresholds.
     """
     sparsity = check_sparsity(sparsity)
-    found = sites(model)
-    if not found:
-        raise ValueError("model has no STR thresholds (prepare it with STR or STR-BN first)")
+    found = _sites_or_raise(model)
     # in float64: sigmoid(s_init = −100) underflows to 0 in float32 but not here
     ratios = torch.cat(
         [(x.magnitudes.double() / torch.sigmoid(x.s.double()).view(-1, 1)).flatten() for x in found]
