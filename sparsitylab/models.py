@@ -41,16 +41,20 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
             m.train(training)
 
 
-def mlp(sizes: tuple[int, ...] = (784, 500, 300, 10)) -> nn.Sequential:
-    """Fully connected ReLU network: flatten, fc1, relu1, fc2, relu2, …, fcL (the input image is
-    flattened)."""
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+def mlp(sizes: tuple[int, ...] = (784, 500, 300, 10), activation: str = "relu") -> nn.Sequential:
+    """Fully connected network: flatten, fc1, relu1, fc2, relu2, …, fcL (the input image is
+    flattened). ``activation="sigmoid"`` puts sigmoids (named sigmoid1, …) between the layers."""
     if len(sizes) < 2 or any(int(s) <= 0 for s in sizes):
         raise ValueError(f"sizes={sizes} must hold at least two positive layer widths")
+    make = ACTIVATIONS[check_choice(activation, "activation", ACTIVATIONS)]
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         layers.append((f"fc{i}", nn.Linear(fan_in, fan_out)))
         if i < len(sizes) - 1:
-            layers.append((f"relu{i}", nn.ReLU()))
+            layers.append((f"{activation}{i}", make()))
     return nn.Sequential(OrderedDict(layers))
 
 
