@@ -125,10 +125,13 @@ MAY_IMPORT = {
     "widgets": {"_checks", "frames"},
     # deploy never imports reparam or methods
     "deploy": {"_checks", "files", "timing", "gemm", "models", "metrics", "sparsify"},
-    # benchmarks time methods (a training step with their reparametrisations), never the runner
+    # benchmarks time methods (a training step with their reparametrisations), never the runner;
+    # data and train where a benchmark needs a trained layer (bench sis)
     "benchmarks": {
         "_checks",
         "modes",
+        "data",
+        "train",
         "timing",
         "gemm",
         "files",
