@@ -97,8 +97,9 @@ def folded(step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     w = layer.weight.detach().reshape(
         layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features, -1
     )
-    b = layer.bias.detach() if layer.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
-    scale = torch.ones(w.shape[0], dtype=w.dtype)
+    zeros = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+    b = layer.bias.detach() if layer.bias is not None else zeros
+    scale = torch.ones_like(zeros)
     bn = step.batchnorm
     if bn is not None:
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
@@ -117,7 +118,10 @@ def write_back(step: Step, w: torch.Tensor, b: torch.Tensor, scale: torch.Tensor
     raw = torch.where((scale == 0)[:, None], torch.zeros_like(w), w / safe[:, None])
     layer.weight.copy_(raw.reshape(layer.weight.shape))
     if bn is None:
-        layer.bias.copy_(b)
+        if layer.bias is not None:
+            layer.bias.copy_(b)
+        elif bool(b.any()):
+            raise ValueError(f"layer {step.name!r} has no bias, but the solution needs one")
         return
     own = layer.bias if layer.bias is not None else torch.zeros_like(b)
     bn.bias.copy_(b - (own - bn.running_mean) * scale)
@@ -175,6 +179,7 @@ class SIS(Method):
     with a bisection on η′; Θ ≤ η guaranteed) or "primal-dual" (constrained form). inputs: "sparse"
     or "dense" (where each layer's inputs come from). last: activation of the last layer
     ("softmax" or "identity"). max_rows: im2col rows per conv problem (seeded subset above it).
+    bias: "free" (the default: biases are refitted, not penalised) or "fixed" (kept as trained).
     """
 
     name: ClassVar[str] = "sis"
@@ -188,6 +193,7 @@ class SIS(Method):
         inputs: str = "sparse",
         last: str = "softmax",
         max_rows: int = 20_000,
+        bias: str = "free",
         tol: float = 1e-4,
         max_iter: int = 500,
         seed: int = 0,
@@ -202,6 +208,7 @@ class SIS(Method):
         self.inputs = check_choice(inputs, "inputs", ("sparse", "dense"))
         self.last = check_choice(last, "last", ("softmax", "identity"))
         self.max_rows = check_int(max_rows, "max_rows", minimum=1)
+        self.bias = check_choice(bias, "bias", ("free", "fixed"))
         self.tol = check_real(tol, "tol", minimum=0.0)
         self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.seed = check_int(seed, "seed")
@@ -227,13 +234,16 @@ class SIS(Method):
                 raise ValueError(
                     f"eta names unknown layers {sorted(unknown)}; layers: {[s.name for s in chain]}"
                 )
+            for step in chain:  # before any layer changes
+                self.relative_eta(step.name)
         for step in chain:
             if parametrize.is_parametrized(step.layer):
                 raise ValueError(
                     f"layer {step.name!r} already has a reparametrisation (a mask?); SIS starts "
                     "from a plain trained model: bake it first (a method's finalize does)"
                 )
-        x0 = calibration_images(loader, self.images)
+        device = next(model.parameters()).device
+        x0 = calibration_images(loader, self.images).to(device)
         was_training = model.training
         model.eval()
         modules = list(model.children())
@@ -266,7 +276,9 @@ class SIS(Method):
         if inputs.shape[0] > self.max_rows:
             keep = torch.randperm(inputs.shape[0], generator=generator)[: self.max_rows]
             inputs, pre = inputs[keep], pre[keep]
-        problem = LayerProblem.from_pre_activation(inputs, pre, step.activation)
+        # A layer with neither bias nor BatchNorm has nowhere to put one: its bias stays 0.
+        free = self.bias == "free" and (step.layer.bias is not None or step.batchnorm is not None)
+        problem = LayerProblem.from_pre_activation(inputs, pre, step.activation, free_bias=free)
         targets = problem.y
         theta_dense = problem.theta(problem.apply(w, problem.centred_bias(w, b)))
         theta_zero = problem.zero_theta()

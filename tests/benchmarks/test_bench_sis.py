@@ -15,7 +15,12 @@ def test_tiny_run_writes_the_three_solves(tmp_path):
     record = json.loads(out.read_text())
     assert record["benchmark"] == "sis" and record["samples"] == 40
     solvers = [r["solver"] for r in record["runs"]]
-    assert solvers == ["FISTA + bisection to η", "FISTA at that penalty", "Chambolle–Pock to η"]
+    assert solvers == [
+        "FISTA + bisection to η",
+        "FISTA at that penalty",
+        "FISTA at that penalty, tol 1e-4",
+        "Chambolle–Pock to η",
+    ]
     bisection = record["runs"][0]
     assert bisection["theta / eta"] <= 1.0 + 1e-6  # the bisection keeps only feasible solutions
     assert all(r["iterations"] > 0 and r["seconds"] > 0 for r in record["runs"])

@@ -1,0 +1,422 @@
+"""The SIS network pass: the problems it finds in the book's models, BatchNorm folding and writing
+back, im2col patches, calibration on a tiny trained model (Θ ≤ η, exact zeros, η = 0 keeps the
+outputs, reloading, the runner end to end) and bad options."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from sparsitylab import data, methods, models, reparam, runner
+from sparsitylab.methods.sis import (
+    SIS,
+    calibration_images,
+    folded,
+    patches,
+    rows,
+    steps,
+    write_back,
+)
+
+# --- the problems of a model ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (models.mlp, [("fc1", "relu", False), ("fc2", "relu", False), ("fc3", "softmax", False)]),
+        (
+            lambda: models.mlp(activation="sigmoid"),
+            [("fc1", "sigmoid", False), ("fc2", "sigmoid", False), ("fc3", "softmax", False)],
+        ),
+        (
+            models.lenet5,
+            [
+                ("conv1", "identity", False),
+                ("conv2", "identity", False),
+                ("fc1", "relu", False),
+                ("fc2", "softmax", False),
+            ],
+        ),
+        (
+            models.convnet_bn,
+            [
+                ("conv1", "relu", True),
+                ("conv2", "relu", True),
+                ("conv3", "relu", True),
+                ("fc", "softmax", False),
+            ],
+        ),
+    ],
+)
+def test_steps_of_the_book_models(build, expected):
+    model = build()
+    found = steps(model)
+    assert [(s.name, s.activation, s.batchnorm is not None) for s in found] == expected
+    children = dict(model.named_children())
+    names = list(children)
+    for s in found:
+        assert s.layer is children[s.name]
+        covered = names[names.index(s.name) : s.end + 1]
+        if s.batchnorm is not None:
+            assert s.batchnorm is children[covered[1]]
+        if s.activation in ("relu", "sigmoid"):
+            assert covered[-1].startswith(s.activation)
+    assert steps(model, last="identity")[-1].activation == "identity"
+
+
+def test_steps_refuses_what_it_cannot_walk():
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        steps(models.resnet20())
+    with pytest.raises(TypeError, match="grouped"):
+        steps(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU()))
+    with pytest.raises(ValueError, match="no Linear or Conv2d"):
+        steps(nn.Sequential(nn.ReLU(), nn.Flatten()))
+
+
+# --- folding, writing back, patches --------------------------------------------------------------
+
+
+def trained_looking_convnet(seed: int = 0) -> nn.Sequential:
+    """A small ConvNet-BN in eval mode with non-trivial BN statistics and affine parameters."""
+    torch.manual_seed(seed)
+    model = models.convnet_bn(widths=(4, 6, 8))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(torch.randn(c))
+                module.bias.copy_(torch.randn(c))
+                module.running_mean.copy_(torch.randn(c))
+                module.running_var.copy_(torch.rand(c) + 0.5)
+    return model.eval()
+
+
+def test_folded_then_write_back_unchanged_is_exact():
+    model = trained_looking_convnet()
+    x = torch.randn(3, 1, 8, 8)
+    before = model(x)
+    for step in steps(model):
+        write_back(step, *folded(step))
+    assert torch.allclose(model(x), before, atol=1e-5)
+
+
+def test_write_back_keeps_zeros_exact_and_computes_the_folded_map():
+    model = trained_looking_convnet(1)
+    step = steps(model)[0]
+    w, b, scale = folded(step)
+    assert torch.allclose(scale, step.batchnorm.weight / (step.batchnorm.running_var + 1e-5).sqrt())
+    zeros = torch.rand(w.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    w = w.masked_fill(zeros, 0.0)
+    b = b + 0.1
+    write_back(step, w, b, scale)
+    assert torch.equal(step.layer.weight.reshape(w.shape) == 0, zeros)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        u = step.batchnorm(step.layer(x))  # BN(conv(x)) with the written weights …
+        gemm = patches(step, x) @ w.T + b  # … is W x + b on the patches
+    assert torch.allclose(rows(step, u), gemm, atol=1e-5)
+
+
+def test_write_back_scale_zero_channel_outputs_the_bias():
+    model = trained_looking_convnet(2)
+    step = steps(model)[1]
+    with torch.no_grad():
+        step.batchnorm.weight[3] = 0.0
+    w, b, scale = folded(step)
+    assert (w[3] == 0).all() and scale[3] == 0
+    write_back(step, w, b, scale)
+    assert (step.layer.weight[3] == 0).all()
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(step.batchnorm(step.layer(x))[:, 3], b[3].expand(2, 8, 8), atol=1e-6)
+
+
+def test_write_back_layer_without_bias_or_batchnorm():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6, bias=False), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randn(40, 8)
+    SIS(0.1, images=40).calibrate(model, DataLoader(TensorDataset(x), batch_size=16))
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(in_channels=3, out_channels=5, kernel_size=3),
+        dict(in_channels=2, out_channels=4, kernel_size=(3, 2), stride=2, padding=1),
+        dict(in_channels=2, out_channels=3, kernel_size=3, dilation=2, padding=(2, 1), bias=False),
+    ],
+)
+def test_patches_times_the_gemm_matrix_is_the_convolution(conv):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(**conv)
+    step = steps(nn.Sequential(layer))[0]
+    x = torch.randn(2, conv["in_channels"], 9, 7)
+    w, b, _ = folded(step)
+    with torch.no_grad():
+        expected = F.conv2d(
+            x, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation
+        )
+        got = patches(step, x) @ w.T + b
+    n, c, h, wd = expected.shape
+    assert torch.allclose(got.reshape(n, h, wd, c).permute(0, 3, 1, 2), expected, atol=1e-5)
+    assert torch.equal(rows(step, expected), expected.permute(0, 2, 3, 1).reshape(-1, c))
+
+
+def test_patches_of_a_linear_layer_flatten_and_string_padding_is_refused():
+    step = steps(nn.Sequential(nn.Linear(12, 3)))[0]
+    x = torch.randn(4, 3, 2, 2)
+    assert torch.equal(patches(step, x), x.reshape(4, 12))
+    same = steps(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")))[0]
+    with pytest.raises(TypeError, match="zero padding"):
+        patches(same, torch.randn(1, 1, 5, 5))
+
+
+# --- calibration on a tiny trained model ---------------------------------------------------------
+
+IMAGES = 96
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    return data.load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def trained_state(digits_split):
+    """A (64, 32, 16, 10) MLP trained for 20 SGD steps on digits (seconds on one core)."""
+    torch.manual_seed(0)
+    model = models.mlp((64, 32, 16, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loader = data.make_loader(digits_split[0], 64, shuffle=True)
+    for i, (x, y) in enumerate(loader):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i == 19:
+            break
+    return copy.deepcopy(model.state_dict())
+
+
+def trained(state, sizes=(64, 32, 16, 10)):
+    model = models.mlp(sizes)
+    model.load_state_dict(state)
+    return model
+
+
+def calibration(split, images: int = IMAGES) -> tuple[DataLoader, torch.Tensor]:
+    loader = data.make_loader(split, 32)
+    return loader, calibration_images(loader, images)
+
+
+def zero_share(model: nn.Module, layer: str) -> float:
+    return float((getattr(model, layer).weight == 0).float().mean())
+
+
+def test_calibrate_reports_feasible_budgets_and_exact_zeros(trained_state, digits_split):
+    model = trained(trained_state).train()
+    loader, x = calibration(digits_split[0])
+    method = SIS(0.05, images=IMAGES)
+    method.calibrate(model, loader)
+    assert model.training  # the mode is restored
+    assert [r.layer for r in method.reports] == ["fc1", "fc2", "fc3"]
+    assert [r.activation for r in method.reports] == ["relu", "relu", "softmax"]
+    for r in method.reports:
+        assert r.theta <= r.eta * (1 + 1e-6)
+        assert r.eta == pytest.approx(r.theta_dense + 0.05 * r.theta_zero)
+        assert r.output_error <= r.theta * (1 + 1e-4) + 1e-6  # the bound Θ on the output error
+        assert r.rows == IMAGES and r.solver == "fista"
+        assert r.shape == tuple(getattr(model, r.layer).weight.shape)
+        assert zero_share(model, r.layer) == r.sparsity
+        assert set(r.row()) >= {"layer", "eta", "theta", "sparsity", "converged"}
+        assert method.solutions[r.layer].theta == r.theta
+    assert sum(r.sparsity for r in method.reports) > 0
+
+
+def test_calibrate_eta_zero_dense_inputs_keeps_the_outputs(trained_state, digits_split):
+    model = trained(trained_state).eval()
+    dense = copy.deepcopy(model)
+    loader, x = calibration(digits_split[0])
+    method = SIS(0.0, images=IMAGES, inputs="dense")
+    method.calibrate(model, loader)
+    assert all(r.theta <= r.eta * (1 + 1e-6) + 1e-12 for r in method.reports)
+    with torch.no_grad():
+        assert torch.allclose(model(x), dense(x), atol=1e-5)
+        hidden = model.relu1(model.fc1(model.flatten(x)))
+        assert torch.allclose(hidden, dense.relu1(dense.fc1(dense.flatten(x))), atol=1e-5)
+
+
+def test_larger_eta_gives_at_least_the_sparsity(trained_state, digits_split):
+    overall = []
+    for eta in (0.01, 0.05, 0.2):
+        model = trained(trained_state)
+        method = SIS(eta, images=IMAGES)
+        method.calibrate(model, calibration(digits_split[0])[0])
+        zeros = sum(int((getattr(model, r.layer).weight == 0).sum()) for r in method.reports)
+        overall.append(zeros / sum(getattr(model, r.layer).weight.numel() for r in method.reports))
+    assert overall == sorted(overall) and overall[-1] > overall[0], overall
+
+
+def test_calibrated_model_reloads_and_keeps_its_zeros(trained_state, digits_split):
+    model = trained(trained_state)
+    method = SIS(0.05, images=IMAGES)
+    loader, x = calibration(digits_split[0])
+    method.calibrate(model, loader)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    final = method.finalize(model).eval()  # plain weights with exact zeros
+    assert not reparam.find(final)
+    buffer = io.BytesIO()
+    torch.save(final.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = models.mlp((64, 32, 16, 10)).eval()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), final(x))
+        assert torch.allclose(final(x), expected, atol=1e-6)
+    masked = reparam.load_state_dict(models.mlp((64, 32, 16, 10)), model.state_dict()).eval()
+    with torch.no_grad():
+        assert torch.equal(masked(x), expected)
+    for r in method.reports:
+        assert zero_share(fresh, r.layer) == r.sparsity
+
+
+def test_zeros_survive_training_after_calibration(trained_state, digits_split):
+    model = trained(trained_state)
+    method = SIS(0.1, images=IMAGES)
+    method.calibrate(model, calibration(digits_split[0])[0])
+    zeros = {r.layer: getattr(model, r.layer).weight == 0 for r in method.reports}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data.make_loader(digits_split[0], 64):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    for layer, mask in zeros.items():
+        assert (getattr(model, layer).weight[mask] == 0).all(), layer
+
+
+def test_sigmoid_mlp_and_primal_dual(digits_split):
+    torch.manual_seed(0)
+    model = models.mlp((64, 16, 10), activation="sigmoid")
+    method = SIS(0.05, images=64, solver="primal-dual", max_iter=3000)
+    method.calibrate(model, calibration(digits_split[0], 64)[0])
+    assert [r.activation for r in method.reports] == ["sigmoid", "softmax"]
+    for r in method.reports:
+        assert r.solver == "primal-dual"
+        assert r.theta <= r.eta * (1 + 1e-2)
+        assert r.output_error <= r.theta * (1 + 1e-4) + 1e-6
+        assert zero_share(model, r.layer) == r.sparsity
+
+
+def test_convnet_bn_calibration(digits_split):
+    torch.manual_seed(0)
+    model = models.convnet_bn(widths=(4, 6, 8))
+    model.train()
+    with torch.no_grad():  # BN running statistics from a few batches
+        for x, _ in data.make_loader(digits_split[0], 64):
+            model(x)
+    model.eval()
+    dense = copy.deepcopy(model)
+    loader, x = calibration(digits_split[0], 24)
+    method = SIS(0.1, images=24, max_rows=1000)
+    method.calibrate(model, loader)
+    assert [(r.layer, r.activation) for r in method.reports] == [
+        ("conv1", "relu"),
+        ("conv2", "relu"),
+        ("conv3", "relu"),
+        ("fc", "softmax"),
+    ]
+    assert [r.rows for r in method.reports] == [1000, 1000, 24 * 16, 24]  # 8×8, 8×8, 4×4, 1
+    for r in method.reports:
+        assert r.theta <= r.eta * (1 + 1e-6)
+        assert zero_share(model, r.layer) == r.sparsity
+    assert sum(r.sparsity for r in method.reports) > 0
+    exact = copy.deepcopy(dense)
+    SIS(0.0, images=24, inputs="dense").calibrate(exact, loader)
+    with torch.no_grad():
+        assert torch.allclose(exact(x), dense(x), atol=1e-5)
+
+
+def test_runner_drives_sis_end_to_end(trained_state, digits):
+    model = trained(trained_state)
+    before = copy.deepcopy(model.state_dict())
+    run = runner.run(
+        "sis",
+        model,
+        digits,
+        epochs=0,
+        method_options={"eta": 0.05, "images": IMAGES},
+        progress=False,
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy
+    assert run.method == "sis" and run.test_acc is not None
+    assert 0 < run.sparsity < 1 and not reparam.find(run.model)
+    for layer in ("fc1", "fc2", "fc3"):
+        assert run.layer_sparsity[layer] == pytest.approx(zero_share(run.model, layer))
+    trained_on = runner.run(
+        "sis",
+        model,
+        digits,
+        epochs=1,
+        max_steps=3,
+        method_options={"eta": 0.05, "images": IMAGES},
+        progress=False,
+    )
+    # what this run's calibration zeroed (it drew the loader's next images: other zeros)
+    masks = reparam.get_masks(trained_on.trained)
+    assert set(masks) == {"fc1", "fc2", "fc3"}
+    for layer, keep in masks.items():  # the zeros are held through training
+        assert (getattr(trained_on.model, layer).weight[~keep] == 0).all(), layer
+        assert 0 < float((~keep).float().mean()) <= zero_share(trained_on.model, layer)
+
+
+# --- bad options ---------------------------------------------------------------------------------
+
+
+def test_bad_options_raise_clear_errors(trained_state, digits_split):
+    with pytest.raises(ValueError, match="eta"):
+        SIS(-0.1)
+    with pytest.raises(ValueError, match=r"eta\['fc1'\]"):
+        SIS({"fc1": -1.0})
+    with pytest.raises(TypeError, match="eta"):
+        SIS("0.1")
+    with pytest.raises(ValueError, match="solver"):
+        SIS(solver="admm")
+    with pytest.raises(ValueError, match="inputs"):
+        SIS(inputs="noisy")
+    with pytest.raises(ValueError, match="last"):
+        SIS(last="relu")
+    with pytest.raises(ValueError, match="images"):
+        SIS(images=0)
+    with pytest.raises(ValueError, match="method name"):
+        methods.build("sis-typo")
+    assert isinstance(methods.build("sis", eta=0.1), SIS)
+    loader = calibration(digits_split[0])[0]
+    model = trained(trained_state)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
+        SIS({"fc1": 0.1, "fc2": 0.1, "fc3": 0.1, "fc9": 0.1}).calibrate(model, loader)
+    with pytest.raises(ValueError, match=r"images=100000 but the loader holds only \d+"):
+        SIS(images=100_000).calibrate(model, loader)
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        SIS().calibrate(models.resnet20(), loader)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    SIS(0.05, images=IMAGES).calibrate(model, loader)
+    with pytest.raises(ValueError, match="reparametrisation"):
+        SIS(0.05, images=IMAGES).calibrate(model, loader)  # calibrated already: masked
+
+
+def test_incomplete_eta_mapping_fails_before_changing_the_model(trained_state, digits_split):
+    model = trained(trained_state)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="no entry for layer 'fc2'"):
+        SIS({"fc1": 0.1}, images=IMAGES).calibrate(model, calibration(digits_split[0])[0])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
