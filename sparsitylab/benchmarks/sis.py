@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     print(f"784×500 ReLU layer ({args.data}), {args.samples} samples, η = {args.rho}·Θ(0)")
     for r in rows:
         print(
-            f"  {r['solver']:<26} {r['iterations']:>5} iterations  {r['seconds']:7.1f} s  "
+            f"  {r['solver']:<33} {r['iterations']:>5} iterations  {r['seconds']:7.1f} s  "
             f"Θ/η {r['theta / eta']:.4f}  sparsity {r['sparsity']:.3f}  converged {r['converged']}"
         )
     print("\nwall clock, one run each; other processes on the machine add noise.")
