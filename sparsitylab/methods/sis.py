@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
+from ..gemm import from_gemm_view, gemm_view, im2col
 from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta
 from . import register
 from .base import Method
@@ -53,6 +53,7 @@ class Step:
     layer: nn.Linear | nn.Conv2d
     batchnorm: nn.BatchNorm1d | nn.BatchNorm2d | None
     activation: str
+    start: int  # index of the layer among the model's children
     end: int  # index of the last module the step covers (the layer, BN or activation)
 
 
@@ -79,7 +80,7 @@ def steps(model: nn.Module, last: str = "softmax") -> list[Step]:
         activation = "identity"
         if end + 1 < len(modules) and type(modules[end + 1][1]) in ACTIVATION_OF:
             end, activation = end + 1, ACTIVATION_OF[type(modules[end + 1][1])]
-        found.append(Step(name, module, batchnorm, activation, end))
+        found.append(Step(name, module, batchnorm, activation, i, end))
     if not found:
         raise ValueError("the model has no Linear or Conv2d layer to sparsify")
     tail = [m for _, m in modules[found[-1].end + 1 :]]
@@ -94,9 +95,7 @@ def folded(step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W, b, scale) of the layer with its BatchNorm (eval mode) folded in, W as its GEMM matrix
     (out × in·kh·kw); scale is the BN's per-channel γ/√(var + ε) (ones without BN)."""
     layer = step.layer
-    w = layer.weight.detach().reshape(
-        layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features, -1
-    )
+    w = gemm_view(layer.weight.detach())
     zeros = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     b = layer.bias.detach() if layer.bias is not None else zeros
     scale = torch.ones_like(zeros)
@@ -116,7 +115,7 @@ def write_back(step: Step, w: torch.Tensor, b: torch.Tensor, scale: torch.Tensor
     layer, bn = step.layer, step.batchnorm
     safe = torch.where(scale == 0, torch.ones_like(scale), scale)
     raw = torch.where((scale == 0)[:, None], torch.zeros_like(w), w / safe[:, None])
-    layer.weight.copy_(raw.reshape(layer.weight.shape))
+    layer.weight.copy_(from_gemm_view(raw, layer.weight.shape))
     if bn is None:
         if layer.bias is not None:
             layer.bias.copy_(b)
@@ -135,7 +134,7 @@ def patches(step: Step, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)
     if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
         raise TypeError(f"layer {step.name!r}: SIS supports numeric zero padding only")
-    cols = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    cols = im2col(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
@@ -251,8 +250,7 @@ class SIS(Method):
         generator = torch.Generator().manual_seed(self.seed)
         self.reports, self.solutions = [], {}
         for step in chain:
-            index = [m is step.layer for m in modules].index(True)
-            for module in modules[position:index]:  # pooling, flatten, … between the layers
+            for module in modules[position : step.start]:  # pooling, flatten, … between layers
                 dense_x, sparse_x = module(dense_x), module(sparse_x)
             dense_u = forward_folded(step, dense_x)  # before the layer changes
             source = sparse_x if self.inputs == "sparse" else dense_x

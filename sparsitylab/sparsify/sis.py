@@ -13,8 +13,8 @@ follows is **our reconstruction** from standard convex analysis (stated, not the
 
    =========  ==================================================================================
    relu       u_i = y_i where y_i > 0, u_i ≤ 0 where y_i = 0
-   sigmoid    u = logit(y)                       (y clamped to [ε, 1 − ε])
-   softmax    u = ln y + c·1 for some c ∈ ℝ      (y clamped to ≥ ε)
+   sigmoid    u = logit(y)                       (the dense u itself, from a pre-activation)
+   softmax    u = ln y + c·1 for some c ∈ ℝ      (ln y = log_softmax of the dense u)
    identity   u = y
    =========  ==================================================================================
 
@@ -29,13 +29,14 @@ follows is **our reconstruction** from standard convex analysis (stated, not the
 The solvers see only the linear map L: (W, b) ↦ U = X Wᵀ + 1 bᵀ (X: one calibration input per
 row — a convolution's im2col patches) and the projection onto C = Π_k C_k, both closed form:
 
-- :func:`fista` solves the penalised form ‖W‖₁ + Θ/(2η′) by FISTA (Beck & Teboulle) with step
-  η′/‖[X 1]‖² (= 1/Lipschitz constant of the smooth part) and function restarts; it converges for
-  any η′ > 0. :func:`solve_to_eta` bisects η′ (Θ of the penalised solution is non-decreasing in η′)
-  and returns the sparsest solution found with Θ ≤ η — feasible by construction.
+- :func:`fista` solves the penalised form ‖W‖₁ + Θ/(2η′) by FISTA (Beck & Teboulle) with function
+  restarts and one step per block of the centred problem (:class:`LayerProblem`), each the inverse
+  Lipschitz constant of its block; it converges for any η′ > 0. :func:`solve_to_eta` searches η′
+  (Θ of the penalised solution is non-decreasing in η′) and returns the sparsest solution found
+  with Θ ≤ η — feasible by construction.
 - :func:`primal_dual` solves the constrained form directly by Chambolle–Pock with f = ‖W‖₁ (prox:
   soft-threshold) and g = the indicator of {U : d(U, C) ≤ √η} (projection: closed form); it
-  converges when τσ‖[X 1]‖² < 1, which the step sizes enforce.
+  converges when ‖σ^½ L T^½‖² < 1, which the step sizes enforce.
 
 Both stream X in row chunks (``chunk``): Θ and its gradient are sums over samples, so the chunked
 sums are the full-batch ones (the same iterates, memory O(chunk)); a stochastic variant, with its
