@@ -13,7 +13,8 @@ export PYTHONHASHSEED := 0
 help:
 	@echo "make test        run every test (lint, unit, kernels, notebooks in quick mode, book build)"
 	@echo "make lint        ruff check and ruff format --check (part of make test)"
-	@echo "make book        build the full book into _build/html (all chapters executed in full mode)"
+	@echo "make book        build the full book into _build/html (chapters executed in full mode; unchanged"
+	@echo "                 ones come from the execution cache; FORCE=1 re-executes every chapter)"
 	@echo "make book-quick  build a quick-mode preview into _build_quick/html"
 	@echo "make lab         open JupyterLab on book/ with the project installed"
 
@@ -49,11 +50,16 @@ VENDOR := book/_vendor/VERSIONS
 $(VENDOR): scripts/vendor/package.json scripts/vendor_assets.sh
 	bash scripts/vendor_assets.sh
 
+# Chapters run through Jupyter Book's execution cache: an unchanged chapter is not re-executed.
+# scripts/book_cache.sh empties the cache when the library, data or pinned versions change;
+# `make book FORCE=1` re-executes everything. (Git-tracked inputs only: commit before trusting it.)
 book: install system $(VENDOR)
+	bash scripts/book_cache.sh _build
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "open _build/html/index.html (works offline)"
 
 book-quick: install system $(VENDOR)
+	bash scripts/book_cache.sh _build_quick/_build
 	SPARSITYLAB_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build_quick
 	@echo "open _build_quick/_build/html/index.html (works offline)"
 
