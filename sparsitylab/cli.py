@@ -3,7 +3,7 @@
     sparsitylab version
     sparsitylab data find         # where Fashion-MNIST is, verified (exit 1 if nowhere or damaged)
     sparsitylab data download     # download into the user cache with SHA-256 checks
-    sparsitylab bench NAME [ARGS] # run sparsitylab/benchmarks/NAME.py (see `bench --list`)
+    sparsitylab bench NAME [ARGS] # run a benchmark (see `bench --list`)
     sparsitylab run --method M --model N --data D [--sparsity S] [--epochs E] ... --out DIR
     sparsitylab run --config FILE.toml [flags that override it] --out DIR [--resume]
 
@@ -21,12 +21,20 @@ import sys
 USER_ERRORS = (ValueError, TypeError, OSError)  # OSError covers the data errors (FileNotFoundError)
 
 
-def _benchmarks() -> list[str]:
+# Benchmarks that drive the runner live above it (the import layers): name → module.
+SUITES = {"methods": "sparsitylab.suite"}
+
+
+def _benchmarks() -> dict[str, str]:
+    """Every benchmark name and the module whose ``main(argv)`` runs it."""
     from . import benchmarks
 
-    return sorted(
-        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_")
-    )
+    found = {
+        m.name: f"sparsitylab.benchmarks.{m.name}"
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if not m.name.startswith("_")
+    }
+    return dict(sorted({**found, **SUITES}.items()))
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -55,7 +63,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     if args.name not in names:
         parser.error(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
-    module = importlib.import_module(f"sparsitylab.benchmarks.{args.name}")
+    module = importlib.import_module(names[args.name])
     return int(module.main(args.rest) or 0)
 
 

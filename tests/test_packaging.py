@@ -115,7 +115,7 @@ LAYERS = [
     {"reparam", "deploy"},
     {"methods"},
     {"benchmarks"},
-    {"runner", "checkpoints", "experiment"},
+    {"runner", "checkpoints", "experiment", "suite"},
     {"cli", "__main__", "__init__"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
@@ -180,7 +180,7 @@ def _imported_units(path: Path) -> set[str]:
 
 def test_every_import_follows_the_layer_table():
     """README's import layers: nothing in sparsify imports reparam or above, deploy never imports
-    methods, only the CLI (and experiment.py, behind it) imports the runner."""
+    methods, only the CLI (and experiment.py and suite.py, behind it) imports the runner."""
     offenders = []
     for path in sorted((ROOT / "sparsitylab").rglob("*.py")):
         unit = _unit(path)
@@ -200,7 +200,8 @@ def test_only_the_cli_imports_the_runner_and_no_chapter_imports_tests():
     users = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "sparsitylab").rglob("*.py")
-        if "runner" in _imported_units(p) and _unit(p) not in ("cli", "runner", "experiment")
+        if "runner" in _imported_units(p)
+        and _unit(p) not in ("cli", "runner", "experiment", "suite")
     ]
     assert not users, users
     bad = [
@@ -213,3 +214,14 @@ def test_only_the_cli_imports_the_runner_and_no_chapter_imports_tests():
         )
     ]
     assert not bad, f"chapters reaching into tests/ or sys.path: {bad}"
+
+
+def test_every_chapter_installs_itself_on_colab_from_the_configured_repository():
+    """The first code cell of each chapter installs the package on Colab (and only there), from
+    the repository the launch buttons point at."""
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for path in notebooks():
+        cells = json.loads(path.read_text())["cells"]
+        first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+        assert 'if "google.colab" in sys.modules:' in first, path.name
+        assert f'REPOSITORY = "{url}"' in first, (path.name, url)
