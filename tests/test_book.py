@@ -421,3 +421,15 @@ def test_every_page_in_an_offline_browser(quick_build: Build) -> None:
     assert sum(r.sliders_moved for r in reports) >= 1, (
         "no frame slider in the book moved\n" + summary
     )
+
+
+def test_every_page_stays_under_two_megabytes(quick_build: Build) -> None:
+    """Frame sliders store every frame in the page; a reader on a slow link should not download
+    more than 2 MB for one chapter (quick mode has fewer frames than full mode, so this is a
+    floor; chapter 0 caps its frames explicitly)."""
+    heavy = {
+        str(page.relative_to(quick_build.html)): page.stat().st_size
+        for page in quick_build.html.rglob("*.html")
+        if page.stat().st_size > 2_000_000
+    }
+    assert not heavy, f"pages over 2 MB: {heavy}"
