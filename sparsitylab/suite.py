@@ -19,8 +19,10 @@ shuffling), SGD with momentum 0.9, cosine LR per stage, tested on the same ``tes
 
 **Targets**: the unstructured family (and HBS) at 80 % and 90 % weight sparsity; N:M at 2:4 and
 1:4; the channel methods at 70 % and 50 % of the dense MACs (STR-BN and Slimming, on the model with
-BatchNorm); SSL and SIS have no target knob, so each runs at two strengths (λ, ρ) and reports what
-it reaches. The choices follow the method chapters (which say where they come from).
+BatchNorm); SSL and SIS have no target knob, so each runs at two strengths and reports what it
+reaches: SSL at two proximal thresholds per step η·λ/(1 − μ) (λ scaled by each model's learning
+rate η), SIS at two relative tolerances ρ. The choices follow the method chapters (which say where
+they come from).
 
 **Measured per run**: test accuracy, weight sparsity, non-zeros, dense / sparse / compacted MACs,
 wall time, and the mean seconds per training epoch (its ratio to the dense baseline's epochs is the
@@ -246,7 +248,14 @@ def _asp(ctx: Context, target: float):
     return ctx.run(method, ctx.start(), 0, finetune_epochs=ctx.settings.post), method
 
 
-def _ssl(ctx: Context, strength: float):
+def ssl_strength(ctx: Context, threshold: float) -> float:
+    """λ whose proximal threshold per step, η·λ/(1 − μ) with momentum μ = 0.9, is ``threshold``
+    for this model's learning rate η, so that both models shrink their groups equally fast."""
+    return threshold * (1 - 0.9) / LR[ctx.model]
+
+
+def _ssl(ctx: Context, threshold: float):
+    strength = ssl_strength(ctx, threshold)
     method = SSL({"filter": strength, "channel": strength})
     post = ctx.settings.post
     ssl_epochs = max(1, post - 1)
@@ -295,8 +304,8 @@ RECIPES: tuple[Recipe, ...] = (
            _sr_ste, forms=("masked", "CSR", "2:4")),
     Recipe("asp", "N:M ASP (prune, re-train)", "N:M", "weight sparsity", (0.5, 0.75),
            "pretrained", _asp, forms=("masked", "CSR", "2:4")),
-    Recipe("ssl", "SSL (filters + channels)", "structured", "λ", (0.02, 0.04), "pretrained",
-           _ssl, forms=("masked", "compacted")),
+    Recipe("ssl", "SSL (filters + channels)", "structured", "ηλ/(1−μ)", (0.02, 0.04),
+           "pretrained", _ssl, forms=("masked", "compacted")),
     Recipe("str-bn", "STR-BN", "structured", "MACs fraction", (0.7, 0.5), "pretrained", _strbn,
            models=("convnet_bn",), forms=("masked", "compacted")),
     Recipe("slimming", "Network Slimming", "structured", "MACs fraction", (0.7, 0.5),
