@@ -399,6 +399,7 @@ def record(recipe: Recipe | None, target: float | None, run: runner.Run) -> dict
         **{k: row[k] for k in ("test_acc", "sparsity", "params", "nonzeros", "macs")},
         **{k: row[k] for k in ("sparse_macs", "compacted_params", "compacted_macs", "seconds")},
         "epoch_seconds": epoch_seconds(run),
+        "train_threads": torch.get_num_threads(),
         "layer_sparsity": run.layer_sparsity,
     }
 
@@ -447,8 +448,12 @@ def _kept_runs(path: Path | None, settings: Settings, rerun: set[str]) -> dict[s
             "another --out"
         )
     keep = {r["key"] for r in old["runs"]} - rerun - {"dense"}
-    return {
-        "runs": [r for r in old["runs"] if r["key"] in keep],
+    return {  # runs recorded before runs carried their thread count ran with the file's
+        "runs": [
+            {**r, "train_threads": r.get("train_threads", old["train_threads"])}
+            for r in old["runs"]
+            if r["key"] in keep
+        ],
         "latency": {k: v for k, v in old["latency"].items() if k.partition("@")[0] in keep},
     }
 
@@ -623,6 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--methods", default=",".join(RECIPE), type=lambda t: _names(t, list(RECIPE), "--methods")
     )
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 0 … N-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="start at this seed")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     parser.add_argument("--quick", action="store_true", help="a tiny budget (tests)")
     parser.add_argument("--out", default="data/results", help="folder for the JSON files")
     args = parser.parse_args(argv)  # fmt: skip
@@ -630,8 +637,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipes = [RECIPE[k] for k in args.methods]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Progress(count_runs(args.models, recipes) * args.seeds)
-    for seed in range(args.seeds):
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    seeds = range(args.first_seed, args.seeds)
+    report = Progress(count_runs(args.models, recipes) * len(seeds))
+    for seed in seeds:
         for model in args.models:
             run_model(model, seed, settings, recipes, out, report=report)
     return 0

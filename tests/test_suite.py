@@ -154,3 +154,15 @@ def test_summarise_averages_seeds_against_their_own_dense_runs():
     assert ssl["overhead"] == pytest.approx(1.5)  # the timed (quiet) seed only: 3.0 / 2.0
     assert suite.pareto_front([1, 2, 3], [0.5, 0.4, 0.6]) == [0, 2]
     assert suite.standard_error(0.8, 5000) == pytest.approx(0.005657, rel=1e-3)
+
+
+def test_main_runs_a_seed_range_with_a_thread_count(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        flags = ["--quick", "--models", "lenet5", "--methods", "magnitude", "--first-seed", "1"]
+        assert suite.main([*flags, "--seeds", "2", "--threads", "1", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (saved,) = suite.load_results(tmp_path)
+    assert saved["seed"] == 1 and saved["latency"] == {}  # only seed 0 is timed
+    assert {r["train_threads"] for r in saved["runs"]} == {1}
