@@ -40,7 +40,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ from .metrics import compare_latency
 from .timing import cpu_model
 from .train import SGD, seed_everything
 
-SHAPE = (1, 1, 28, 28)
 MODELS = ("lenet5", "convnet_bn")
 LR = {"lenet5": 0.02, "convnet_bn": 0.05}  # chapters 4-6
 CONVNET_WIDTHS = (16, 32, 64)  # half the default widths, as in chapter 4 (CPU budget)
@@ -426,13 +425,10 @@ class Progress:
 
     total: int
     done: int = 0
-    lines: list[str] = field(default_factory=list)
 
     def __call__(self, text: str) -> None:
         self.done += 1
-        line = f"[{self.done}/{self.total}] {text}"
-        self.lines.append(line)
-        print(line, flush=True)
+        print(f"[{self.done}/{self.total}] {text}", flush=True)
 
 
 def _kept_runs(path: Path | None, settings: Settings, rerun: set[str]) -> dict[str, Any]:
