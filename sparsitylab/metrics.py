@@ -18,6 +18,7 @@ the *effective* weight is counted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -254,6 +255,12 @@ def compare_latency(
         )
 
 
+def standard_error(accuracy: float, samples: int) -> float:
+    """The binomial standard error √(p(1 − p)/n) of an accuracy measured on ``samples`` test
+    images: the noise level of one test-set measurement."""
+    return math.sqrt(accuracy * (1 - accuracy) / samples)
+
+
 __all__ = [
     "OF",
     "PRUNABLE",
@@ -268,5 +275,6 @@ __all__ = [
     "model_latency",
     "prunable_layers",
     "sparsity",
+    "standard_error",
     "total_macs",
 ]

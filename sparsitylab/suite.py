@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -529,12 +528,6 @@ def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def standard_error(accuracy: float, samples: int) -> float:
-    """The binomial standard error √(p(1 − p)/n) of an accuracy measured on ``samples`` test
-    images: the noise level of one test-set measurement."""
-    return math.sqrt(accuracy * (1 - accuracy) / samples)
-
-
 def deployed_macs(run: dict[str, Any]) -> int:
     """MACs per sample of a run's cheapest deployable form: the compacted model's where there is
     one, else the non-zero weights' (an ideal sparse kernel's)."""
@@ -659,7 +652,6 @@ __all__ = [
     "deployed_macs",
     "mean_and_spread",
     "pareto_front",
-    "standard_error",
     "summarise",
     "deployable_forms",
     "hbs_levels",

@@ -109,3 +109,11 @@ def test_latency_helpers_restore_the_mode_and_say_how_they_measured():
     )
     assert set(both) == {"a", "b"} and both["a"].samples == 3
     assert net.training and not other.training
+
+
+def test_standard_error_is_the_binomial_noise_of_one_test_set():
+    assert metrics.standard_error(0.8, 5000) == pytest.approx(0.005657, rel=1e-3)
+    assert metrics.standard_error(1.0, 100) == 0.0
+    assert metrics.standard_error(0.8, 20_000) == pytest.approx(
+        metrics.standard_error(0.8, 5000) / 2
+    )
