@@ -14,9 +14,11 @@ Each is timed in its own steady-state loop (:func:`sparsitylab.timing.measure`).
 (as ``bench spmm`` does) was tried and measured the small GEMMs 20–40 % slower: what the
 neighbouring calls leave in the caches and the allocator then dominates them. The ideal speedup is
 the FLOP ratio N·K / (N'·K'); measured / ideal is exactly the compacted GEMM's FLOP rate over the
-dense one's. The arithmetic intensity (FLOP per byte of W', X' and Y') explains why a GEMM with few
-rows (LeNet conv1 keeping 5 filters × 25 columns does ~2 FLOP per byte) stays below the FLOP ratio:
-it is bound by streaming X', which dropping filters does not shrink.
+dense one's. The arithmetic intensity (FLOP per byte of W', X' and Y') says whether memory traffic
+*could* bound a layer: a GEMM limited by streaming X' and Y' gains at most the ratio of bytes moved,
+not the FLOP ratio. It is a diagnosis to check against the measurement, not a prediction: the thin
+compacted conv1 of chapter 2's LeNet (a few filters × at most 25 columns, ~2 FLOP per byte) was
+measured at about its full FLOP ratio on the CPUs we tried, far above its byte ratio.
 """
 
 from __future__ import annotations

@@ -3,16 +3,16 @@ https://arxiv.org/abs/1608.03665).
 
 Life cycle on the shared :class:`~sparsitylab.methods.base.Method` interface::
 
-    ssl = SSL({"filter": 5e-3, "shape": 5e-3})                    # λ_g per group kind
+    ssl = SSL({"filter": 5e-3, "shape": 5e-3})                    # λ_τ per group kind
     run = runner.run(ssl, model, loaders, epochs=2, finetune_epochs=1)
-    # training: E_D + λ·R + Σ λ_g R_g; freeze(): fix the learned zeros; fine-tune without the
+    # training: E_D + λ·R + Σ_τ λ_τ R_τ; freeze(): fix the learned zeros; fine-tune without the
     # penalty; finalize(): bake the masks in; compact(): the smaller dense model with the same
     # outputs
 
 Exact zeros come either from the paper's rule (``exact="zero"``: |w| < 1e-4 → 0 after every update)
 or from a proximal block soft-threshold after every update (``exact="prox"``; derived — not from the
 paper). The proximal step reads the learning rate η and momentum μ of the optimizer that steps
-(bound when training starts): the threshold is η·λ_g/(1 − μ), as far as the gradient form moves a
+(bound when training starts): the threshold is η·λ_τ/(1 − μ), as far as the gradient form moves a
 group per step, so one λ means the same in both modes.
 """
 
@@ -36,7 +36,7 @@ EXACT_MODES = ("zero", "prox")
 class SSL(Method):
     """Group-lasso training with exact zeros, structure freezing for fine-tuning, and compaction.
 
-    strengths: {group kind: λ_g} (kinds of :mod:`sparsitylab.sparsify.groups`). ``l1``: λ of the ℓ1
+    strengths: {group kind: λ_τ} (kinds of :mod:`sparsitylab.sparsify.groups`). ``l1``: λ of the ℓ1
     term R. layers: {kind: module names} to restrict a kind. exact: "zero" (paper) or "prox".
     threshold: the ZEROUT threshold of ``exact="zero"`` (None = plain (sub)gradient descent, no
     zeroing).

@@ -1,17 +1,20 @@
 """Sparsity-inducing penalties and the steps that make their zeros exact.
 
-SSL's objective (Wen et al., NIPS 2016, https://arxiv.org/abs/1608.03665)::
+SSL's objective (Wen et al., NIPS 2016, https://arxiv.org/abs/1608.03665), in the book's notation
+(τ a group *type* — filter, channel, shape, neuron, depth —, g one group of it)::
 
-    E(W) = E_D(W) + λ·R(W) + Σ_g λ_g · R_g(W),     R_g(W) = Σ_l Σ_groups ‖w^(g)‖₂
+    E(W) = E_D(W) + λ·R(W) + Σ_τ λ_τ Σ_l R_τ(W^(l)),     R_τ(W^(l)) = Σ_g ‖w^(g)‖₂
 
-R is a non-structured term (ℓ2 = weight decay, or ℓ1 for the unstructured baseline) and R_g the
-group lasso over one group kind (:mod:`sparsitylab.sparsify.groups`). SGD on R_g adds λ_g · w/‖w_g‖₂
-to the gradient (subgradient 0 at ‖w_g‖ = 0). Two ways to get *exact* zeros:
+R is a non-structured term (ℓ2 = weight decay, or ℓ1 for the unstructured baseline) and R_τ the
+group lasso over the groups of one type (:mod:`sparsitylab.sparsify.groups`). SGD on R_τ adds
+λ_τ · w^(g)/‖w^(g)‖₂ to the gradient (subgradient 0 at ‖w^(g)‖ = 0). Two ways to get *exact* zeros:
 
 - :func:`zero_small_` — the paper's practice: after **every** update set |w| < 1e-4 to 0;
-- :func:`prox_group_` — the proximal step of group lasso (block soft-threshold),
-  w_g ← max(0, 1 − η·λ_g/‖w_g‖) · w_g (derived — not from the paper), which zeroes a whole
-  group at once when ‖w_g‖ ≤ η·λ_g.
+- :func:`prox_group_` — the proximal step of group lasso (block soft-threshold, derived — not from
+  the paper), w^(g) ← max(0, 1 − θ/‖w^(g)‖) · w^(g), which zeroes a whole group at once when
+  ‖w^(g)‖ ≤ θ. For plain SGD the threshold is θ = η·λ_τ; under heavy-ball momentum μ SSL uses
+  θ = η·λ_τ/(1 − μ) (:meth:`sparsitylab.methods.ssl.SSL.prox_step_size`), ten times η·λ_τ at
+  μ = 0.9. These functions take θ as given.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ ZEROUT_THRESHOLD = 1e-4
 
 
 def check_strengths(strengths: Mapping[str, float]) -> dict[str, float]:
-    """Validate ``{group kind: λ_g ≥ 0}``."""
+    """Validate ``{group kind: λ_τ ≥ 0}``."""
     return {
         check_kind(kind): check_real(lam, f"strengths[{kind!r}]", minimum=0.0)
         for kind, lam in strengths.items()
@@ -66,7 +69,7 @@ def check_layers(
 
 
 def group_lasso(model: nn.Module, kind: str, layers: list[str] | None = None) -> torch.Tensor:
-    """R_g = Σ_layers Σ_groups ‖w_g‖₂ for one group kind."""
+    """R_τ = Σ_l Σ_g ‖w^(g)‖₂ for one group kind τ."""
     norms = group_norms(model, kind, layers)
     return torch.stack([n.sum() for n in norms.values()]).sum() if norms else torch.zeros(())
 
@@ -98,9 +101,10 @@ def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) ->
 
 @torch.no_grad()
 def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | None = None) -> None:
-    """Block soft-threshold every group of ``kind``: w_g ← max(0, 1 − step/‖w_g‖) · w_g, step =
-    η·λ_g."""
-    check_real(step, "step", minimum=0.0)  # learning rate × λ_g
+    """Block soft-threshold every group of ``kind``: w^(g) ← max(0, 1 − step/‖w^(g)‖) · w^(g).
+    ``step`` is the threshold θ: η·λ_τ for plain SGD, η·λ_τ/(1 − μ) as SSL calls it under
+    momentum μ."""
+    check_real(step, "step", minimum=0.0)
     modules = select_layers(model, kind, layers)
     bns = following_batchnorm(model)
     for name, sq in group_squares(model, kind, layers).items():
@@ -126,17 +130,18 @@ def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | No
 
 @torch.no_grad()
 def prox_l1_(model: nn.Module, step: float) -> None:
-    """Element-wise soft-threshold of every Linear/Conv2d weight: w ← sign(w)·max(0, |w| − step)."""
-    check_real(step, "step", minimum=0.0)  # learning rate × λ
+    """Element-wise soft-threshold of every Linear/Conv2d weight: w ← sign(w)·max(0, |w| − step).
+    ``step`` is the threshold: η·λ for plain SGD, η·λ/(1 − μ) as SSL calls it under momentum μ."""
+    check_real(step, "step", minimum=0.0)
     for m in prunable_layers(model).values():
         m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() - step).clamp_min(0))
 
 
 class StructuredPenalty(Callback):
-    """λ·R + Σ_g λ_g·R_g as a training :class:`Callback`, with the paper's 1e-4 zeroing after every
+    """λ·R + Σ_τ λ_τ·R_τ as a training :class:`Callback`, with the paper's 1e-4 zeroing after every
     step.
 
-    strengths: {group kind: λ_g}. ``l1``: λ of an ℓ1 term R (the unstructured baseline; ℓ2 is the
+    strengths: {group kind: λ_τ}. ``l1``: λ of an ℓ1 term R (the unstructured baseline; ℓ2 is the
     optimizer's weight decay). ``layers``: {group kind: module names} to restrict a kind.
     ``threshold``: ZEROUT threshold (None = no zeroing).
     """
