@@ -118,7 +118,8 @@ def test_blank_repository_url_builds_without_launch_buttons(tmp_path: Path) -> N
     builds."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["repository"]["url"] = ""
-    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    # sort_keys=False: nb_ipywidgets_js lists its scripts in load order (require.js first)
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: tiny\n")
     (tmp_path / "intro.md").write_text("# Tiny book\n\nMath $x^2$.\n")
     notebook = {
