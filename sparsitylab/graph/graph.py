@@ -1,0 +1,346 @@
+"""The dependency graph of a traced model: coupled channel groups, what is kept whole, and why.
+
+:func:`trace` runs the model once (:mod:`sparsitylab.graph.tracer`) and turns the recorded links
+into **units**: a unit is one connected component of linked ids — e.g. output channel 5 of a conv,
+γ₅, β₅ and the running statistics of the BatchNorm after it, and input channel 5 of every conv that
+reads it. Units with the same members form a :class:`ChannelGroup` (one layer's 64 channels; one
+attention block's 12 heads). A group is data: for each member tensor, the axis and the indices of
+each unit. Masks, importances, group norms and compaction all read it.
+
+A unit linked to anything that cannot shrink with it (the model's input or output, a LayerNorm's
+statistics, a fixed index, an op without a rule, a boundary) is *kept*; :func:`explain` lists the
+kept units with their reasons, and the boundaries.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from torch import nn
+
+from .labels import PIN
+from .tracer import Trace, Tracer, run_trace
+
+ROLE_ORDER = ("produces", "passes", "reads", "scales", "shifts", "stats")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One tensor axis a group's units occupy: ``role`` says what the tensor does with the unit
+    (``produces`` it — a weight's output rows —, ``passes`` it — a depthwise conv —, ``reads`` it
+    — a consumer's input columns —, ``scales``/``shifts`` it — norm γ, β, biases — or holds its
+    running ``stats``)."""
+
+    tensor: str
+    axis: int
+    role: str
+
+    @property
+    def module(self) -> str:
+        return self.tensor.rpartition(".")[0]
+
+
+@dataclass
+class ChannelGroup:
+    """Coupled units that a structured method removes together.
+
+    ``index[(tensor, axis)]`` is a (units, k) long tensor: unit u occupies indices
+    ``index[...][u]`` of that axis (k > 1 when one unit spans several indices: a channel read by a
+    Linear after Flatten, a head's rows). ``heads`` is True for attention heads."""
+
+    name: str
+    members: tuple[Member, ...]
+    index: dict[tuple[str, int], torch.Tensor]
+    heads: bool = False
+    dead: torch.Tensor | None = None  # units exactly zero wherever they are read (at trace time)
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.index.values())).shape[0]
+
+    def of(self, role: str) -> list[Member]:
+        """The members with ``role``."""
+        return [m for m in self.members if m.role == role]
+
+    @property
+    def producers(self) -> list[Member]:
+        """Weights whose output rows make the units (a residual group has several)."""
+        return self.of("produces")
+
+    def unit_slices(self, member: Member) -> torch.Tensor:
+        return self.index[(member.tensor, member.axis)]
+
+    def describe(self) -> str:
+        by_module: dict[str, list[str]] = defaultdict(list)
+        for m in self.members:
+            by_module[m.module].append(f"{m.tensor.rpartition('.')[2]}[{m.axis}]")
+        return "; ".join(f"{mod or '·'}: {', '.join(parts)}" for mod, parts in by_module.items())
+
+
+@dataclass(frozen=True)
+class KeptGroup:
+    """Units that stay whole, with the first reasons found."""
+
+    name: str
+    units: int
+    members: tuple[Member, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Something the trace could not follow, kept whole: a module or an op, and why."""
+
+    where: str
+    reason: str
+
+
+@dataclass
+class Graph:
+    """What :func:`trace` found (see the module docstring)."""
+
+    model: str
+    seconds: float
+    ops: int
+    groups: list[ChannelGroup]
+    kept: list[KeptGroup]
+    boundaries: list[Boundary]
+    notes: list[str] = field(default_factory=list)
+
+    def group(self, name: str) -> ChannelGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise ValueError(
+            f"group name={name!r} is not a prunable group; groups: {[g.name for g in self.groups]}"
+        )
+
+    def explain(self) -> str:
+        return explain_graph(self)
+
+
+def _components(tracer: Tracer, extra: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    pairs = [(a.numpy(), b.numpy()) for a, b in tracer.links] + extra
+    n = tracer.count
+    if pairs:
+        rows = np.concatenate([a for a, _ in pairs])
+        cols = np.concatenate([b for _, b in pairs])
+    else:
+        rows = cols = np.zeros(0, dtype=np.int64)
+    matrix = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(matrix, directed=False)[1]
+
+
+def _rectangles(tracer: Tracer) -> np.ndarray:
+    """Components after the rectangular constraints (rows whole, else columns tied)."""
+    extra: list[tuple[np.ndarray, np.ndarray]] = []
+    for _ in range(8):
+        comp = _components(tracer, extra)
+        added = False
+        for rect in tracer.rects:
+            ids = rect.numpy()
+            valid = ids >= 0
+            c = np.where(valid, comp[np.clip(ids, 0, None)], -1)
+            rows_whole = all(len(set(row[row >= 0].tolist())) <= 1 for block in c for row in block)
+            if rows_whole:
+                continue
+            first = np.broadcast_to(ids[:, :1, :], ids.shape)
+            keep = valid & (first >= 0)
+            pair = (first[keep], ids[keep])
+            if not (comp[pair[0]] == comp[pair[1]]).all():
+                extra.append(pair)
+                added = True
+        if not added:
+            return comp
+    return comp
+
+
+def _roles(tracer: Tracer) -> dict[int, str]:
+    rank = {role: i for i, role in enumerate(ROLE_ORDER)}
+    best: dict[int, str] = {}
+    for ids, role in tracer.roles:
+        for i in ids.tolist():
+            if i not in best or rank[role] < rank[best[i]]:
+                best[i] = role
+    return best
+
+
+def build(result: Trace) -> Graph:
+    """Units, groups, kept groups and boundaries from a raw trace."""
+    tracer = result.tracer
+    comp = _rectangles(tracer)
+    pinned: dict[int, list[str]] = defaultdict(list)
+    silent: set[int] = set()
+    pinned[comp[PIN]] = ["(pin)"]
+    for ids, reason, quiet in tracer.pins:
+        for c in np.unique(comp[ids.numpy()]).tolist():
+            if quiet:
+                silent.add(c)
+            elif len(pinned[c]) < 6 and reason not in pinned[c]:
+                pinned[c].append(reason)
+    for c in silent:
+        pinned.setdefault(c, [])
+    read_alive: dict[int, bool] = defaultdict(bool)
+    for ids, nz in tracer.sinks:
+        cs = comp[ids.numpy()]
+        for c in np.unique(cs[nz.numpy()]).tolist():
+            read_alive[c] = True
+    heads = (
+        set(np.unique(comp[torch.cat(tracer.head_ids).numpy()]).tolist())
+        if tracer.head_ids
+        else set()
+    )
+    roles = _roles(tracer)
+    # every owned index: (component, tensor, axis, index)
+    units: dict[int, dict[tuple[str, int], list[int]]] = defaultdict(lambda: defaultdict(list))
+    member_roles: dict[tuple[str, int], Counter] = defaultdict(Counter)
+    order: dict[tuple[str, int], int] = {}
+    for owner in tracer.owners:
+        key = (owner.tensor, owner.axis)
+        order.setdefault(key, len(order))
+        ids = np.arange(owner.start, owner.start + owner.size)
+        for index, c in enumerate(comp[ids].tolist()):
+            units[c][key].append(index)
+        for i in ids.tolist():
+            if i in roles:
+                member_roles[key][roles[i]] += 1
+
+    def role_of(key):
+        counts = member_roles.get(key)
+        return counts.most_common(1)[0][0] if counts else "unused"
+
+    by_signature: dict[tuple, list[int]] = defaultdict(list)
+    for c, members in units.items():
+        signature = tuple(sorted((key, len(idx)) for key, idx in members.items()))
+        by_signature[(c in pinned, signature)].append(c)
+    groups, kept = [], []
+    names: Counter = Counter()
+    for (is_pinned, signature), comps in sorted(
+        by_signature.items(), key=lambda kv: min(order[k] for k, _ in kv[0][1])
+    ):
+        keys = sorted((key for key, _ in signature), key=lambda k: order[k])
+        members = tuple(Member(t, a, role_of((t, a))) for t, a in keys)
+        first = keys[0]
+        comps = sorted(comps, key=lambda c: units[c][first][0])
+        producers = [m for m in members if m.role in ("produces", "passes")]
+        reasons: list[str] = []
+        if is_pinned:
+            found = [r for c in comps for r in pinned[c] if r != "(pin)"]
+            reasons = list(dict.fromkeys(found))[:3]
+            if not reasons:  # pinned silently (kernel taps, vocabulary rows): not channels
+                continue
+        label = producers[0].module if producers else f"{members[0].tensor}[{members[0].axis}]"
+        names[label] += 1
+        name = label if names[label] == 1 else f"{label}#{names[label]}"
+        if reasons:
+            pass
+        elif not producers:
+            reasons = ["no layer produces these units"]
+        elif len(comps) < 2:
+            reasons = ["a single unit (removing it would empty the layer)"]
+        if reasons:
+            kept.append(KeptGroup(name, len(comps), members, tuple(reasons)))
+            continue
+        index = {
+            key: torch.tensor([units[c][key] for c in comps], dtype=torch.long) for key in keys
+        }
+        dead = torch.tensor([not read_alive[c] for c in comps])
+        groups.append(ChannelGroup(name, members, index, any(c in heads for c in comps), dead))
+    boundaries = [Boundary(m or "the model", r) for m, r in tracer.boundaries]
+    boundaries += [
+        Boundary(m or "the model", f"op {op} has no rule")
+        for m, op in dict.fromkeys(tracer.unknown)
+    ]
+    return Graph(
+        result.model_name, result.seconds, tracer.ops, groups, kept, boundaries, list(tracer.notes)
+    )
+
+
+def trace(model: nn.Module, example_input: Any) -> Graph:
+    """The dependency graph of ``model`` on ``example_input`` (a tensor, a tuple of positional
+    arguments or a dict of keyword arguments; a batch of 1–2 is enough). The model is not changed.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if example_input is None:
+        raise ValueError(
+            "example_input is None: tracing needs an input the model accepts, e.g. one batch of "
+            "your data (model(example_input) must run)"
+        )
+    try:
+        result = run_trace(model, example_input)
+    except Exception as error:
+        shapes = _shapes(example_input)
+        raise ValueError(
+            f"{type(model).__name__} could not run on example_input {shapes}: "
+            f"{type(error).__name__}: {error}. Pass an input the model accepts (a tensor, a tuple "
+            "of arguments or a dict of keyword arguments)"
+        ) from error
+    return build(result)
+
+
+def _shapes(example: Any) -> str:
+    if isinstance(example, torch.Tensor):
+        return f"of shape {tuple(example.shape)}"
+    if isinstance(example, dict):
+        return "{" + ", ".join(f"{k}: {_shapes(v)}" for k, v in example.items()) + "}"
+    if isinstance(example, (tuple, list)):
+        return "(" + ", ".join(_shapes(v) for v in example) + ")"
+    return type(example).__name__
+
+
+def _table(rows: Iterable[tuple[str, ...]]) -> list[str]:
+    rows = list(rows)
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+
+
+def explain_graph(graph: Graph) -> str:
+    """The graph as text: prunable groups, what is kept whole and why, the boundaries."""
+    lines = [
+        f"{graph.model}: {graph.ops} ATen ops traced in {graph.seconds:.2f} s; "
+        f"{len(graph.groups)} prunable groups ({sum(g.size for g in graph.groups)} units), "
+        f"{len(graph.kept)} kept whole, {len(graph.boundaries)} boundaries",
+        "",
+        "Prunable groups (units removed together across every member):",
+    ]
+    lines += _table(
+        (g.name, f"{g.size} {'heads' if g.heads else 'units'}", g.describe()) for g in graph.groups
+    ) or ["  (none)"]
+    lines += ["", "Kept whole:"]
+    lines += _table((k.name, f"{k.units} units", "; ".join(k.reasons)) for k in graph.kept) or [
+        "  (nothing)"
+    ]
+    if graph.boundaries:
+        lines += ["", "Boundaries (everything crossing them is kept):"]
+        lines += [f"  {b.where}: {b.reason}" for b in graph.boundaries]
+    if graph.notes:
+        lines += ["", "Notes:"] + [f"  {n}" for n in graph.notes]
+    return "\n".join(lines)
+
+
+def explain(model: nn.Module, example_input: Any) -> str:
+    """What a user reads first: :func:`trace` and the groups it found, as text."""
+    return trace(model, example_input).explain()
+
+
+__all__ = [
+    "Boundary",
+    "ChannelGroup",
+    "Graph",
+    "KeptGroup",
+    "Member",
+    "build",
+    "explain",
+    "explain_graph",
+    "trace",
+]
