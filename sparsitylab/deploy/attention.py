@@ -6,8 +6,8 @@ projection splits into three ``embed_dim`` blocks, and ``F.multi_head_attention_
 ``num_heads · head_dim == embed_dim``), so it cannot hold fewer heads than it was built with.
 :class:`PrunedMultiheadAttention` computes exactly what it computes — same parameter names
 (``in_proj_weight``, ``in_proj_bias``, ``out_proj``), same call signature and masks — with q, k
-and v ``num_heads · head_dim`` wide. Compaction swaps it in for an ``nn.MultiheadAttention`` that lost
-heads (:mod:`sparsitylab.deploy.surgery`).
+and v ``num_heads · head_dim`` wide. Compaction swaps it in for an ``nn.MultiheadAttention`` that
+lost heads (:mod:`sparsitylab.deploy.surgery`).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Applying a plan slices the tensors (``index_select`` on the stated axes; a tenso
 modules, such as tied embeddings, is replaced everywhere) and then makes each module agree with its
 new tensors: the sizes of ``Linear``, convolutions (``groups`` for depthwise ones), norms,
 embeddings, RNNs and Hugging Face's ``Conv1D``; an ``nn.MultiheadAttention`` that loses heads
-becomes a :class:`~sparsitylab.deploy.attention.PrunedMultiheadAttention`; attention modules that store a
-head count (``num_heads``, ``num_attention_heads``, ``num_key_value_heads``…) or a width computed
-from it (``all_head_size``, ``split_size``) get it updated. Whatever else a module's code assumes is
+becomes a :class:`~sparsitylab.deploy.attention.PrunedMultiheadAttention`; attention modules that
+store a head count (``num_heads``, ``num_attention_heads``, ``num_key_value_heads``…) or a width
+computed from it (``all_head_size``, ``split_size``) get it updated. Whatever else a module's code assumes is
 caught by the output check of :func:`prune`.
 """
 
