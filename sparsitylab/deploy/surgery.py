@@ -11,8 +11,8 @@ new tensors: the sizes of ``Linear``, convolutions (``groups`` for depthwise one
 embeddings, RNNs and Hugging Face's ``Conv1D``; an ``nn.MultiheadAttention`` that loses heads
 becomes a :class:`~sparsitylab.deploy.attention.PrunedMultiheadAttention`; attention modules that
 store a head count (``num_heads``, ``num_attention_heads``, ``num_key_value_heads``…) or a width
-computed from it (``all_head_size``, ``split_size``) get it updated. Whatever else a module's code assumes is
-caught by the output check of :func:`prune`.
+computed from it (``all_head_size``, ``split_size``) get it updated. Whatever else a module's code
+assumes is caught by the output check of :func:`prune`.
 """
 
 from __future__ import annotations
