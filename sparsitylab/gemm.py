@@ -1,8 +1,9 @@
 """The GEMM view of a weight: the one place that says how a layer's weight is laid out as a matrix.
 
 A ``Linear`` weight (out, in) already is the matrix of Y = W·X. A ``Conv2d`` weight (O, C, kh, kw)
-is lowered to a GEMM, Y = W_mat · X_patches, with one row per filter (O rows) and C·kh·kw columns.
-The columns can be ordered two ways, and each user of the view states which:
+is lowered to a GEMM, Y = W_mat · X_patches, with one row per filter (O rows) and C·kh·kw columns
+(``Conv1d`` and ``Conv3d`` weights the same way, with one or three kernel dims). The columns can be
+ordered two ways, and each user of the view states which:
 
 - ``"chw"`` — column c·kh·kw + i·kw + j: PyTorch's and Caffe's im2col (``F.unfold``,
   ``W.flatten(1)``). SSL's groups, compaction and the CSR, BSR and compacted formats use it.
@@ -32,19 +33,17 @@ ORDERS = ("chw", "hwc")
 
 
 def gemm_view(weight: torch.Tensor, order: str = "chw") -> torch.Tensor:
-    """The GEMM matrix of a weight: (O, C, kh, kw) → (O, C·kh·kw) in ``order``; a 2-D weight as it
-    is.
+    """The GEMM matrix of a weight: (O, C, *kernel) → (O, C·∏kernel) in ``order``; a 2-D weight as
+    it is.
 
     ``"chw"`` is a view of ``weight`` (no copy); ``"hwc"`` is a permuted copy.
     """
-    check_tensor(weight, "weight", dims=(2, 4))
+    check_tensor(weight, "weight", dims=(2, 3, 4, 5))
     check_choice(order, "order", ORDERS)
     if weight.dim() == 2:
         return weight
     return (
-        weight.flatten(1)
-        if order == "chw"
-        else weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+        weight.flatten(1) if order == "chw" else weight.movedim(1, -1).reshape(weight.shape[0], -1)
     )
 
 
@@ -57,7 +56,7 @@ def from_gemm_view(
     check_choice(order, "order", ORDERS)
     shape = tuple(shape)
     if (
-        len(shape) not in (2, 4)
+        len(shape) not in (2, 3, 4, 5)
         or matrix.shape[0] != shape[0]
         or matrix.numel() != torch.Size(shape).numel()
     ):
@@ -67,10 +66,10 @@ def from_gemm_view(
         )
     if len(shape) == 2:
         return matrix
-    out, channels, kh, kw = shape
     if order == "chw":
         return matrix.reshape(shape)
-    return matrix.reshape(out, kh, kw, channels).permute(0, 3, 1, 2).contiguous()
+    out, channels, *kernel = shape
+    return matrix.reshape(out, *kernel, channels).movedim(-1, 1).contiguous()
 
 
 def im2col(

@@ -4,12 +4,17 @@
 one of
 
 - ``"weights"`` (the default, and what every "sparsity" in the book means unless it says otherwise):
-  the weights of ``nn.Linear`` and ``nn.Conv2d`` layers — biases and BatchNorm excluded, as RigL and
-  STR count;
+  every weight matrix (:mod:`sparsitylab.coverage`: Linear, Conv1d/2d/3d, attention projections,
+  RNN weights) — biases, norms and embedding tables excluded, as RigL and STR count;
 - ``"parameters"``: every parameter (biases and BatchNorm γ, β included);
 - ``"bn"``: the BatchNorm scales γ (channels switched off, as channel-pruning methods count);
-- ``"rows"`` / ``"columns"``: whole rows (filters, neurons) or columns (shape fibers, inputs) of the
-  layers' GEMM views (:mod:`sparsitylab.gemm`) that are entirely zero — structured sparsity.
+- ``"rows"`` / ``"columns"``: whole rows (filters, neurons) or columns (shape fibers, inputs) of
+  the weight matrices' GEMM views (:mod:`sparsitylab.gemm`) that are entirely zero — structured
+  sparsity.
+
+Costs: :func:`count_macs` traces one forward pass and counts every matmul, convolution and attention
+product (PyTorch's ``torch.utils.flop_counter`` formulas), so tokens, attention and recurrences
+count; :func:`layer_costs` is the per-layer table of the Linear and Conv2d layers.
 
 A mask function's ``sparsity`` argument counts its own candidates (weights, blocks, groups); see
 :mod:`sparsitylab.sparsify.masks`. When a weight is reparametrised (``torch.nn.utils.parametrize``),
@@ -21,12 +26,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ._checks import check_choice
+from .coverage import all_matrices
 from .gemm import alive_columns, alive_rows, gemm_view
+from .graph.tracer import call, unfused
 from .models import eval_mode
 from .timing import Timing, interleaved, measure
 
@@ -36,8 +46,14 @@ OF = ("weights", "parameters", "bn", "rows", "columns")
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Named ``nn.Linear`` and ``nn.Conv2d`` modules, in definition order."""
+    """Named ``nn.Linear`` and ``nn.Conv2d`` modules, in definition order (the book's models' weight
+    matrices; :func:`sparsitylab.coverage.weight_matrices` finds those of any model)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+
+
+def _matrices(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Mask name → the (effective) value of every weight matrix, outputs first."""
+    return {n: w.oriented().detach() for n, w in all_matrices(model).items()}
 
 
 def _fraction_zero(tensors: list[torch.Tensor], what: str) -> float:
@@ -50,9 +66,9 @@ def _fraction_zero(tensors: list[torch.Tensor], what: str) -> float:
 def _counted(model: nn.Module, of: str) -> list[torch.Tensor]:
     """The tensors whose zeros ``sparsity(model, of)`` counts (for rows/columns: per-row/column
     liveness)."""
-    layers = prunable_layers(model).values()
+    matrices = _matrices(model).values()
     if of == "weights":
-        return [m.weight.detach() for m in layers]
+        return list(matrices)
     if of == "parameters":
         return list(effective_parameters(model).values())
     if of == "bn":
@@ -60,8 +76,8 @@ def _counted(model: nn.Module, of: str) -> list[torch.Tensor]:
             m.weight.detach() for m in model.modules() if isinstance(m, BATCHNORMS) and m.affine
         ]
     if of == "rows":
-        return [alive_rows(gemm_view(m.weight)) for m in layers]
-    return [alive_columns(gemm_view(m.weight)) for m in layers]
+        return [alive_rows(gemm_view(w)) for w in matrices]
+    return [alive_columns(gemm_view(w)) for w in matrices]
 
 
 def sparsity(x: torch.Tensor | nn.Module, of: str = "weights") -> float:
@@ -72,20 +88,20 @@ def sparsity(x: torch.Tensor | nn.Module, of: str = "weights") -> float:
     return _fraction_zero(
         _counted(x, of),
         {
-            "weights": "Linear/Conv2d weights",
+            "weights": "weight matrices",
             "parameters": "parameters",
             "bn": "affine BatchNorm layers",
-            "rows": "Linear/Conv2d layers",
-            "columns": "Linear/Conv2d layers",
+            "rows": "weight matrices",
+            "columns": "weight matrices",
         }[of],
     )
 
 
 def layer_sparsity(model: nn.Module, of: str = "weights") -> dict[str, float]:
-    """Sparsity of each prunable layer's (effective) weight (``of="weights"``), or of its GEMM
-    ``"rows"`` / ``"columns"``."""
+    """Sparsity of each weight matrix (``of="weights"``; named as masks name it: the layer for a
+    ``weight``), or of its GEMM ``"rows"`` / ``"columns"``."""
     check_choice(of, "of", ("weights", "rows", "columns"))
-    return {name: sparsity(t) for name, t in zip(prunable_layers(model), _counted(model, of))}
+    return {name: sparsity(t) for name, t in zip(_matrices(model), _counted(model, of))}
 
 
 def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -195,6 +211,59 @@ def total_macs(
     return sum(c.sparse_macs if sparse else c.macs for c in layer_costs(model, input_shape))
 
 
+@dataclass(frozen=True)
+class Macs:
+    """Multiply-accumulates of one forward pass on an example input: ``dense``, and ``sparse``
+    (each matmul or convolution with a parameter scaled by that parameter's density — what an
+    ideal sparse kernel computes)."""
+
+    dense: int
+    sparse: int
+
+
+class _MacCounter(TorchDispatchMode):
+    """Counts every matmul, convolution and attention op with ``torch.utils.flop_counter``'s
+    formulas (plus the CPU attention kernel, which that registry lacks)."""
+
+    def __init__(self, parameters: set[int]):
+        super().__init__()
+        self.parameters, self.dense, self.sparse = parameters, 0.0, 0.0
+
+    def _density(self, args) -> float:
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.dim() >= 2:  # a weight, not a bias
+                owner = a if id(a) in self.parameters else a._base
+                if owner is not None and id(owner) in self.parameters and owner.numel():
+                    return int(owner.count_nonzero()) / owner.numel()
+        return 1.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        if packet in flop_counter.flop_registry:
+            flops = flop_counter.flop_registry[packet](*args, **kwargs, out_val=out)
+        elif packet.__name__ == "_scaled_dot_product_flash_attention_for_cpu":
+            flops = flop_counter.sdpa_flop_count(args[0].shape, args[1].shape, args[2].shape)
+        else:
+            return out
+        self.dense += flops / 2
+        self.sparse += flops / 2 * self._density(args)
+        return out
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, example_input: Any) -> Macs:
+    """MACs of ``model`` on ``example_input`` (a tensor, a tuple of arguments or a dict of keyword
+    arguments), dense and sparse-aware; per sample when the input holds one sample. Eval mode;
+    the model's mode is restored."""
+    parameters = {id(p) for p in model.parameters()}
+    counter = _MacCounter(parameters)
+    with eval_mode(model), unfused(), counter:  # fused kernels would hide their products
+        call(model, example_input)
+    return Macs(round(counter.dense), round(counter.sparse))
+
+
 def costs_table(costs: list[LayerCost]):
     """The layer costs as a pandas DataFrame (one row per layer, plus a total row)."""
     import pandas as pd
@@ -265,7 +334,9 @@ __all__ = [
     "OF",
     "PRUNABLE",
     "LayerCost",
+    "Macs",
     "compare_latency",
+    "count_macs",
     "costs_table",
     "count_nonzeros",
     "count_parameters",

@@ -31,7 +31,7 @@ def test_chw_columns_are_channel_major_and_hwc_columns_are_channel_minor():
     assert chw.data_ptr() == w.data_ptr()  # "chw" is a view, no copy
     linear = torch.randn(4, 5)
     assert gemm_view(linear, "chw") is linear and gemm_view(linear, "hwc") is linear
-    with pytest.raises(ValueError, match="2 or 4 dimensions"):
+    with pytest.raises(ValueError, match="2 or 3 or 4 or 5 dimensions"):
         gemm_view(torch.zeros(3))
     with pytest.raises(ValueError, match="order='nchw'"):
         gemm_view(w, "nchw")

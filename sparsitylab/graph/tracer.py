@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ class State:
     labelings: list[Labeling] = field(default_factory=list)
     active: bool = False
     fill: float | None = None
+    source: str | None = None  # the weight whose matmul or convolution made it (moves keep it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Tracer(TorchDispatchMode):
         self.head_ids: list[torch.Tensor] = []
         self.stack: list[str] = []
         self.called: set[str] = set()
+        self.norm_after: dict[str, str] = {}  # weight tensor → the BatchNorm that normalises it
         self.boundaries: list[tuple[str, str]] = []  # (module, reason): crossing units are pinned
         self.unknown: list[tuple[str, str]] = []  # (module, op) ops without a rule
         self.notes: list[str] = []
@@ -234,6 +236,21 @@ def _hooks(model: nn.Module, tracer: Tracer) -> list:
     return handles
 
 
+@contextmanager
+def unfused() -> Iterator[None]:
+    """Fused kernels off (oneDNN's RNN, the transformer fast path): their parts run as ordinary
+    ATen ops, which a dispatch mode can see. Restores the settings afterwards."""
+    previous = torch.backends.mha.get_fastpath_enabled()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # oneDNN's note on TF32 when toggled
+            torch.backends.mha.set_fastpath_enabled(False)
+            with torch.backends.mkldnn.flags(enabled=False):
+                yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
 @torch.no_grad()
 def run_trace(model: nn.Module, example: Any) -> Trace:
     """Run ``model`` once on ``example`` (eval mode, no grad, fused fast paths off) under the
@@ -244,14 +261,7 @@ def run_trace(model: nn.Module, example: Any) -> Trace:
     started = time.perf_counter()
     try:
         model.eval()
-        with ExitStack() as stack:
-            stack.enter_context(warnings.catch_warnings())
-            warnings.simplefilter("ignore", UserWarning)  # oneDNN's note on TF32 when toggled
-            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-            previous = torch.backends.mha.get_fastpath_enabled()
-            torch.backends.mha.set_fastpath_enabled(False)
-            stack.callback(torch.backends.mha.set_fastpath_enabled, previous)
-            stack.enter_context(tracer)
+        with unfused(), tracer:
             output = call(model, example)
     finally:
         for h in handles:
@@ -272,6 +282,6 @@ def run_trace(model: nn.Module, example: Any) -> Trace:
     return Trace(tracer, type(model).__name__, time.perf_counter() - started, leaves)
 
 
-__all__ = ["Owner", "State", "Trace", "Tracer", "call", "run_trace", "tensor_names"]
+__all__ = ["Owner", "State", "Trace", "Tracer", "call", "run_trace", "tensor_names", "unfused"]
 
 _ = (PIN, UNLABELED)  # re-exported names used by the rules

@@ -21,14 +21,15 @@ first block shape does not tile (e.g. a 10-way classifier with 4×1 blocks) stay
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import reparam
+from ..coverage import Scope, WeightMatrix, check_scope, weight_matrices
 from ..deploy.formats import HBS
 from ..gemm import gemm_view
-from ..metrics import prunable_layers
 from ..sparsify.hierarchical import Level, check_levels, fits, hierarchical_masks, parse_config
 from ..sparsify.hierarchical import union as union_of
 from . import register
@@ -43,61 +44,78 @@ def step_decay(optimizer: torch.optim.Optimizer, total_steps: int):
 
 @register
 class HierarchicalBlockPruning(Method):
-    """One-shot HBS pruning of every prunable layer but the first, then fixed-mask retraining.
+    """One-shot HBS pruning of every weight matrix but the first, then fixed-mask retraining.
 
     levels: the paper's notation ("4x1/63+1x1/97") or [((bh, bw), sparsity), …]; skip_first: keep
-    the first prunable layer dense, as the paper does.
+    the first covered matrix dense, as the paper does; scope: which weight matrices
+    (:mod:`sparsitylab.coverage`; blocks tile each one's GEMM view, outputs first).
     """
 
     name = "hbs"
 
-    def __init__(self, levels: str | Sequence[Level], skip_first: bool = True):
+    def __init__(self, levels: str | Sequence[Level], skip_first: bool = True, scope: Scope = None):
         self.levels = parse_config(levels) if isinstance(levels, str) else check_levels(levels)
         self.skip_first = skip_first
+        self.scope = check_scope(scope)
         self.level_masks: dict[str, list[torch.Tensor]] = {}
         self.skipped: dict[str, str] = {}
 
     @classmethod
-    def from_options(cls, levels: str, skip_first: bool = True) -> HierarchicalBlockPruning:
-        return cls(levels, skip_first)
+    def from_options(
+        cls, levels: str, skip_first: bool = True, scope: Scope = None
+    ) -> HierarchicalBlockPruning:
+        return cls(levels, skip_first, scope)
 
     @property
     def config(self) -> str:
         """The levels in the paper's notation."""
         return "+".join(f"{bh}x{bw}/{100 * s:g}" for (bh, bw), s in self.levels)
 
-    def layers(self, model: nn.Module) -> dict[str, nn.Module]:
-        """The layers this method prunes; the others are recorded in :attr:`skipped`."""
+    def layers(self, model: nn.Module) -> dict[str, WeightMatrix]:
+        """The weight matrices this method prunes; the others are recorded in :attr:`skipped`."""
         chosen, self.skipped = {}, {}
-        for i, (name, layer) in enumerate(prunable_layers(model).items()):
+        for i, (name, w) in enumerate(weight_matrices(model, self.scope).items()):
+            shape = w.oriented().shape
             if i == 0 and self.skip_first:
                 self.skipped[name] = "first layer (kept dense, as in the paper)"
-            elif not fits(layer.weight.shape, self.levels):
-                rows, cols = gemm_view(layer.weight).shape
+            elif not fits(shape, self.levels):
+                rows, cols = gemm_view(w.oriented()).shape
                 self.skipped[name] = f"{rows}×{cols} is not tiled by {self.levels[0][0]} blocks"
             else:
-                chosen[name] = layer
+                chosen[name] = w
         return chosen
 
     @torch.no_grad()
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        chosen = self.layers(model)
         self.level_masks = {
-            name: hierarchical_masks(layer.weight, self.levels)
-            for name, layer in self.layers(model).items()
+            name: hierarchical_masks(w.oriented().detach(), self.levels)
+            for name, w in chosen.items()
         }
-        reparam.apply_masks(model, {name: union_of(m) for name, m in self.level_masks.items()})
+        reparam.apply_masks(
+            model,
+            {name: chosen[name].restore(union_of(m)) for name, m in self.level_masks.items()},
+        )
         return model
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        report = super().coverage(model)
+        matrices = weight_matrices(model, self.scope)
+        for name, why in (self.skipped if self.level_masks else {}).items():
+            report[matrices[name].parameter] = why
+        return report
 
     def freeze(self, model: nn.Module) -> None:
         """Nothing to do: the masks are fixed from ``prepare`` on."""
 
     def export(self, model: nn.Module) -> dict[str, HBS]:
-        """Each pruned layer of a finalized ``model`` as an HBS matrix (its GEMM view, one BSR per
-        level)."""
+        """Each pruned matrix of a finalized ``model`` as an HBS matrix (its GEMM view, one BSR
+        per level)."""
         blocks = [shape for shape, _ in self.levels]
+        matrices = weight_matrices(model)
         return {
             name: HBS.from_masks(
-                gemm_view(model.get_submodule(name).weight.detach()),
+                gemm_view(matrices[name].oriented().detach()),
                 [gemm_view(m) for m in masks],
                 blocks,
             )

@@ -16,10 +16,13 @@ a "global" budget ranks all layers together. Introduced in Chapter 1.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from .. import reparam
 from .._checks import check_choice
+from ..coverage import Scope, check_scope
 from ..sparsify.budgets import BUDGETS, budget_masks
 from ..sparsify.schedules import CubicSchedule, OneShot, Schedule
 from . import register
@@ -28,11 +31,12 @@ from .base import Method
 
 @register
 class MagnitudePruning(Method):
-    """Prune the smallest-|w| weights of Linear/Conv2d layers following ``schedule`` and ``budget``.
+    """Prune the smallest-|w| weights of every weight matrix following ``schedule`` and ``budget``.
 
     schedule: any :class:`~sparsitylab.sparsify.schedules.Schedule` (one-shot, cubic, or your own);
     budget: "uniform", "global" or "erk" (see :mod:`sparsitylab.sparsify.budgets`);
-    first_dense / last_dense: exclude the first / last prunable layer (the others compensate).
+    first_dense / last_dense: exclude the first / last covered matrix (the others compensate);
+    scope: which weight matrices (:mod:`sparsitylab.coverage`; default every one).
     """
 
     name = "magnitude"
@@ -43,6 +47,7 @@ class MagnitudePruning(Method):
         budget: str = "global",
         first_dense: bool = False,
         last_dense: bool = False,
+        scope: Scope = None,
     ):
         if not isinstance(schedule, Schedule):
             raise TypeError(
@@ -51,6 +56,7 @@ class MagnitudePruning(Method):
             )
         self.schedule, self.budget = schedule, check_choice(budget, "budget", BUDGETS)
         self.first_dense, self.last_dense = first_dense, last_dense
+        self.scope = check_scope(scope)
         self.events: list[tuple[int, float]] = []  # (step, target sparsity) of every pruning event
 
     @classmethod
@@ -64,11 +70,12 @@ class MagnitudePruning(Method):
         end_fraction: float = 0.75,
         first_dense: bool = False,
         last_dense: bool = False,
+        scope: Scope = None,
     ) -> MagnitudePruning:
         """Build from flat options: ``schedule`` "one_shot" or "gradual" (needs ``total_steps``)."""
         check_choice(schedule, "schedule", ("one_shot", "gradual"))
         if schedule == "one_shot":
-            return cls(OneShot(sparsity), budget, first_dense, last_dense)
+            return cls(OneShot(sparsity), budget, first_dense, last_dense, scope)
         if total_steps is None:
             raise ValueError(
                 "schedule='gradual' needs total_steps (the optimizer steps of training)"
@@ -78,18 +85,21 @@ class MagnitudePruning(Method):
             budget,
             first_dense,
             last_dense,
+            scope,
         )
 
     def _masks(self, model: nn.Module, sparsity: float):
-        return budget_masks(model, sparsity, self.budget, self.first_dense, self.last_dense)
+        return budget_masks(
+            model, sparsity, self.budget, self.first_dense, self.last_dense, scope=self.scope
+        )
 
     def prune(self, model: nn.Module, sparsity: float, step: int) -> None:
         """Recompute and apply the budget's magnitude masks at ``sparsity`` (one pruning event)."""
         reparam.apply_masks(model, self._masks(model, sparsity))
         self.events.append((step, sparsity))
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Mask every budgeted layer (all-True before t₀), pruning now if step 0 is an event."""
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        """Mask every budgeted matrix (all-True before t₀), pruning now if step 0 is an event."""
         self.events = []
         if self.schedule.is_pruning_step(0):
             self.prune(model, self.schedule.sparsity_at(0), 0)

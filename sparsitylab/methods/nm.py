@@ -24,11 +24,13 @@ layer plan decides, as for the from-scratch method.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from torch import nn
 
 from .. import reparam
 from .._checks import check_choice, check_nm, check_real
+from ..coverage import Scope, check_scope, weight_matrices
 from ..gemm import ORDERS
 from ..reparam.nm import SR_STE_DECAY, NMMask
 from ..sparsify.nm import POLICIES, LayerPlan, asp_eligible, model_masks, plan
@@ -47,16 +49,29 @@ class _Planned(Method):
         order: str = "hwc",
         first_dense: bool = False,
         last_dense: bool = False,
+        scope: Scope = None,
     ):
         self.n, self.m = check_nm(n, m)
         self.policy = check_choice(policy, "policy", POLICIES)
         self.order = check_choice(order, "order", ORDERS)
         self.first_dense, self.last_dense = first_dense, last_dense
+        self.scope = check_scope(scope)
         self.plans: dict[str, LayerPlan] = {}
 
     def plan(self, model: nn.Module) -> dict[str, LayerPlan]:
         """The layer plan (:func:`sparsitylab.sparsify.nm.plan`) for ``model``."""
-        return plan(model, self.m, self.policy, self.order, self.first_dense, self.last_dense)
+        return plan(
+            model, self.m, self.policy, self.order, self.first_dense, self.last_dense, self.scope
+        )
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """Covered matrices the plan keeps dense say why (an indivisible width, a choice)."""
+        report = super().coverage(model)
+        matrices = weight_matrices(model, self.scope)
+        for name, p in (self.plans or self.plan(model)).items():
+            if not p.sparse:
+                report[matrices[name].parameter] = p.reason
+        return report
 
     def sparse_layers(self) -> list[str]:
         """The layers the method sparsifies (after ``prepare``)."""
@@ -82,16 +97,19 @@ class NMSparsity(_Planned):
         order: str = "hwc",
         first_dense: bool = False,
         last_dense: bool = False,
+        scope: Scope = None,
     ):
-        super().__init__(n, m, policy, order, first_dense, last_dense)
+        super().__init__(n, m, policy, order, first_dense, last_dense, scope)
         self.decay = check_real(decay, "decay", minimum=0.0)
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
         self.plans = self.plan(model)
-        layers = dict(model.named_modules())
+        matrices = weight_matrices(model, self.scope)
         for name, p in self.plans.items():
             if p.sparse:
-                reparam.attach(layers[name], "weight", NMMask(self.n, self.m, p.order, self.decay))
+                w = matrices[name]
+                mask = NMMask(self.n, self.m, p.order, self.decay, w.transposed)
+                reparam.attach(w.module, w.attr, mask)
         return model
 
     def freeze(self, model: nn.Module) -> None:
@@ -120,8 +138,9 @@ class ASP(_Planned):
         first_dense: bool = False,
         last_dense: bool = False,
         asp_rule: bool = False,
+        scope: Scope = None,
     ):
-        super().__init__(n, m, policy, order, first_dense, last_dense)
+        super().__init__(n, m, policy, order, first_dense, last_dense, scope)
         self.asp_rule = asp_rule
         self.pruned = False
 
@@ -129,15 +148,15 @@ class ASP(_Planned):
         plans = super().plan(model)
         if not self.asp_rule:
             return plans
-        layers = dict(model.named_modules())
+        matrices = weight_matrices(model, self.scope)
         return {
             name: p
-            if not p.sparse or asp_eligible(layers[name].weight)
+            if not p.sparse or asp_eligible(matrices[name].oriented())
             else LayerPlan(name, p.shape, None, "dense: ASP skips it (needs out % 8, in % 16 = 0)")
             for name, p in plans.items()
         }
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
         self.plans, self.pruned = self.plan(model), False
         return model
 

@@ -59,18 +59,29 @@ class NMMask(Reparametrization):
 
     ``decay`` is SR-STE's λ_W (0: plain STE). ``order``: "hwc" (input channels at a fixed tap, the
     hardware layout) or "chw" (the flattened conv row); see :mod:`sparsitylab.sparsify.nm` for which
-    layers can take which.
+    layers can take which. ``transposed``: the weight is stored (in, out).
     """
 
-    def __init__(self, n: int = 2, m: int = 4, order: str = "hwc", decay: float = SR_STE_DECAY):
+    def __init__(
+        self,
+        n: int = 2,
+        m: int = 4,
+        order: str = "hwc",
+        decay: float = SR_STE_DECAY,
+        transposed: bool = False,
+    ):
         super().__init__()
         self.n, self.m = check_nm(n, m)
         self.order = check_choice(order, "order", ORDERS)
         self.decay = check_real(decay, "decay", minimum=0.0)
+        self.transposed = bool(transposed)
         self.register_buffer("mask", None, persistent=False)
 
     def keep_mask(self, w: torch.Tensor) -> torch.Tensor:
-        """E(w): the N:M keep-mask of ``w``."""
+        """E(w): the N:M keep-mask of ``w`` (groups along its inputs: dim 1, or dim 0 of a weight
+        stored transposed, as Hugging Face's ``Conv1D``)."""
+        if self.transposed:
+            return nm_mask(w.t(), self.n, self.m, self.order).t()
         return nm_mask(w, self.n, self.m, self.order)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -78,7 +89,13 @@ class NMMask(Reparametrization):
         return _StraightThrough.apply(w, self.mask, self.decay)
 
     def settings(self) -> dict[str, Any]:
-        return {"n": self.n, "m": self.m, "order": self.order, "decay": self.decay}
+        return {
+            "n": self.n,
+            "m": self.m,
+            "order": self.order,
+            "decay": self.decay,
+            "transposed": self.transposed,
+        }
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, torch.Tensor], settings: Mapping[str, Any]) -> NMMask:

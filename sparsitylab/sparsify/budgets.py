@@ -12,11 +12,12 @@ Three allocations (introduced in Chapter 1, ``book/01_unstructured_pruning``):
   is made dense and ε is re-solved (google-research/rigl ``get_sparsities_erdos_renyi``;
   https://arxiv.org/abs/1911.11134).
 
-Convention for every budget here: **S is the sparsity over all prunable weights** (Linear and
-Conv2d weights; biases and BN stay dense). Layers listed as ``dense`` (e.g. the first/last layer)
-are excluded and the other layers prune more to compensate; this is RigL's convention for ERK.
-RigL's *uniform* baseline instead keeps the first layer dense *and* the rest at S (overall < S);
-we compensate so that all three budgets are compared at the same overall sparsity.
+Convention for every budget here: **S is the sparsity over all covered weight matrices**
+(:mod:`sparsitylab.coverage`: Linear, conv, attention and RNN weights by default, or a ``scope``;
+biases, norms and embedding tables stay dense). Layers listed as ``dense`` (e.g. the first/last
+layer) are excluded and the other layers prune more to compensate; this is RigL's convention for
+ERK. RigL's *uniform* baseline instead keeps the first layer dense *and* the rest at S (overall
+< S); we compensate so that all three budgets are compared at the same overall sparsity.
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_names, check_real, check_sparsity
-from ..metrics import prunable_layers
+from ..coverage import Scope, weight_matrices
 from .masks import global_topk_masks, pruned_count, topk_mask
 
 BUDGETS = ("uniform", "global", "erk")
 
 
-def layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Name → weight shape of every prunable (Linear/Conv2d) layer, in definition order."""
-    return {name: tuple(m.weight.shape) for name, m in prunable_layers(model).items()}
+def layer_shapes(model: nn.Module, scope: Scope = None) -> dict[str, tuple[int, ...]]:
+    """Name → shape (outputs first) of every covered weight matrix, in definition order."""
+    return {name: tuple(w.oriented().shape) for name, w in weight_matrices(model, scope).items()}
 
 
 def dense_layer_names(names: Sequence[str], first: bool = False, last: bool = False) -> list[str]:
@@ -153,10 +154,12 @@ def global_masks(
     )  # < 1: _split checked
 
 
-def _weights_and_dense(model: nn.Module, budget: str, first_dense: bool, last_dense: bool):
-    """The (effective) weights of ``model``'s prunable layers and the names to keep dense."""
+def _weights_and_dense(
+    model: nn.Module, budget: str, first_dense: bool, last_dense: bool, scope: Scope = None
+):
+    """The (effective, outputs-first) covered weights of ``model`` and the names to keep dense."""
     check_choice(budget, "budget", BUDGETS)
-    weights = {n: m.weight.detach() for n, m in prunable_layers(model).items()}
+    weights = {n: w.oriented().detach() for n, w in weight_matrices(model, scope).items()}
     return weights, dense_layer_names(list(weights), first_dense, last_dense)
 
 
@@ -181,10 +184,11 @@ def budget_sparsities(
     first_dense: bool = False,
     last_dense: bool = False,
     power_scale: float = 1.0,
+    scope: Scope = None,
 ) -> dict[str, float]:
-    """Per-layer sparsities of ``model``'s prunable layers under ``budget`` ("uniform", "global",
+    """Per-matrix sparsities of ``model``'s covered weights under ``budget`` ("uniform", "global",
     "erk")."""
-    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
+    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense, scope)
     if budget == "global":
         return global_sparsities(weights, sparsity, dense)
     return _shape_sparsities(weights, sparsity, budget, dense, power_scale)
@@ -197,16 +201,20 @@ def budget_masks(
     first_dense: bool = False,
     last_dense: bool = False,
     power_scale: float = 1.0,
+    scope: Scope = None,
 ) -> dict[str, torch.Tensor]:
-    """Magnitude keep-masks for ``model`` at overall sparsity S under ``budget``.
+    """Magnitude keep-masks for ``model``'s covered weights (``scope``) at overall sparsity S under
+    ``budget``, each in its tensor's stored layout.
 
     Dense layers get no mask. Each masked layer's non-zero count is exact for its budgeted
     sparsity (uniform/ERK: ⌊s_l·N_l + ½⌋ pruned per layer; global: exactly ⌊S·ΣN + ½⌋ in total).
     Masks come from the *effective* weights, so an already-masked weight (0) ranks lowest and
     stays pruned: repeated calls with growing S give nested masks (up to ties among exact zeros).
     """
-    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense)
-    return scores_masks(weights, sparsity, budget, dense, power_scale)
+    matrices = weight_matrices(model, scope)
+    weights, dense = _weights_and_dense(model, budget, first_dense, last_dense, scope)
+    masks = scores_masks(weights, sparsity, budget, dense, power_scale)
+    return {n: matrices[n].restore(m) for n, m in masks.items()}
 
 
 def scores_masks(

@@ -82,7 +82,7 @@ def hierarchical_masks(w: torch.Tensor, levels: Sequence[Level]) -> list[torch.T
     B_k − ⌊sp_k·B_k + ½⌋ of its B_k blocks, ranked by Σ|remainder| over the block.
     """
     _check_weight(w)
-    check_tensor(w, "w", dims=(2, 4))
+    check_tensor(w, "w", dims=(2, 3, 4, 5))
     levels = check_levels(levels)
     remainder = gemm_view(w.detach()).abs()  # I_k as magnitudes; taken entries become exact zeros
     rows, cols = remainder.shape

@@ -155,9 +155,10 @@ def block_mask(w: torch.Tensor, block_shape: Sequence[int] | int, sparsity: floa
     equals it up to the rounding of B.
     """
     _check_weight(w)
-    if w.dim() not in (2, 4):
+    if w.dim() not in (2, 3, 4, 5):
         raise ValueError(
-            f"w has shape {tuple(w.shape)}; block_mask needs a 2-D (Linear) or 4-D (Conv2d) weight"
+            f"w has shape {tuple(w.shape)}; block_mask needs a 2-D (Linear) or 3- to 5-D (conv) "
+            "weight"
         )
     bh, bw = check_pair(block_shape, "block_shape")
     matrix = gemm_view(w.detach())
@@ -198,9 +199,9 @@ def nm_mask(w: torch.Tensor, n: int, m: int, order: str = "hwc") -> torch.Tensor
     """
     _check_weight(w)
     n, m = check_nm(n, m)
-    if w.dim() not in (2, 4):
+    if w.dim() not in (2, 3, 4, 5):
         raise ValueError(
-            f"w has shape {tuple(w.shape)}; nm_mask needs a 2-D (Linear) or 4-D (Conv2d) weight"
+            f"w has shape {tuple(w.shape)}; nm_mask needs a 2-D (Linear) or 3- to 5-D (conv) weight"
         )
     matrix = gemm_view(w.detach(), order)
     grouped = w.shape[1] if (w.dim() == 2 or order == "hwc") else matrix.shape[1]

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_nm
+from ..coverage import Scope, weight_matrices
 from ..gemm import ORDERS
-from ..metrics import prunable_layers
 from .masks import nm_mask
 
 POLICIES = ("dense", "flatten")
@@ -49,7 +49,8 @@ class LayerPlan:
 def layer_plan(
     name: str, weight: torch.Tensor, m: int, policy: str = "dense", order: str = "hwc"
 ) -> LayerPlan:
-    """The treatment of one Linear (2-D) or Conv2d (4-D) weight under ``policy``.
+    """The treatment of one weight matrix (2-D, or a 3- to 5-D conv weight; outputs first) under
+    ``policy``.
 
     ``order="hwc"`` (default) groups convs along the hardware axis and applies ``policy`` where
     that does not divide; ``order="chw"`` groups every conv along its flattened row (the paper-era
@@ -63,7 +64,7 @@ def layer_plan(
         if inputs % m == 0:
             return LayerPlan(name, shape, "hwc", f"{inputs} input features divisible by {m}")
         return LayerPlan(name, shape, None, f"dense: {inputs} input features not divisible by {m}")
-    flat = inputs * shape[2] * shape[3]
+    flat = int(torch.Size(shape[1:]).numel())
     if order == "chw":
         if flat % m == 0:
             return LayerPlan(name, shape, "chw", f"flattened in·kh·kw = {flat} divisible by {m}")
@@ -85,11 +86,13 @@ def plan(
     order: str = "hwc",
     first_dense: bool = False,
     last_dense: bool = False,
+    scope: Scope = None,
 ) -> dict[str, LayerPlan]:
-    """Layer name → :class:`LayerPlan` for every prunable layer; ``first_dense`` / ``last_dense``
-    keep the first / last prunable layer dense on purpose."""
-    layers = list(prunable_layers(model).items())
-    plans = {name: layer_plan(name, layer.weight, m, policy, order) for name, layer in layers}
+    """Matrix name → :class:`LayerPlan` for every covered weight matrix
+    (:mod:`sparsitylab.coverage`, outputs first); ``first_dense`` / ``last_dense`` keep the first
+    / last one dense on purpose."""
+    layers = [(name, w.oriented()) for name, w in weight_matrices(model, scope).items()]
+    plans = {name: layer_plan(name, weight, m, policy, order) for name, weight in layers}
     for wanted, index, why in ((first_dense, 0, "first"), (last_dense, -1, "last")):
         if wanted and layers:
             name = layers[index][0]
@@ -102,9 +105,11 @@ def model_masks(
 ) -> dict[str, torch.Tensor]:
     """One-shot N:M magnitude masks of the planned sparse layers (the ASP pruning step)."""
     check_nm(n, m)
-    layers = prunable_layers(model)
+    matrices = weight_matrices(model)
     return {
-        name: nm_mask(layers[name].weight, n, m, p.order) for name, p in plans.items() if p.sparse
+        name: matrices[name].restore(nm_mask(matrices[name].oriented(), n, m, p.order))
+        for name, p in plans.items()
+        if p.sparse
     }
 
 
@@ -135,22 +140,23 @@ def eligibility(
     order: str = "hwc",
     first_dense: bool = False,
     last_dense: bool = False,
+    scope: Scope = None,
 ) -> list[Eligibility]:
     """Per prunable layer: can it be N:M along the hardware axis, would ASP sparsify it, what
     ``policy`` does with it and the density that gives (n/m for a sparse layer, 1 for a dense
     one). The last row, ``"total"``, has the overall density."""
     n, m = check_nm(n, m)
-    plans = plan(model, m, policy, order, first_dense, last_dense)
+    plans = plan(model, m, policy, order, first_dense, last_dense, scope)
     rows = []
-    for name, layer in prunable_layers(model).items():
+    for name, w in weight_matrices(model, scope).items():
         p = plans[name]
         rows.append(
             Eligibility(
                 name,
                 p.shape,
-                layer.weight.numel(),
+                w.tensor.numel(),
                 p.shape[1] % m == 0,
-                asp_eligible(layer.weight),
+                asp_eligible(w.oriented()),
                 {"hwc": "N:M, hardware axis", "chw": "N:M, flattened axis", None: "dense"}[p.order],
                 n / m if p.sparse else 1.0,
                 p.reason,

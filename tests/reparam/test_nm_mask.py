@@ -63,7 +63,13 @@ def test_state_dict_round_trip_and_remove_bakes_exact_zeros():
     state = net.state_dict()
     fresh = reparam.load_state_dict(nn.Linear(16, 6), state)
     (rebuilt,) = nm_layers(fresh).values()
-    assert rebuilt.settings() == {"n": 2, "m": 4, "order": "hwc", "decay": 2e-4}
+    assert rebuilt.settings() == {
+        "n": 2,
+        "m": 4,
+        "order": "hwc",
+        "decay": 2e-4,
+        "transposed": False,
+    }
     assert torch.equal(fresh.weight, net.weight)
     baked = reparam.remove(fresh, NMMask)
     assert not reparam.find(baked) and isinstance(baked.weight, nn.Parameter)

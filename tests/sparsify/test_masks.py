@@ -204,9 +204,9 @@ def test_block_mask_bad_block_shape_raises(block, err):
         block_mask(torch.ones(4, 4), block, 0.5)
 
 
-@pytest.mark.parametrize("shape", [(8,), (2, 2, 2)])
+@pytest.mark.parametrize("shape", [(8,), (2, 2, 2, 2, 2, 2)])
 def test_block_mask_needs_a_linear_or_conv_weight(shape):
-    with pytest.raises(ValueError, match="2-D .Linear. or 4-D .Conv2d."):
+    with pytest.raises(ValueError, match="2-D .Linear. or 3- to 5-D .conv."):
         block_mask(torch.ones(shape), 2, 0.5)
 
 
@@ -289,7 +289,7 @@ def test_nm_not_divisible_and_bad_order_raise():
         nm_mask(torch.ones(2, 6, 2, 2), 2, 4)  # 24 flat entries would divide; channels do not
     with pytest.raises(ValueError, match="order='nhwc'"):
         nm_mask(torch.ones(2, 8), 2, 4, order="nhwc")
-    with pytest.raises(ValueError, match="2-D .Linear. or 4-D .Conv2d."):
+    with pytest.raises(ValueError, match="2-D .Linear. or 3- to 5-D .conv."):
         nm_mask(torch.ones(8), 2, 4)
 
 
