@@ -33,14 +33,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader
 
 from . import checkpoints, methods, reparam
 from ._checks import check_int
 from .callbacks import LogSparsity
-from .deploy.compaction import layer_macs
+from .coverage import COVERED, parameter_names
 from .methods import Method
-from .metrics import count_nonzeros, count_parameters, layer_costs, layer_sparsity, sparsity
+from .metrics import count_macs, count_nonzeros, count_parameters, layer_sparsity, sparsity
 from .train import (
     SGD,
     Callback,
@@ -80,6 +81,9 @@ class Run:
     compacted_macs: int | None
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, str] = field(default_factory=dict)
+    covered_sparsity: float | None = None
+    model_sparsity: float | None = None
 
     @property
     def error(self) -> float | None:
@@ -109,20 +113,35 @@ class Run:
             **self.extra,
         }
 
+    @property
+    def dense(self) -> dict[str, str]:
+        """The parameters the method left dense, with the reason for each."""
+        return {name: why for name, why in self.coverage.items() if why != COVERED}
+
     def summary(self) -> str:
-        """One line for a log or a notebook."""
+        """What a log or a notebook shows: accuracy, sparsity over the method's tensors and over the
+        whole model, MACs, and what was left dense and why (grouped by reason)."""
         acc = (
             "no test set" if self.test_acc is None else f"test accuracy {100 * self.test_acc:.2f} %"
         )
         small = (
             ""
-            if self.compacted_macs is None
+            if self.compacted_macs is None or not self.macs
             else f", compacted {self.compacted_macs / self.macs:.1%} of the MACs"
         )
-        return (
-            f"{self.method}: {acc}, weight sparsity {100 * self.sparsity:.2f} %, {self.nonzeros:,} "
-            f"of {self.params:,} parameters non-zero{small} ({self.seconds:.0f} s)"
+        covered = sum(why == COVERED for why in self.coverage.values())
+        line = (
+            f"{self.method}: {acc}, weight sparsity {100 * self.sparsity:.2f} % "
+            f"(the method's {covered} tensors: {100 * (self.covered_sparsity or 0.0):.2f} %; "
+            f"whole model: {100 * (self.model_sparsity or 0.0):.2f} %), {self.nonzeros:,} of "
+            f"{self.params:,} parameters non-zero{small} ({self.seconds:.0f} s)"
         )
+        reasons: dict[str, int] = {}
+        for why in self.dense.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        if reasons:
+            line += "\n  left dense: " + "; ".join(f"{n} × {why}" for why, n in reasons.items())
+        return line
 
 
 def _method(method: Method | str, options: Mapping[str, Any] | None) -> Method:
@@ -207,13 +226,31 @@ def _generator(loader: DataLoader | None) -> bool:
     return loader is not None and isinstance(getattr(loader, "generator", None), torch.Generator)
 
 
-def _example_batch(
-    loader: DataLoader | None, device: torch.device, size: int = 64
-) -> torch.Tensor | None:
+def _example_batch(loader: DataLoader | None, device: torch.device, size: int = 64) -> Any:
+    """The first ``size`` inputs of ``loader`` (a tensor, or a dict / tuple of them). Drawing them
+    leaves every random number generator as it was (a shuffled loader's order included), so the
+    training that follows is the one it would have been."""
     if loader is None:
         return None
-    x = next(iter(loader))[0]
-    return x[:size].to(device)
+    generator = getattr(loader, "generator", None)
+    saved = generator.get_state() if isinstance(generator, torch.Generator) else None
+    rng = torch.get_rng_state()
+    try:
+        batch = next(iter(loader))
+    finally:
+        torch.set_rng_state(rng)
+        if saved is not None:
+            generator.set_state(saved)
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return pytree.tree_map(lambda t: t[:size].to(device) if isinstance(t, torch.Tensor) else t, x)
+
+
+def _covered_sparsity(model: nn.Module, coverage: dict[str, str]) -> float | None:
+    """Exact zeros over the parameters the method covers."""
+    values = parameter_names(model)
+    chosen = [values[name] for name, why in coverage.items() if why == COVERED and name in values]
+    total = sum(t.numel() for t in chosen)
+    return 1 - sum(int(t.count_nonzero()) for t in chosen) / total if total else None
 
 
 def run(
@@ -274,7 +311,9 @@ def run(
         seed_everything(seed)
     device = resolve_device(device)
     model = copy.deepcopy(model).to(device)
-    method.prepare(model)
+    source = test_loader if test_loader is not None else train_loader
+    example = _example_batch(source, device)
+    method.prepare(model, _example_batch(source, device, 2))
     if train_loader is not None:
         method.calibrate(model, train_loader)
     prepared_acc = (
@@ -347,12 +386,12 @@ def run(
 
     model.eval()
     final = method.finalize(model).eval()
-    example = _example_batch(test_loader if test_loader is not None else train_loader, device)
     compacted = method.compact(final, example_input=example)
     if compacted is not None:
         compacted.eval()
-    sample_shape = (1, *example.shape[1:]) if example is not None else None
-    costs = layer_costs(final, sample_shape) if sample_shape else []
+    one = _example_batch(test_loader if test_loader is not None else train_loader, device, 1)
+    costs = count_macs(final, one) if one is not None else None
+    coverage = method.coverage(final)
     test = evaluate(final, test_loader) if test_loader is not None else {"acc": None, "loss": None}
     return Run(
         method=method.name or type(method).__name__,
@@ -367,13 +406,16 @@ def run(
         layer_sparsity=layer_sparsity(final),
         params=count_parameters(final),
         nonzeros=count_nonzeros(final),
-        macs=sum(c.macs for c in costs),
-        sparse_macs=sum(c.sparse_macs for c in costs),
+        macs=costs.dense if costs is not None else 0,
+        sparse_macs=costs.sparse if costs is not None else 0,
         compacted_params=count_parameters(compacted) if compacted is not None else None,
-        compacted_macs=sum(layer_macs(compacted, sample_shape).values())
-        if compacted is not None and sample_shape
+        compacted_macs=count_macs(compacted, one).dense
+        if compacted is not None and one is not None
         else None,
         seconds=time.perf_counter() - start,
+        coverage=coverage,
+        covered_sparsity=_covered_sparsity(final, coverage),
+        model_sparsity=sparsity(final, of="parameters"),
     )
 
 

@@ -19,16 +19,19 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader
 
 from ._checks import check_choice, check_int, check_real
+from .graph.tracer import call
 from .metrics import BATCHNORMS
 from .models import eval_mode
 
@@ -118,6 +121,41 @@ class History:
         return self[key][-1]
 
 
+def to_device(x: Any, device: torch.device | str) -> Any:
+    """``x`` (a tensor, or a dict / tuple of them: a model's keyword or positional inputs) on
+    ``device``."""
+    return pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, x)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The class scores in a model's output: a tensor as it is, ``.logits`` of a Hugging Face
+    output, ``["logits"]`` of a dict, the first element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    found = getattr(output, "logits", None)
+    if found is None and isinstance(output, Mapping):
+        found = output.get("logits")
+    if found is None and isinstance(output, (tuple, list)) and output:
+        found = output[0]
+    if not isinstance(found, torch.Tensor):
+        raise TypeError(
+            f"the model returned a {type(output).__name__} without class scores; return a tensor, "
+            "an object with .logits, or a tuple whose first element holds them"
+        )
+    return found
+
+
+def loss_and_hits(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"):
+    """(cross-entropy, correct predictions, counted targets); scores over a sequence (B, T, C)
+    are scored per token, and targets of −100 are ignored."""
+    if logits.dim() > 2:
+        logits, y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    loss = F.cross_entropy(logits, y, reduction=reduction, ignore_index=-100)
+    valid = y != -100
+    hits = ((logits.argmax(-1) == y) & valid).sum().item()
+    return loss, hits, int(valid.sum())
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: DataLoader, device: str | torch.device | None = None
@@ -128,11 +166,11 @@ def evaluate(
     loss_sum, correct, count = 0.0, 0, 0
     with eval_mode(model):
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            count += len(y)
+            x, y = to_device(x, device), y.to(device)
+            loss, hits, seen = loss_and_hits(logits_of(call(model, x)), y, "sum")
+            loss_sum += loss.item()
+            correct += hits
+            count += seen
     if count == 0:
         raise ValueError("loader is empty: nothing to evaluate")
     return {"loss": loss_sum / count, "acc": correct / count}
@@ -251,9 +289,8 @@ def fit(
             set_epoch(epoch)
         start, loss_sum, correct, count, skipped = time.perf_counter(), 0.0, 0, 0, 0
         for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            logits = (forward or model)(x)
-            loss = F.cross_entropy(logits, y)
+            x, y = to_device(x, device), y.to(device)
+            loss, hits, seen = loss_and_hits(logits_of(call(forward or model, x)), y)
             total = loss + sum(cb.penalty(model) for cb in callbacks)
             value = float(total.detach())
             if not math.isfinite(value):
@@ -274,9 +311,9 @@ def fit(
             step += 1
             for cb in callbacks:
                 cb.after_step(model, step)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            count += len(y)
+            loss_sum += loss.item() * seen
+            correct += hits
+            count += seen
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss_sum / count:.3f}")
             if step >= total_steps:
@@ -329,7 +366,7 @@ def recalibrate_batchnorm(
         for i, (x, *_) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            model(x.to(device))
+            call(model, to_device(x, device))
     finally:
         for m, momentum in saved:
             m.momentum = momentum

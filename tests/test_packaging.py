@@ -107,7 +107,7 @@ def test_every_notebook_is_in_the_toc():
 # (sparsitylab/x/).
 LAYERS = [
     {"_checks", "modes"},
-    {"timing", "gemm", "frames", "files", "distributed"},
+    {"timing", "gemm", "frames", "files", "distributed", "graph", "coverage"},
     {"data", "models", "metrics", "widgets"},
     {"train"},
     {"callbacks"},
@@ -124,7 +124,17 @@ MAY_IMPORT = {
     "frames": {"_checks"},
     "widgets": {"_checks", "frames"},
     # deploy never imports reparam or methods
-    "deploy": {"_checks", "files", "timing", "gemm", "models", "metrics", "sparsify"},
+    "deploy": {
+        "_checks",
+        "files",
+        "timing",
+        "gemm",
+        "graph",
+        "coverage",
+        "models",
+        "metrics",
+        "sparsify",
+    },
     # benchmarks time methods (a training step with their reparametrisations), never the runner;
     # data and train where a benchmark needs a trained layer (bench sis)
     "benchmarks": {
@@ -134,6 +144,8 @@ MAY_IMPORT = {
         "train",
         "timing",
         "gemm",
+        "graph",
+        "coverage",
         "files",
         "models",
         "metrics",

@@ -1,53 +1,54 @@
 """Compaction: turn structural zeros into a smaller *dense* model (Wen et al., NIPS 2016,
-https://arxiv.org/abs/1608.03665, Table 4: the speedups of structured sparsity come from this).
+https://arxiv.org/abs/1608.03665, Table 4: the speedups of structured sparsity come from this), for
+any model.
 
-A unit is removed only when that cannot change the output (eval mode; liveness as in
-:mod:`sparsitylab.gemm`):
+The model is traced once on an example input (:func:`sparsitylab.graph.trace`), and every unit of a
+coupled group that is exactly zero wherever it is read is removed from every member tensor
+(:mod:`sparsitylab.deploy.surgery`) — a unit is removed only when that cannot change the output
+(eval mode):
 
-- an output unit (MLP neuron, conv filter) whose weight row and bias are zero, **and** every
-  BatchNorm between it and the next weight layer maps 0 to 0 on its channel (β − γ·μ/√(σ² + ε) = 0;
-  a filter group of :mod:`sparsitylab.sparsify.groups` owns γ and β, so an SSL-zeroed group
-  satisfies this): it outputs exactly 0, and ReLU/pooling keep it 0, so the next layer's matching
-  input columns multiply zeros;
-- a channel whose BatchNorm has γ = 0 and β = 0 (STR-BN's pruned channels): the BatchNorm outputs
-  exactly 0 on it whatever the filter computes, so the filter feeding it goes too;
-- an output unit whose outgoing columns in the next layer are all zero: nobody reads it;
-- an input neuron / pixel of the first layer whose column is zero (a :class:`Gather` picks the
-  rest);
-- a residual branch (any :class:`~sparsitylab.sparsify.groups.ResidualBlock`) whose parameters are
-  all zero: ``drop_branch()``; one whose last conv is zero but whose last BatchNorm still adds a
-  per-channel constant: a :class:`ConstantBranch`;
-- shape fibers (GEMM columns) that are zero in every filter: the conv becomes a :class:`GemmConv2d`,
-  an im2col GEMM that gathers only the surviving columns.
+- a unit whose producers (weight rows, biases) are zero and whose every path to a reader keeps it
+  zero (ReLU, pooling; a BatchNorm that maps 0 to 0 on its channel, β − γ·μ/√(σ² + ε) = 0): an
+  SSL-zeroed filter group, which owns its bias and BatchNorm γ, β;
+- a channel whose BatchNorm has γ = 0 and β = 0 (STR-BN's and channel pruning's): the BatchNorm
+  outputs exactly 0 on it whatever the filter computes, so the filter feeding it goes too;
+- a unit nobody reads: every input column that multiplies it is zero;
+- across residual adds, concatenations, depthwise and grouped convolutions, flatten → linear,
+  attention heads and MLP hidden units alike (the graph couples them); units the graph keeps whole
+  (module doc of :mod:`sparsitylab.graph`) are never touched.
 
-Units are removed only between two weight layers of one ``nn.Sequential`` joined by element-wise,
-zero-preserving modules (:data:`PASS_THROUGH`) and BatchNorms of those units (resized with them).
-Any other module in between (a Softmax, a residual block, a BatchNorm of a different width) is a
-boundary: every unit that crosses it is kept, and its own inside is compacted on its own. A model
-that is still reparametrised (masks attached) is refused with a ``TypeError``: bake it first
-(``reparam.remove``). With ``example_input``, :func:`compact` checks the outputs on it before
-returning.
+Three passes are specific to the library's own models: a residual branch (any
+:class:`~sparsitylab.sparsify.groups.ResidualBlock`) whose parameters are all zero is dropped
+(``drop_branch()``), one whose last conv is zero but whose last BatchNorm still adds a per-channel
+constant becomes a :class:`ConstantBranch`; the zero input columns of the first layer of an
+``nn.Sequential`` model are skipped by a :class:`Gather`. For every model, shape fibers (GEMM
+columns) that are zero in every filter turn the conv into a :class:`GemmConv2d`, an im2col GEMM
+over the surviving columns.
 
-The result is made of ordinary modules (Linear, Conv2d, BatchNorm, plus :class:`Gather` and
-:class:`GemmConv2d`), keeps the layer names of the original, and trains, saves and loads like any
-PyTorch model.
+A layer keeps at least one unit. A model still reparametrised (masks attached) is refused with a
+``TypeError``: bake it first (``reparam.remove``). :func:`compact` always checks the outputs on the
+example input (``ValueError`` if they differ) and never changes its argument. The result keeps the
+layer names of the original, and trains, saves and loads like any PyTorch model; its
+``sparsitylab_plan`` attribute holds the removal as plain data, replayable on a fresh instance of
+the user's class (:mod:`sparsitylab.deploy.serialize`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
+from ..graph import ChannelGroup, Graph, trace
 from ..metrics import BATCHNORMS, layer_costs
-from ..models import eval_mode
-from ..sparsify.groups import ResidualBlock, branch_alive, row_squares
+from ..sparsify.groups import ResidualBlock, branch_alive
 from .layers import ConstantBranch, Gather, GemmConv2d
+from .surgery import Plan, apply_plan, check_same, plan_from
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
@@ -59,7 +60,7 @@ PASS_THROUGH = (
     nn.Flatten,
     nn.Dropout,
     nn.Identity,
-)
+)  # (with WEIGHT_LAYERS: what the library's own models are made of; serialize allows them)
 
 
 def _keep_at_least_one(keep: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
@@ -84,152 +85,6 @@ def batchnorm_zero_response(bn: nn.Module) -> torch.Tensor:
     return value
 
 
-def batchnorm_emits(bn: nn.Module, emits: torch.Tensor) -> torch.Tensor:
-    """Which channels can be non-zero after an eval-mode BatchNorm, given which can be before.
-
-    A channel with γ = 0 outputs exactly β whatever comes in (STR-BN prunes channels this way); one
-    with γ ≠ 0 is non-zero when its input can be, or when it maps 0 to a non-zero value.
-    """
-    through = emits | batchnorm_zero_response(bn).ne(0)
-    if not bn.affine:
-        return through
-    return torch.where(bn.weight.detach() != 0, through, bn.bias.detach() != 0)
-
-
-@dataclass(frozen=True)
-class ChannelSite:
-    """A BatchNorm whose channels compaction can remove, with its neighbours: the weight layer
-    feeding it, the one reading it, and the element-wise modules after it (names are full module
-    names in the model)."""
-
-    name: str
-    bn: nn.Module
-    producer: str
-    consumer: str
-    after: tuple[nn.Module, ...]
-
-
-def channel_sites(model: nn.Module) -> dict[str, ChannelSite]:
-    """Every BatchNorm whose channels compaction can remove: in an ``nn.Sequential``, after a weight
-    layer of the same width and before another weight layer, with only element-wise modules in
-    between. (A residual branch's last BatchNorm feeds the shortcut sum, so it is not one.)"""
-    found = {}
-    for prefix, seq in model.named_modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        children = list(seq.named_children())
-        full = [f"{prefix}.{name}" if prefix else name for name, _ in children]
-        positions = [i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
-        for i, j in zip(positions[:-1], positions[1:]):
-            if _between(children, i, j) is None:
-                continue
-            for k in range(i + 1, j):
-                if isinstance(children[k][1], BATCHNORMS):
-                    after = tuple(m for _, m in children[k + 1 : j])
-                    found[full[k]] = ChannelSite(full[k], children[k][1], full[i], full[j], after)
-    return found
-
-
-def channel_batchnorms(model: nn.Module) -> dict[str, nn.Module]:
-    """Name → module of every BatchNorm in :func:`channel_sites` (the channels compaction can
-    remove)."""
-    return {name: site.bn for name, site in channel_sites(model).items()}
-
-
-def _consumer_reads(consumer: nn.Module, units: int) -> torch.Tensor:
-    """Which of ``units`` producer outputs the consumer reads (its matching input columns are
-    non-zero)."""
-    w = consumer.weight.detach()
-    if isinstance(consumer, nn.Linear) and w.shape[1] != units:  # conv → Flatten → Linear
-        if w.shape[1] % units:
-            raise ValueError(
-                f"{consumer} has {w.shape[1]} inputs, not a multiple of {units} producer units"
-            )
-        return w.view(w.shape[0], units, -1).ne(0).any(2).any(0)
-    return alive_inputs(w)
-
-
-def _between(children: list[tuple[str, nn.Module]], i: int, j: int) -> list[nn.Module] | None:
-    """The BatchNorms between weight layers ``i`` and ``j``, or None when something else stands
-    between them (a boundary: nothing is removed across it)."""
-    units = children[i][1].weight.shape[0]
-    bns = []
-    for _, m in children[i + 1 : j]:
-        if isinstance(m, BATCHNORMS) and m.num_features == units:
-            bns.append(m)
-        elif not isinstance(m, PASS_THROUGH):
-            return None
-    return bns
-
-
-@torch.no_grad()
-def keep_masks(
-    seq: nn.Sequential, gather_inputs: bool = False
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """For each weight layer of ``seq`` (by child name): (kept output units, kept input
-    channels/features).
-
-    A unit between producer P and consumer Q is kept iff it can be non-zero (P's row or bias is
-    non-zero, or a BatchNorm in between maps 0 to a non-zero value) **and** Q reads it. Units
-    crossing a boundary (see the module docstring) are all kept, as are the last layer's outputs;
-    the first layer keeps all inputs unless ``gather_inputs``.
-    """
-    children = list(seq.named_children())
-    positions = [i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)]
-    masks: dict[str, list[torch.Tensor]] = {}
-    for i in positions:
-        name, w = children[i][0], children[i][1].weight
-        masks[name] = [
-            torch.ones(w.shape[0], dtype=torch.bool, device=w.device),
-            torch.ones(w.shape[1], dtype=torch.bool, device=w.device),
-        ]
-    if gather_inputs and positions:
-        fed = alive_inputs(children[positions[0]][1].weight)
-        masks[children[positions[0]][0]][1] = _keep_at_least_one(fed, fed.float())
-    for i, j in zip(positions[:-1], positions[1:]):
-        producer, bns = children[i][1], _between(children, i, j)
-        if bns is None:
-            continue
-        emits = alive_rows(gemm_view(producer.weight), producer.bias)
-        for bn in bns:
-            emits = batchnorm_emits(bn, emits)
-        keep = _keep_at_least_one(
-            emits & _consumer_reads(children[j][1], len(emits)), row_squares(producer)
-        )
-        masks[children[i][0]][0] = keep
-        masks[children[j][0]][1] = keep
-    return {name: (out_keep, in_keep) for name, (out_keep, in_keep) in masks.items()}
-
-
-def _select_layer(layer: nn.Module, out_keep: torch.Tensor, in_keep: torch.Tensor) -> nn.Module:
-    """A copy of a Linear/Conv2d with only the kept outputs and inputs (inputs expanded over a
-    Flatten)."""
-    w = layer.weight.detach()
-    if isinstance(layer, nn.Linear) and w.shape[1] != len(in_keep):
-        in_keep = in_keep.repeat_interleave(w.shape[1] // len(in_keep))
-    new = copy.deepcopy(layer)
-    new.weight = nn.Parameter(w[out_keep][:, in_keep].clone())
-    if layer.bias is not None:
-        new.bias = nn.Parameter(layer.bias.detach()[out_keep].clone())
-    if isinstance(new, nn.Linear):
-        new.in_features, new.out_features = new.weight.shape[1], new.weight.shape[0]
-    else:
-        new.in_channels, new.out_channels = new.weight.shape[1], new.weight.shape[0]
-    return new
-
-
-def _select_batchnorm(bn: nn.Module, keep: torch.Tensor) -> nn.Module:
-    new = copy.deepcopy(bn)
-    new.num_features = int(keep.sum())
-    for name in ("weight", "bias"):
-        if getattr(bn, name) is not None:
-            setattr(new, name, nn.Parameter(getattr(bn, name).detach()[keep].clone()))
-    for name in ("running_mean", "running_var"):
-        if getattr(bn, name) is not None:
-            setattr(new, name, getattr(bn, name)[keep].clone())
-    return new
-
-
 @torch.no_grad()
 def lower_if_column_sparse(layer: nn.Module) -> nn.Module:
     """A Conv2d with all-zero GEMM columns becomes a :class:`GemmConv2d` without them; else
@@ -241,52 +96,6 @@ def lower_if_column_sparse(layer: nn.Module) -> nn.Module:
         return layer
     alive = _keep_at_least_one(alive, alive.float())
     return GemmConv2d.from_conv(layer, alive.nonzero().flatten())
-
-
-@torch.no_grad()
-def compact_sequential(
-    seq: nn.Sequential, gather_inputs: bool = False, shapes: bool = True
-) -> nn.Sequential:
-    """A new, smaller Sequential computing the same function as ``seq``, with the same child names.
-
-    A first-layer input :class:`Gather` is inserted as ``input_gather``; other children are
-    compacted inside.
-    """
-    masks = keep_masks(seq, gather_inputs)
-    first = next(iter(masks), None)
-    out: list[tuple[str, nn.Module]] = []
-    # the kept outputs of the last weight layer seen (for the BatchNorms after it)
-    units: torch.Tensor | None = None
-    for name, module in seq.named_children():
-        if name in masks:
-            out_keep, in_keep = masks[name]
-            if name == first and gather_inputs and not bool(in_keep.all()):
-                out.append(("input_gather", Gather(in_keep.nonzero().flatten(), dim=1)))
-            layer = _select_layer(module, out_keep, in_keep)
-            out.append((name, lower_if_column_sparse(layer) if shapes else layer))
-            units = out_keep
-        elif (
-            isinstance(module, BATCHNORMS)
-            and units is not None
-            and module.num_features == len(units)
-        ):
-            out.append((name, _select_batchnorm(module, units)))
-        elif isinstance(module, PASS_THROUGH + BATCHNORMS):
-            out.append((name, copy.deepcopy(module)))
-        else:
-            units = None  # a boundary: BatchNorms after it belong to no pruned layer
-            out.append((name, _compact_inside(copy.deepcopy(module), shapes)))
-    return nn.Sequential(OrderedDict(out))
-
-
-def _compact_inside(module: nn.Module, shapes: bool) -> nn.Module:
-    """Compact every Sequential inside ``module`` (in place on a copy); ``module`` itself is a
-    boundary."""
-    if isinstance(module, nn.Sequential):
-        return compact_sequential(module, False, shapes)
-    for name, child in list(module.named_children()):
-        setattr(module, name, _compact_inside(child, shapes))
-    return module
 
 
 def _last_conv_is_zero(branch: nn.Module) -> bool:
@@ -346,20 +155,131 @@ def reparametrised_tensors(model: nn.Module) -> list[str]:
     ]
 
 
+def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> dict[str, int]:
+    """Per-sample MACs of every Linear, Conv2d and GemmConv2d actually run: positions × weight
+    size."""
+    return {c.name: c.macs for c in layer_costs(model, input_shape, (*WEIGHT_LAYERS, GemmConv2d))}
+
+
+def producer_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
+    """Σ of squares of each unit's producer rows (its weights and biases): which unit to keep when
+    all are zero-valued … and, in general, how strong a unit is."""
+    score = torch.zeros(group.size)
+    for member in group.members:
+        if member.role not in ("produces", "passes"):
+            continue
+        tensor = model.get_parameter(member.tensor) if _is_parameter(model, member.tensor) else None
+        if tensor is None:
+            continue
+        sq = (
+            tensor.detach()
+            .float()
+            .pow(2)
+            .movedim(member.axis, 0)
+            .reshape(tensor.shape[member.axis], -1)
+        )
+        score += sq.sum(1).cpu()[group.unit_slices(member)].sum(1)
+    return score
+
+
+def _is_parameter(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_parameter(name)
+        return True
+    except AttributeError:
+        return False
+
+
+def dead_units(model: nn.Module, graph: Graph) -> dict[str, torch.Tensor]:
+    """Group name → the units to remove: exactly zero wherever they are read (at least one unit of
+    every group stays: the strongest)."""
+    removed = {}
+    for group in graph.groups:
+        dead = group.dead.clone()
+        if bool(dead.all()):
+            dead[int(producer_scores(model, group).argmax())] = False
+        if bool(dead.any()):
+            removed[group.name] = dead
+    return removed
+
+
+def default_input(model: nn.Module) -> torch.Tensor:
+    """The example input of the library's own models when none is given: one 28×28 image for a
+    model whose first weight layer is a Conv2d, one feature vector for a Linear (fixed seed)."""
+    first = next((m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)), None)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    if isinstance(first, nn.Conv2d):
+        return torch.randn(1, first.in_channels, 28, 28, generator=generator).to(device)
+    if isinstance(first, nn.Linear):
+        return torch.randn(1, first.in_features, generator=generator).to(device)
+    raise ValueError(
+        f"{type(model).__name__}: pass example_input= (an input the model accepts); compaction "
+        "traces the model on it and checks the compacted outputs against it"
+    )
+
+
+@torch.no_grad()
+def gather_first_inputs(model: nn.Sequential) -> nn.Sequential:
+    """Skip the zero input columns (features or channels) of the first weight layer of a
+    Sequential with a :class:`Gather` named ``input_gather``; ``model`` itself is changed."""
+    children = list(model.named_children())
+    position = next((i for i, (_, m) in enumerate(children) if isinstance(m, WEIGHT_LAYERS)), None)
+    if position is None:
+        return model
+    layer = children[position][1]
+    fed = alive_inputs(layer.weight)
+    if bool(fed.all()):
+        return model
+    fed = _keep_at_least_one(fed, fed.float())
+    index = fed.nonzero().flatten()
+    layer.weight = nn.Parameter(layer.weight.detach().index_select(1, index).clone())
+    if isinstance(layer, nn.Linear):
+        layer.in_features = layer.weight.shape[1]
+    else:
+        layer.in_channels = layer.weight.shape[1]
+    children.insert(position, ("input_gather", Gather(index, dim=1)))
+    return nn.Sequential(OrderedDict(children))
+
+
+@torch.no_grad()
+def lower_column_sparse(model: nn.Module) -> dict[str, list[int]]:
+    """Replace every Conv2d with all-zero GEMM columns by a :class:`GemmConv2d` (in place);
+    returns conv name → kept columns."""
+    lowered = {}
+    for name, conv in list(model.named_modules()):
+        if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or isinstance(conv.padding, str):
+            continue
+        small = lower_if_column_sparse(conv)
+        if small is conv:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, small)
+        lowered[name] = small.columns.tolist()
+    return lowered
+
+
+def unit_plan(model: nn.Module, example_input: Any) -> tuple[Plan, Graph]:
+    """The plan removing every unit of ``model`` that is zero wherever it is read, and the graph."""
+    graph = trace(model, example_input)
+    removed = dead_units(model, graph)
+    return (plan_from(model, graph, removed) if removed else Plan()), graph
+
+
 @torch.no_grad()
 def compact(
     model: nn.Module,
     gather_inputs: bool = True,
     shapes: bool = True,
-    example_input: torch.Tensor | None = None,
+    example_input: Any = None,
 ) -> nn.Module:
-    """A smaller dense copy of ``model`` whose outputs equal the original's (in eval mode);
-    ``model`` is unchanged.
+    """A smaller dense copy of ``model`` whose outputs equal the original's (eval mode); ``model``
+    is unchanged (see the module docstring).
 
-    Removes input-independent residual branches, then compacts every ``nn.Sequential`` (the root one
-    may gather its surviving inputs when ``gather_inputs``); ``shapes`` lowers column-sparse convs
-    to GEMM. With ``example_input`` the outputs of both models are compared on it (``RuntimeError``
-    if they differ).
+    example_input: an input the model accepts (a tensor, a tuple of arguments or a dict of keyword
+    arguments; 1–2 samples are enough), used to trace the model and to check the result; the
+    library's own models default to one 28×28 image. gather_inputs: skip a Sequential model's
+    zero input columns; shapes: lower column-sparse convs to GEMM.
     """
     still = reparametrised_tensors(model)
     if still:
@@ -367,51 +287,40 @@ def compact(
             f"model is still reparametrised ({still}); bake the reparametrisations in first "
             "(sparsitylab.reparam.remove(model), or the method's finalize)"
         )
+    example = default_input(model) if example_input is None else example_input
     small = copy.deepcopy(model).eval()
-    drop_zero_branches(small)
-    if isinstance(small, nn.Sequential):
-        small = compact_sequential(small, gather_inputs, shapes)
-    else:
-        small = _compact_inside(small, shapes)
+    dropped = drop_zero_branches(small)
+    plan, _ = unit_plan(small, example)
+    apply_plan(small, plan)
+    replayable = not dropped
+    if gather_inputs and isinstance(small, nn.Sequential):
+        gathered = gather_first_inputs(small)
+        replayable &= gathered is small
+        small = gathered
+    if shapes:
+        plan.lowered = lower_column_sparse(small)
     small.eval()
-    if example_input is not None:
-        _check_same_outputs(model, small, example_input)
+    check_same(small, model, example, "compaction")
+    small.sparsitylab_plan = plan.to_dict() if replayable else None
     return small
 
 
-def _check_same_outputs(model: nn.Module, small: nn.Module, x: torch.Tensor) -> None:
-    with eval_mode(model):
-        expected = model(x)
-    got = small(x)
-    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
-        error = (got - expected).abs().max().item() if got.shape == expected.shape else float("nan")
-        raise RuntimeError(
-            f"compaction changed the outputs (max |difference| {error:.3g}); please report this "
-            "as a bug with the model"
-        )
-
-
-def layer_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> dict[str, int]:
-    """Per-sample MACs of every Linear, Conv2d and GemmConv2d actually run: positions × weight
-    size."""
-    return {c.name: c.macs for c in layer_costs(model, input_shape, (*WEIGHT_LAYERS, GemmConv2d))}
-
-
 __all__ = [
+    "ConstantBranch",
     "Gather",
     "GemmConv2d",
-    "ChannelSite",
-    "ConstantBranch",
     "PASS_THROUGH",
-    "batchnorm_emits",
+    "WEIGHT_LAYERS",
     "batchnorm_zero_response",
-    "channel_batchnorms",
-    "channel_sites",
     "compact",
-    "compact_sequential",
+    "dead_units",
+    "default_input",
     "drop_zero_branches",
-    "keep_masks",
+    "gather_first_inputs",
     "layer_macs",
+    "lower_column_sparse",
     "lower_if_column_sparse",
+    "producer_scores",
     "reparametrised_tensors",
+    "unit_plan",
 ]

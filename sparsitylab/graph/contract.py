@@ -111,6 +111,7 @@ def matmul(ctx: Tracer, name: str, args: tuple, out: torch.Tensor) -> None:
     sizes = {c: s for spec, t in zip(specs, (a, b)) for c, s in zip(spec, t.shape)}
     sa, sb = ctx.state(a), ctx.state(b)
     state = State(contract(ctx, specs, (sa, sb), out_spec, sizes), sa.active or sb.active)
+    source = weight_name(ctx, b)
     if bias is not None:
         state = elementwise(
             ctx,
@@ -118,7 +119,15 @@ def matmul(ctx: Tracer, name: str, args: tuple, out: torch.Tensor) -> None:
             tuple(out.shape),
             "sum",
         )
+    state.source = source
     ctx.set(out, state)
+
+
+def weight_name(ctx: Tracer, t: torch.Tensor) -> str | None:
+    """The parameter (or buffer) a weight operand is, or is a view of; None for an activation."""
+    name = ctx.names.get(id(t))
+    base = getattr(t, "_base", None)
+    return name if name is not None or base is None else ctx.names.get(id(base))
 
 
 def axis(state: State, axis: int) -> Labeling | None:
@@ -194,6 +203,7 @@ def convolution(ctx: Tracer, args: tuple, out: torch.Tensor) -> None:
         state = elementwise(
             ctx, [(view, b_state, None), (tuple(out.shape), state, None)], tuple(out.shape), "sum"
         )
+    state.source = weight_name(ctx, weight)
     ctx.set(out, state)
 
 

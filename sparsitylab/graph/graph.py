@@ -113,6 +113,7 @@ class Graph:
     kept: list[KeptGroup]
     boundaries: list[Boundary]
     notes: list[str] = field(default_factory=list)
+    norm_after: dict[str, str] = field(default_factory=dict)  # layer → BatchNorm fed by it
 
     def group(self, name: str) -> ChannelGroup:
         for g in self.groups:
@@ -259,7 +260,14 @@ def build(result: Trace) -> Graph:
         for m, op in dict.fromkeys(tracer.unknown)
     ]
     return Graph(
-        result.model_name, result.seconds, tracer.ops, groups, kept, boundaries, list(tracer.notes)
+        result.model_name,
+        result.seconds,
+        tracer.ops,
+        groups,
+        kept,
+        boundaries,
+        list(tracer.notes),
+        dict(tracer.norm_after),
     )
 
 

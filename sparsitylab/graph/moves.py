@@ -241,14 +241,9 @@ def move(ctx: Tracer, func, name: str, args: tuple, kwargs: dict, out) -> None:
     if not state.labelings or name in COPIES:
         for o in outs:
             if isinstance(o, torch.Tensor):
-                ctx.set(
-                    o,
-                    State(
-                        list(state.labelings) if o.shape == x.shape else [],
-                        state.active,
-                        state.fill,
-                    ),
-                )
+                same = o.shape == x.shape
+                labels = list(state.labelings) if same else []
+                ctx.set(o, State(labels, state.active, state.fill, state.source))
         return
     _positional(ctx, state, name, x, args, kwargs)
     if name == "constant_pad_nd" and not _pads_labeled(state, x.dim(), args[1]):
@@ -268,7 +263,8 @@ def move(ctx: Tracer, func, name: str, args: tuple, kwargs: dict, out) -> None:
         if not isinstance(o, torch.Tensor):
             continue
         labelings = [mapped(lab, x.shape, probe) for lab in state.labelings]
-        ctx.set(o, State([lab for lab in labelings if lab is not None], state.active, state.fill))
+        labels = [lab for lab in labelings if lab is not None]
+        ctx.set(o, State(labels, state.active, state.fill, state.source))
 
 
 def concatenate(ctx: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:

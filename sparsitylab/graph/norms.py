@@ -31,6 +31,8 @@ def batch_norm(ctx: Tracer, name: str, args: tuple, outs) -> None:
     )
     eps = float(args[-1])
     sx = ctx.state(x)
+    if sx.source is not None and isinstance(weight, torch.Tensor) and id(weight) in ctx.names:
+        ctx.norm_after[sx.source.rpartition(".")[0]] = ctx.names[id(weight)].rpartition(".")[0]
     spatial_pins(ctx, sx, (0, 1), "normalised over positions")
     channels = axis(sx, 1)
     members = [

@@ -2,7 +2,8 @@
 
 ::
 
-    model = method.prepare(model)       # attach reparametrisations (masks, thresholds), in place
+    model = method.prepare(model, x)    # attach reparametrisations (masks, thresholds), in place;
+                                        # x: an example input (structured methods trace the model)
     method.calibrate(model, loader)     # post-training methods: sparsify from data, no training
     fit(model, loader, epochs, callbacks=[method])  # on_fit_start, penalty, after_step, epoch end
     method.freeze(model)                # optional: fix the structure for fine-tuning …
@@ -26,13 +27,14 @@ where a method has nothing to do, so each method overrides only its own phases.
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import reparam
+from ..coverage import coverage
 from ..train import Callback, trainable
 
 
@@ -46,9 +48,18 @@ class Method(Callback):
     name: ClassVar[str] = ""
     structured: ClassVar[bool] = False
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Attach what the method needs (masks, reparametrisations) before training; in place."""
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        """Attach what the method needs (masks, reparametrisations) before training; in place.
+
+        ``example_input`` (a batch the model accepts) lets structured methods trace the model's
+        dependency graph (:mod:`sparsitylab.graph`); the library's own models have a default.
+        """
         return model
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """Every parameter → ``"covered"`` or why this method leaves it dense
+        (:func:`sparsitylab.coverage.coverage` under the method's ``scope``)."""
+        return coverage(model, getattr(self, "scope", None))
 
     def calibrate(self, model: nn.Module, loader: DataLoader) -> None:
         """Post-training methods sparsify a trained model from data here (in place); others do

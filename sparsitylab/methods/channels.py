@@ -1,45 +1,53 @@
-"""Channel pruning as unstructured pruning of importance vectors, and Network Slimming.
+"""Channel pruning as unstructured pruning of importance vectors, and Network Slimming — on the
+coupled channel groups of any model (:mod:`sparsitylab.graph`).
 
 The thesis of Kusupati's "Adapting Unstructured Sparsity Techniques for Structured Sparsity" (2020):
-give every prunable layer a vector with one importance per channel — BatchNorm's |γ|, or the ℓ1 /
-ℓ2 norm of the filter feeding the channel — and the unstructured machinery (budgets, schedules,
-learned thresholds) prunes channels unchanged. Here that is one adapter:
+give every prunable group a vector with one importance per channel — BatchNorm's |γ|, or the ℓ1 /
+ℓ2 norm of the filters producing the channel — and the unstructured machinery (budgets, schedules,
+learned thresholds) prunes channels unchanged. Here that is one adapter over the graph's groups:
 
-- :func:`channel_importances` — BatchNorm name → importance vector, for every BatchNorm whose
-  channels compaction can remove (:func:`~sparsitylab.deploy.compaction.channel_sites`: in a
-  residual network only those *inside* a block, between its two convs; the channels of a block's
-  output are tied to the shortcut sum of every block of the stage, so removing one would need a
-  coupled decision across blocks);
+- :func:`channel_groups` — the groups a method may prune, by *label* (the BatchNorm's name when the
+  group has exactly one, else the group's name), and why the others are left out. A group is a
+  coupled set: pruning a residual stage's channel removes it from every conv and norm of the stage;
+- :func:`channel_importances` — label → one importance per channel: the mean |γ| of the group's
+  BatchNorms ("gamma"), or the ℓ1 / ℓ2 norm of its producer rows ("l1", "l2");
 - :class:`ChannelPruning` — :class:`~sparsitylab.methods.magnitude.MagnitudePruning` (any schedule,
   any budget of :mod:`sparsitylab.sparsify.budgets`) whose "weights" are those vectors; a pruned
-  channel gets γ = β = 0, so it outputs exactly 0 and :func:`compact` removes it with its filter
-  and the next layer's inputs.
+  channel gets a mask on **every** parameter slice of its unit (producer rows and biases, norm γ and
+  β, the readers' input columns), so it computes exactly what the model without the channel
+  computes, and :func:`~sparsitylab.deploy.compaction.compact` removes it.
 
 :class:`NetworkSlimming` (Liu et al., ICCV 2017, https://arxiv.org/abs/1708.06519) is the classic
 baseline: γ initialised to 0.5, an ℓ1 penalty λ Σ|γ| during training, one global threshold at a
-percentile of all |γ| (strict >), fine-tuning. Two departures from the public code, both deliberate:
-a minimum number of channels per layer (the global threshold can empty a layer), and **exact**
-removal. A channel with γ = 0 still outputs the constant β, which the public code drops (changing
-the outputs). Here its value after the element-wise modules, v = ReLU(β), is folded into the next
-layer: into the bias of a Linear; for a zero-padded conv a constant input is *not* a constant
-output near the border, so one removed channel per layer is kept as a "bias channel" that emits 1
-and carries Σ_c v_c W[:, c] in the conv's weights (exact; costs one input channel of the next
-layer and one zero filter).
+percentile of all |γ| (strict >), fine-tuning. It prunes in-block channels (groups with one
+producer and a BatchNorm, as the paper does), never a residual stage. Two departures from the public
+code, both deliberate: a minimum number of channels per group (the global threshold can empty a
+layer), and **exact** removal. A channel with γ = 0 still outputs the constant β, which the public
+code drops (changing the outputs). Here the constant each reader receives is measured on the
+example input and folded in: into the bias of a Linear or unpadded conv; a zero-padded conv sees a
+constant input as position-dependent near its border, so one removed channel per group is kept as
+a "bias channel" (its β set to 1) whose reader columns carry the others' contribution (exact; costs
+one input channel of the reader).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real, check_sparsity
-from ..deploy.compaction import ChannelSite, channel_sites, compact, layer_macs
-from ..reparam.base import find
+from ..deploy.compaction import compact, default_input, layer_macs
+from ..graph import ChannelGroup, trace
+from ..graph.tracer import call
+from ..metrics import BATCHNORMS
+from ..models import eval_mode
+from ..reparam.base import tensor_name
 from ..sparsify.budgets import BUDGETS, scores_masks
 from ..sparsify.schedules import Schedule
 from . import register
@@ -47,53 +55,165 @@ from .base import Method
 from .magnitude import MagnitudePruning
 
 IMPORTANCES = ("gamma", "l1", "l2")
+NEEDS = ("any", "batchnorm", "block")
 
 
-def _effective(module: nn.Module, tensor: str) -> torch.Tensor:
-    return getattr(module, tensor).detach()
+def _module(model: nn.Module, tensor: str) -> tuple[nn.Module, str]:
+    module_name, _, attr = tensor.rpartition(".")
+    return (model.get_submodule(module_name) if module_name else model), attr
 
 
-@torch.no_grad()
-def channel_importances(model: nn.Module, kind: str = "gamma") -> dict[str, torch.Tensor]:
-    """BatchNorm name → one importance per channel: |γ| ("gamma") or the ℓ1 / ℓ2 norm of the
-    filter feeding the channel ("l1", "l2"; 0 where γ is already 0, so pruned channels stay
-    pruned)."""
+def effective(model: nn.Module, tensor: str) -> torch.Tensor:
+    """The value a model computes with for a named tensor (a masked weight's effective value)."""
+    module, attr = _module(model, tensor)
+    return getattr(module, attr).detach()
+
+
+def batchnorms(model: nn.Module, group: ChannelGroup) -> list[str]:
+    """Names of the BatchNorm modules whose γ is a member of ``group``."""
+    names = []
+    for m in group.members:
+        module, attr = _module(model, m.tensor)
+        if isinstance(module, BATCHNORMS) and attr == "weight" and m.module not in names:
+            names.append(m.module)
+    return names
+
+
+def label(model: nn.Module, group: ChannelGroup) -> str:
+    """How channel methods name a group: its BatchNorm when it has exactly one, else its name."""
+    found = batchnorms(model, group)
+    return found[0] if len(found) == 1 else group.name
+
+
+@dataclass
+class Channels:
+    """The groups a channel method prunes (label → group) and the ones it leaves out, with why."""
+
+    groups: dict[str, ChannelGroup]
+    excluded: dict[str, str] = field(default_factory=dict)
+    example: Any = None
+
+
+def channel_groups(model: nn.Module, example_input: Any = None, need: str = "any") -> Channels:
+    """The prunable groups of ``model`` that a channel method can use.
+
+    need: "any" (every group), "batchnorm" (groups with a BatchNorm γ: importance "gamma") or
+    "block" (a BatchNorm and one producer: the in-block channels Slimming and STR-BN prune, never a
+    residual stage). ``ValueError`` naming the reasons when none qualifies.
+    """
+    check_choice(need, "need", NEEDS)
+    example = default_input(model) if example_input is None else example_input
+    graph = trace(model, example)
+    found, excluded = {}, {}
+    for group in graph.groups:
+        bns = batchnorms(model, group)
+        if need != "any" and not bns:
+            excluded[group.name] = "no BatchNorm γ in the group"
+        elif need == "block" and len(group.producers) != 1:
+            excluded[group.name] = f"shared by {len(group.producers)} producers (a residual sum)"
+        else:
+            found[label(model, group)] = group
+    if not found:
+        why = (
+            "; ".join(f"{k}: {v}" for k, v in excluded.items()) or "the graph has no prunable group"
+        )
+        kept = "; ".join(f"{k.name}: {k.reasons[0]}" for k in graph.kept[:4])
+        raise ValueError(
+            f"{type(model).__name__} has no channels this method can prune ({why})"
+            + (f"; kept whole: {kept}" if kept else "")
+            + " — see sparsitylab.graph.explain(model, example_input)"
+        )
+    return Channels(found, excluded, example)
+
+
+def importances(
+    model: nn.Module, channels: Channels, kind: str = "gamma"
+) -> dict[str, torch.Tensor]:
+    """Label → one importance per channel (see the module docstring); 0 for a masked channel."""
     check_choice(kind, "kind", IMPORTANCES)
     scores = {}
-    for name, site in channel_sites(model).items():
-        gamma = _effective(site.bn, "weight").abs()
+    for name, group in channels.groups.items():
         if kind == "gamma":
-            scores[name] = gamma
+            gammas = [
+                effective(model, f"{bn}.weight").abs()[group.unit_slices(_gamma(group, bn))].mean(1)
+                for bn in batchnorms(model, group)
+            ]
+            scores[name] = torch.stack(gammas).mean(0).cpu()
             continue
-        rows = _effective(model.get_submodule(site.producer), "weight").flatten(1)
-        norm = rows.abs().sum(1) if kind == "l1" else rows.pow(2).sum(1).sqrt()
-        scores[name] = norm * (gamma != 0)
-    if not scores:
-        raise ValueError("model has no BatchNorm whose channels can be removed")
+        total = torch.zeros(group.size)
+        for member in group.producers:
+            w = effective(model, member.tensor).float()
+            rows = w.movedim(member.axis, 0).reshape(w.shape[member.axis], -1)
+            per_row = rows.abs().sum(1) if kind == "l1" else rows.pow(2).sum(1)
+            total += per_row.cpu()[group.unit_slices(member)].sum(1)
+        scores[name] = total if kind == "l1" else total.sqrt()
     return scores
 
 
-def filter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """BatchNorm name → weight shape of the layer feeding it (ERK's p_l for channel budgets)."""
+def _gamma(group: ChannelGroup, bn: str):
+    return next(m for m in group.members if m.tensor == f"{bn}.weight")
+
+
+def channel_importances(
+    model: nn.Module, kind: str = "gamma", example_input: Any = None
+) -> dict[str, torch.Tensor]:
+    """Label → importance vector for every group that ``kind`` applies to (module docstring)."""
+    check_choice(kind, "kind", IMPORTANCES)
+    need = "batchnorm" if kind == "gamma" else "any"
+    return importances(model, channel_groups(model, example_input, need), kind)
+
+
+def filter_shapes(model: nn.Module, channels: Channels) -> dict[str, tuple[int, ...]]:
+    """Label → shape of the weight producing the group (ERK's p_l for channel budgets)."""
     return {
-        name: tuple(model.get_submodule(site.producer).weight.shape)
-        for name, site in channel_sites(model).items()
+        name: tuple(effective(model, g.producers[0].tensor).shape) if g.producers else (g.size,)
+        for name, g in channels.groups.items()
     }
 
 
-def channel_masks(
-    model: nn.Module, sparsity: float, budget: str = "global", kind: str = "gamma"
+def unit_masks(
+    model: nn.Module, channels: Channels, keep: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """BatchNorm name → channel keep-mask at overall channel sparsity S under ``budget`` — the
-    unstructured :func:`~sparsitylab.sparsify.budgets.scores_masks` on importance vectors."""
-    scores = channel_importances(model, kind)
-    return scores_masks(scores, sparsity, budget, erk_shapes=filter_shapes(model))
+    """Mask name → keep-mask of every parameter a pruned channel occupies (all its slices)."""
+    masks: dict[str, torch.Tensor] = {}
+    for name, kept in keep.items():
+        group = channels.groups[name]
+        gone = ~kept.cpu()
+        for member in group.members:
+            module, attr = _module(model, member.tensor)
+            if attr in module._buffers:  # running statistics: γ = β = 0 silences them
+                continue
+            key = tensor_name(member.module, attr)
+            tensor = getattr(module, attr)
+            mask = masks.get(key, torch.ones(tensor.shape, dtype=torch.bool))
+            index = group.unit_slices(member)[gone].reshape(-1)
+            masks[key] = mask.index_fill(member.axis, index, False)
+    return masks
+
+
+def channel_masks(
+    model: nn.Module,
+    sparsity: float,
+    budget: str = "global",
+    kind: str = "gamma",
+    example_input: Any = None,
+) -> dict[str, torch.Tensor]:
+    """Label → channel keep-mask at overall channel sparsity S under ``budget`` — the unstructured
+    :func:`~sparsitylab.sparsify.budgets.scores_masks` on importance vectors."""
+    channels = channel_groups(model, example_input, "batchnorm" if kind == "gamma" else "any")
+    return _keep(model, channels, sparsity, budget, kind)
+
+
+def _keep(model, channels, sparsity, budget, kind) -> dict[str, torch.Tensor]:
+    scores = importances(model, channels, kind)
+    return scores_masks(scores, sparsity, budget, erk_shapes=filter_shapes(model, channels))
 
 
 @register
 class ChannelPruning(MagnitudePruning):
     """Magnitude pruning of channels by importance (|γ|, or filter ℓ1/ℓ2) under any schedule and
-    budget; a pruned channel's γ and β are masked to 0. ``compact`` gives the smaller model."""
+    budget, on every coupled group of the model; a pruned channel is masked in every tensor it
+    occupies. ``compact`` gives the smaller model."""
 
     name = "channels"
     structured = True
@@ -101,60 +221,137 @@ class ChannelPruning(MagnitudePruning):
     def __init__(self, schedule: Schedule, budget: str = "global", importance: str = "gamma"):
         super().__init__(schedule, budget)
         self.importance = check_choice(importance, "importance", IMPORTANCES)
+        self.channels: Channels | None = None
 
     @classmethod
     def from_options(cls, sparsity: float, budget: str = "global", importance: str = "gamma", **kw):
         base = MagnitudePruning.from_options(sparsity, budget, **kw)
         return cls(base.schedule, budget, importance)
 
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        need = "batchnorm" if self.importance == "gamma" else "any"
+        self.channels = channel_groups(model, example_input, need)
+        return super().prepare(model, example_input)
+
     def _masks(self, model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
-        masks = channel_masks(model, sparsity, self.budget, self.importance)
-        return {key: m for bn, m in masks.items() for key in (bn, f"{bn}.bias")}
+        keep = _keep(model, self.channels, sparsity, self.budget, self.importance)
+        return unit_masks(model, self.channels, keep)
 
     def compact(
         self, model: nn.Module, example_input: torch.Tensor | None = None
     ) -> nn.Module | None:
-        return compact(model, example_input=example_input)
+        example = example_input if example_input is not None else _example(self.channels)
+        return compact(model, example_input=example)
 
 
-def _constant_after(site: ChannelSite, beta: torch.Tensor) -> torch.Tensor:
-    """What a channel emitting the constant β carries into the next layer (ReLU applied)."""
-    value = beta
-    for m in site.after:
-        if isinstance(m, nn.ReLU):
-            value = F.relu(value)
-        elif isinstance(m, nn.AvgPool2d) and m.padding != 0 and m.count_include_pad:
-            raise ValueError(f"{site.name}: a zero-padded AvgPool2d does not keep constants")
-    return value
+def _example(channels: Channels | None) -> Any:
+    return None if channels is None else channels.example
 
 
 @torch.no_grad()
-def fold_removed(model: nn.Module, site: ChannelSite, removed: torch.Tensor) -> None:
-    """Zero γ of the ``removed`` channels and move the constants they still emit into the next
-    layer (see the module doc); in place, the model's outputs unchanged (eval and train mode)."""
-    bn, consumer = site.bn, model.get_submodule(site.consumer)
-    if find(bn) or find(consumer):
-        raise TypeError("fold_removed needs plain tensors (bake reparametrisations first)")
-    bn.weight[removed] = 0.0
-    value = torch.where(removed, _constant_after(site, bn.bias), torch.zeros_like(bn.bias))
-    w = consumer.weight
-    units = len(removed)
-    if isinstance(consumer, nn.Linear):
-        view = w.view(w.shape[0], units, -1)
-        if consumer.bias is None:
-            consumer.bias = nn.Parameter(torch.zeros(w.shape[0], device=w.device))
-        consumer.bias += (view * value.view(1, -1, 1)).sum((1, 2))
-        view[:, removed] = 0.0
-        bn.bias[removed] = 0.0
+def reader_inputs(
+    model: nn.Module, readers: list[str], example_input: Any
+) -> dict[str, torch.Tensor]:
+    """Module name → the input it receives on ``example_input`` (eval mode)."""
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.get_submodule(name).register_forward_pre_hook(
+            lambda m, args, n=name: seen.setdefault(n, args[0].detach())
+        )
+        for name in readers
+    ]
+    try:
+        with eval_mode(model):
+            call(model, example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [n for n in readers if n not in seen]
+    if missing:
+        raise ValueError(f"modules {missing} read the channels but were never called as modules")
+    return seen
+
+
+def _constants(x: torch.Tensor, columns: torch.Tensor, dim: int, reader: str) -> torch.Tensor:
+    """The value of each input column (constant over samples and positions), else ValueError."""
+    values = x.movedim(dim, 0)[columns].reshape(len(columns), -1)
+    spread = (values.amax(1) - values.amin(1)).abs()
+    scale = values.abs().amax(1).clamp_min(1.0)
+    if bool((spread > 1e-5 * scale).any()):
+        raise ValueError(
+            f"{reader}: a removed channel's input is not constant (γ = 0 does not silence every "
+            "path to it), so Slimming cannot fold it exactly"
+        )
+    return values[:, 0]
+
+
+@torch.no_grad()
+def fold_removed(
+    model: nn.Module, group: ChannelGroup, removed: torch.Tensor, example: Any
+) -> None:
+    """Zero γ of the ``removed`` channels in every BatchNorm of ``group`` and move the constants
+    they still deliver into their readers (module doc); in place, outputs unchanged."""
+    if not bool(removed.any()):
         return
-    carried = (w * value.view(1, -1, 1, 1)).sum(1)  # Σ_c v_c W[:, c]
-    w[:, removed] = 0.0
-    bn.bias[removed] = 0.0
-    if bool(value.ne(0).any()):  # one removed channel becomes the bias channel: emits 1
-        b = int(removed.nonzero()[0])
-        bn.bias[b] = 1.0
-        w[:, b] = carried
-        model.get_submodule(site.producer).weight[b] = 0.0
+    if reparam.find(model):
+        raise TypeError("fold_removed needs plain tensors (bake reparametrisations first)")
+    bns = [model.get_submodule(n) for n in batchnorms(model, group)]
+    for bn in bns:
+        bn.weight[group.unit_slices(_gamma(group, _name(model, bn)))[removed].reshape(-1)] = 0.0
+    readers = [m for m in group.members if m.role == "reads"]
+    if not readers:
+        return
+    values = reader_inputs(model, [m.module for m in readers], example)
+    bias_unit = int(removed.nonzero()[0])
+    carried: dict[str, torch.Tensor] = {}
+    for member in readers:
+        layer = model.get_submodule(member.module)
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)) or getattr(layer, "groups", 1) != 1:
+            raise ValueError(f"{member.module}: Slimming folds into Linear or Conv2d readers only")
+        columns = group.unit_slices(member)[removed].reshape(-1)
+        dim = 1 if isinstance(layer, nn.Conv2d) else -1
+        v = _constants(values[member.module], columns, dim, member.module)
+        w = layer.weight
+        shape = (1, -1) + (1,) * (w.dim() - 2)
+        contribution = (w[:, columns] * v.view(shape)).sum(1)  # Σ_c v_c W[:, c] (per tap)
+        w[:, columns] = 0.0
+        padded = isinstance(layer, nn.Conv2d) and any(p != 0 for p in _padding(layer))
+        if not padded:
+            if layer.bias is None:
+                layer.bias = nn.Parameter(torch.zeros(w.shape[0], device=w.device))
+            layer.bias += contribution.flatten(1).sum(1) if contribution.dim() > 1 else contribution
+        else:
+            carried[member.module] = contribution
+    for bn in bns:
+        index = group.unit_slices(_gamma(group, _name(model, bn)))[removed].reshape(-1)
+        bn.bias[index] = 0.0
+    if carried:  # one removed channel becomes the bias channel: constant input c_b
+        for bn in bns:
+            bn.bias[group.unit_slices(_gamma(group, _name(model, bn)))[bias_unit]] = 1.0
+        for member in group.producers:
+            w = model.get_parameter(member.tensor) if member.tensor.endswith("weight") else None
+            if w is not None:
+                w.index_fill_(member.axis, group.unit_slices(member)[bias_unit], 0.0)
+        values = reader_inputs(model, list(carried), example)
+        for member in readers:
+            if member.module not in carried:
+                continue
+            layer = model.get_submodule(member.module)
+            column = group.unit_slices(member)[bias_unit]
+            c_b = _constants(values[member.module], column, 1, member.module)
+            if bool((c_b == 0).any()):
+                raise ValueError(f"{member.module}: the bias channel reads 0; cannot fold exactly")
+            layer.weight[:, column] = (carried[member.module] / c_b).unsqueeze(1)
+
+
+def _name(model: nn.Module, module: nn.Module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    if isinstance(conv.padding, str):
+        return (0,) if conv.padding == "valid" else (1,)
+    return tuple(conv.padding)
 
 
 @register
@@ -163,7 +360,7 @@ class NetworkSlimming(Method):
 
     ratio: fraction of all prunable channels to remove; strength: λ of the ℓ1 penalty (the paper:
     1e-4 VGG, 1e-5 ResNet); gamma_init: γ at ``prepare`` (0.5 in the paper; None keeps a
-    pretrained model's); min_channels: channels every layer keeps.
+    pretrained model's); min_channels: channels every group keeps.
     """
 
     name = "slimming"
@@ -181,18 +378,27 @@ class NetworkSlimming(Method):
         self.gamma_init = None if gamma_init is None else check_real(gamma_init, "gamma_init")
         self.min_channels = check_int(min_channels, "min_channels", minimum=1)
         self.pruned = False
-        self.batchnorms: list[str] = []  # the prunable BatchNorms, found once by prepare
+        self.channels: Channels | None = None  # the in-block groups, found by prepare
+        self.batchnorms: list[str] = []
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def _channels(self, model: nn.Module, example_input: Any = None) -> Channels:
+        if self.channels is None or example_input is not None:
+            self.channels = channel_groups(model, example_input, "block")
+            self.batchnorms = list(
+                dict.fromkeys(
+                    bn for g in self.channels.groups.values() for bn in batchnorms(model, g)
+                )
+            )
+        return self.channels
+
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
         self.pruned = False
-        found = channel_sites(model)
-        if not found:
-            raise ValueError("model has no BatchNorm whose channels can be removed")
-        self.batchnorms = list(found)
+        self.channels = None
+        self._channels(model, example_input)
         if self.gamma_init is not None:
             with torch.no_grad():
-                for site in found.values():
-                    site.bn.weight.fill_(self.gamma_init)
+                for name in self.batchnorms:
+                    model.get_submodule(name).weight.fill_(self.gamma_init)
         return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
@@ -201,10 +407,10 @@ class NetworkSlimming(Method):
         return self.strength * sum(g.abs().sum() for g in gammas)
 
     def keep(self, model: nn.Module, ratio: float | None = None) -> dict[str, torch.Tensor]:
-        """BatchNorm name → kept channels: |γ| above the global ``ratio`` percentile (strict >),
-        and at least ``min_channels`` per layer (the largest |γ|)."""
+        """Label → kept channels: |γ| above the global ``ratio`` percentile (strict >), and at
+        least ``min_channels`` per group (the largest |γ|)."""
         ratio = self.ratio if ratio is None else check_sparsity(ratio, "ratio")
-        scores = channel_importances(model, "gamma")
+        scores = importances(model, self._channels(model), "gamma")
         every = torch.cat(list(scores.values()))
         k = round(ratio * every.numel())
         threshold = float(every.kthvalue(k).values) if k > 0 else -1.0
@@ -220,8 +426,9 @@ class NetworkSlimming(Method):
     def prune(self, model: nn.Module, ratio: float | None = None) -> None:
         """Remove (exactly, by folding) the channels :meth:`keep` drops; in place."""
         kept = self.keep(model, ratio)
-        for name, site in channel_sites(model).items():
-            fold_removed(model, site, ~kept[name])
+        channels = self._channels(model)
+        for name, group in channels.groups.items():
+            fold_removed(model, group, ~kept[name], channels.example)
         self.pruned = True
 
     def freeze(self, model: nn.Module) -> None:
@@ -239,7 +446,8 @@ class NetworkSlimming(Method):
     def compact(
         self, model: nn.Module, example_input: torch.Tensor | None = None
     ) -> nn.Module | None:
-        return compact(model, example_input=example_input)
+        example = example_input if example_input is not None else _example(self.channels)
+        return compact(model, example_input=example)
 
     def state_dict(self) -> dict:
         return {"pruned": self.pruned}
@@ -275,24 +483,43 @@ def match_macs(
     return best
 
 
-def slimmed(model: nn.Module, ratio: float, min_channels: int = 1) -> nn.Module:
+def slimmed(
+    model: nn.Module, ratio: float, min_channels: int = 1, example_input: Any = None
+) -> nn.Module:
     """A compacted copy of ``model`` with Slimming's global |γ| pruning at ``ratio`` (for
     :func:`match_macs`); ``model`` is unchanged."""
-    final = reparam.remove(copy.deepcopy(model))
-    NetworkSlimming(ratio, gamma_init=None, min_channels=min_channels).prune(final)
-    return compact(final.eval())
+    final = reparam.remove(copy.deepcopy(model)).eval()
+    method = NetworkSlimming(ratio, gamma_init=None, min_channels=min_channels)
+    method.prepare(final, example_input)
+    method.prune(final)
+    return compact(final, example_input=method.channels.example)
+
+
+def removable_batchnorms(model: nn.Module, example_input: Any = None) -> dict[str, nn.Module]:
+    """Name → module of every BatchNorm whose channels Slimming and STR-BN prune (in-block)."""
+    channels = channel_groups(model, example_input, "block")
+    names = dict.fromkeys(bn for g in channels.groups.values() for bn in batchnorms(model, g))
+    return {name: model.get_submodule(name) for name in names}
 
 
 __all__ = [
     "BUDGETS",
     "IMPORTANCES",
     "ChannelPruning",
+    "Channels",
     "NetworkSlimming",
+    "batchnorms",
+    "channel_groups",
     "channel_importances",
     "channel_masks",
+    "effective",
     "filter_shapes",
     "fold_removed",
+    "importances",
+    "label",
     "macs_fraction",
     "match_macs",
+    "removable_batchnorms",
     "slimmed",
+    "unit_masks",
 ]

@@ -6,9 +6,9 @@ Recipe (Kusupati et al., ICML 2020, https://arxiv.org/abs/2002.03231)::
     method = STR(s_init=-100)
     run = runner.run(method, model, loaders, epochs=E, optimizer=SGD(weight_decay=5e-4))
 
-``prepare`` puts a :class:`~sparsitylab.reparam.soft_threshold.SoftThreshold` on the weight of
-every Linear and Conv2d; ``finalize`` bakes the **shrunk and masked** weights sign(W)·ReLU(|W| −
-g(s)) into an ordinary model with exact zeros.
+``prepare`` puts a :class:`~sparsitylab.reparam.soft_threshold.SoftThreshold` on every weight
+matrix (:mod:`sparsitylab.coverage`; ``scope=`` narrows it); ``finalize`` bakes the **shrunk and
+masked** weights sign(W)·ReLU(|W| − g(s)) into an ordinary model with exact zeros.
 
 Optimizer parameter groups are built **by module and parameter type, never by name substring** (the
 public code matches names, so a ResNet threshold named ``…bn1.sparseThreshold`` falls into two
@@ -18,9 +18,9 @@ decay, everything else the optimizer's settings. Weight decay on ``s`` is what m
 a threshold group with decay 0 draws a loud warning.
 
 STR-BN (Kusupati 2020, "Adapting Unstructured Sparsity Techniques for Structured Sparsity") puts the
-same threshold on the γ of every BatchNorm whose channels can be removed
-(:func:`~sparsitylab.deploy.compaction.channel_batchnorms`: between two weight layers, so not a
-residual branch's last BatchNorm, which feeds the shortcut sum) via
+same threshold on the γ of every BatchNorm2d of an in-block channel group
+(:func:`~sparsitylab.methods.channels.removable_batchnorms`: a group with one producer, so not a
+residual stage, whose channels every block's shortcut sum shares) via
 :class:`~sparsitylab.reparam.str_batchnorm.STRBatchNorm2d`; ``finalize`` turns them back into plain
 BatchNorms with exact zeros and ``compact`` removes the pruned channels, their filters and the next
 layer's inputs.
@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import reparam
 from .._checks import check_choice, check_real, check_sparsity
-from ..deploy.compaction import channel_batchnorms, compact
-from ..metrics import BATCHNORMS, prunable_layers
+from ..coverage import Scope, check_scope, structured_coverage, weight_matrices
+from ..deploy.compaction import compact
+from ..metrics import BATCHNORMS
 from ..reparam.soft_threshold import GRANULARITIES, SoftThreshold, threshold_parameters
 from ..reparam.str_batchnorm import (
     STRBatchNorm2d,
@@ -48,6 +50,7 @@ from ..reparam.str_batchnorm import (
 from ..train import trainable
 from . import register
 from .base import Method
+from .channels import batchnorms, channel_groups
 from .target_sparsity import DecayController, hit_target, threshold_group
 
 
@@ -171,7 +174,9 @@ class STR(ThresholdMethod):
     s_init: initial s (threshold sigmoid(s_init)); granularity: "layer" or "channel";
     threshold_decay: weight decay of the s group (None: the optimizer's); bn_decay: False puts
     BatchNorm γ, β in a group without weight decay (STR's ``--no-bn-decay``); target_sparsity,
-    total_steps: the target-sparsity mode (:class:`ThresholdMethod`).
+    total_steps: the target-sparsity mode (:class:`ThresholdMethod`); scope: which weight
+    matrices (:mod:`sparsitylab.coverage`; a "channel" threshold is one per row of the stored
+    tensor).
     """
 
     name = "str"
@@ -184,14 +189,16 @@ class STR(ThresholdMethod):
         bn_decay: bool = True,
         target_sparsity: float | None = None,
         total_steps: int | None = None,
+        scope: Scope = None,
     ):
         super().__init__(s_init, threshold_decay, bn_decay, target_sparsity, total_steps)
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES)
+        self.scope = check_scope(scope)
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        for layer in prunable_layers(model).values():
-            out = layer.weight.shape[0]
-            reparam.attach(layer, "weight", SoftThreshold(self.s_init, self.granularity, out))
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        for w in weight_matrices(model, self.scope).values():
+            rows = w.tensor.shape[0]
+            reparam.attach(w.module, w.attr, SoftThreshold(self.s_init, self.granularity, rows))
         return model
 
     def freeze(self, model: nn.Module) -> None:
@@ -225,14 +232,25 @@ class STRBN(ThresholdMethod):
     ):
         super().__init__(s_init, threshold_decay, bn_decay, target_sparsity, total_steps)
         self.names: list[str] = []
+        self.members: list[str] = []
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        groups = channel_groups(model, example_input, "block").groups.values()
+        names = dict.fromkeys(bn for g in groups for bn in batchnorms(model, g))
         self.names = [
-            name
-            for name, bn in channel_batchnorms(model).items()
-            if type(bn) is nn.BatchNorm2d and bn.affine
+            n for n in names if type(bn := model.get_submodule(n)) is nn.BatchNorm2d and bn.affine
         ]
+        self.members = sorted({m.tensor for g in groups for m in g.members})
+        if not self.names:
+            raise ValueError(
+                f"{type(model).__name__} has no affine BatchNorm2d in a removable channel group; "
+                "STR-BN thresholds their γ (see sparsitylab.graph.explain(model, example_input))"
+            )
         return replace_batchnorms(model, self.names, lambda bn: from_batchnorm(bn, self.s_init))
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """The thresholded γ are covered; every other parameter is left to the channels' fate."""
+        return structured_coverage(model, self.members)
 
     def freeze(self, model: nn.Module) -> None:
         """Turn the STR BatchNorms into plain ones (γ̂, γ̂ ⊙ β̂) in place and fix their zeros, so

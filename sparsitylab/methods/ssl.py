@@ -19,12 +19,15 @@ group per step, so one λ means the same in both modes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._checks import check_choice
-from ..deploy.compaction import compact
+from ..coverage import parameter_names, structured_coverage
+from ..deploy.compaction import compact, default_input
+from ..sparsify.groups import Coupling, select_layers
 from ..sparsify.penalties import ZEROUT_THRESHOLD, StructuredPenalty, prox_group_, prox_l1_
 from . import register
 from .base import Method
@@ -36,10 +39,14 @@ EXACT_MODES = ("zero", "prox")
 class SSL(Method):
     """Group-lasso training with exact zeros, structure freezing for fine-tuning, and compaction.
 
-    strengths: {group kind: λ_τ} (kinds of :mod:`sparsitylab.sparsify.groups`). ``l1``: λ of the ℓ1
-    term R. layers: {kind: module names} to restrict a kind. exact: "zero" (paper) or "prox".
-    threshold: the ZEROUT threshold of ``exact="zero"`` (None = plain (sub)gradient descent, no
-    zeroing).
+    strengths: {group kind: λ_τ} (kinds of :mod:`sparsitylab.sparsify.groups`; ``"coupled"``: the
+    traced graph's coupled groups, on any model). ``l1``: λ of the ℓ1 term R. layers: {kind: names}
+    to restrict a kind. exact: "zero" (paper) or "prox". threshold: the ZEROUT threshold of
+    ``exact="zero"`` (None = plain (sub)gradient descent, no zeroing).
+
+    ``prepare`` traces the model once on its example input (the library's models have a default):
+    a filter group owns the BatchNorm its layer feeds on any model, and compaction removes every
+    zero group however the model couples it.
     """
 
     name = "ssl"
@@ -59,6 +66,30 @@ class SSL(Method):
         )
         self.optimizer: torch.optim.Optimizer | None = None
         self.frozen = False
+        self.example: Any = None
+
+    def prepare(self, model: nn.Module, example_input: Any = None) -> nn.Module:
+        """Trace the model (its BatchNorms and coupled groups) and check every penalised kind has
+        groups on it; the model itself is not changed."""
+        self.example = default_input(model) if example_input is None else example_input
+        self.objective.coupling = Coupling.of(model, self.example)
+        for kind in self.objective.strengths:
+            select_layers(model, kind, self.objective.layers.get(kind), self.objective.coupling)
+        return model
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """The parameters of every penalised group are covered."""
+        coupling, members = self.objective.coupling, set()
+        names = set(parameter_names(model))
+        for kind in self.objective.strengths:
+            layers = self.objective.layers.get(kind)
+            for name, carrier in select_layers(model, kind, layers, coupling).items():
+                if kind == "coupled":
+                    members |= {m.tensor for m in carrier.members}
+                else:
+                    prefix = f"{name}." if name else ""
+                    members |= {n for n in names if n.startswith(prefix)}
+        return structured_coverage(model, members)
 
     def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -76,8 +107,9 @@ class SSL(Method):
             self.objective.after_step(model, step)
             return
         size = self.prox_step_size()
+        coupling = self.objective.coupling
         for kind, lam in self.objective.strengths.items():
-            prox_group_(model, kind, size * lam, self.objective.layers.get(kind))
+            prox_group_(model, kind, size * lam, self.objective.layers.get(kind), coupling)
         if self.objective.l1:
             prox_l1_(model, size * self.objective.l1)
         self._clear_momentum_of_zeros()
@@ -119,7 +151,8 @@ class SSL(Method):
     def compact(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         """The compacted dense model (:func:`sparsitylab.deploy.compaction.compact`) of a finalized
         model."""
-        return compact(model, example_input=example_input)
+        example = example_input if example_input is not None else self.example
+        return compact(model, example_input=example)
 
 
 __all__ = ["EXACT_MODES", "SSL"]

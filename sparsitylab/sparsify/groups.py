@@ -14,7 +14,15 @@ kind            one group                                 removes
 ``neuron_out``  Linear row W[j, :] (+ bias[j])            a hidden neuron (its inputs side)
 ``neuron_in``   Linear column W[:, i]                     an input neuron / pixel
 ``depth``       every parameter of a residual branch      a whole residual block
+``coupled``     one unit of a traced coupled group        the unit from every member tensor
 ==============  ========================================  ===================================
+
+``coupled`` groups (derived — DepGraph-style group lasso, Fang et al. CVPR 2023, not SSL's) are the
+channel groups of :mod:`sparsitylab.graph` on any model: one group is everything a unit occupies
+(producer rows and biases, norm γ and β, the readers' input columns — a residual stage's channel in
+every block, an attention head), so a zero group is removed exactly by compaction. They, and the
+BatchNorm a layer feeds on any model, come from a :class:`Coupling` (one traced forward pass);
+without one, the BatchNorm of a layer is the next child of its ``nn.Sequential``.
 
 A residual block is any module with a ``branch`` attribute (the residual branch, or None once
 dropped) and a ``drop_branch()`` method (:class:`ResidualBlock`);
@@ -29,17 +37,28 @@ All norms are computed for every group of a layer at once (no loops over groups)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from .._checks import check_choice
 from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
+from ..graph import ChannelGroup, trace
 from ..metrics import BATCHNORMS
+from .coupled import coupled_alive, coupled_squares
 
-GroupKind = Literal["filter", "channel", "shape", "neuron_out", "neuron_in", "depth"]
-KINDS: tuple[str, ...] = ("filter", "channel", "shape", "neuron_out", "neuron_in", "depth")
+GroupKind = Literal["filter", "channel", "shape", "neuron_out", "neuron_in", "depth", "coupled"]
+KINDS: tuple[str, ...] = (
+    "filter",
+    "channel",
+    "shape",
+    "neuron_out",
+    "neuron_in",
+    "depth",
+    "coupled",
+)
 _WHERE = {
     "filter": "Conv2d layers",
     "channel": "Conv2d layers",
@@ -47,7 +66,23 @@ _WHERE = {
     "neuron_out": "Linear layers other than the last",
     "neuron_in": "Linear layers",
     "depth": "residual blocks with a branch and a drop_branch() method",
+    "coupled": "the coupled groups of a traced model (pass coupling=Coupling.of(model, x))",
 }
+
+
+@dataclass
+class Coupling:
+    """What a traced dependency graph adds to the groups: the BatchNorm each layer feeds
+    (``norm_after``: layer name → BatchNorm name) and the coupled groups (by name)."""
+
+    norm_after: dict[str, str] = field(default_factory=dict)
+    coupled: dict[str, ChannelGroup] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: nn.Module, example_input: Any) -> Coupling:
+        """Trace ``model`` on ``example_input`` once (:func:`sparsitylab.graph.trace`)."""
+        graph = trace(model, example_input)
+        return cls(dict(graph.norm_after), {g.name: g for g in graph.groups})
 
 
 @runtime_checkable
@@ -76,12 +111,17 @@ def safe_norm(squared: torch.Tensor) -> torch.Tensor:
     )
 
 
-def following_batchnorm(model: nn.Module) -> dict[nn.Module, nn.Module]:
-    """Map each Conv2d/Linear that is directly followed by a BatchNorm in an ``nn.Sequential`` to
-    that BN.
-
-    The one rule for "the BatchNorm of a layer": the next child of the same Sequential.
+def following_batchnorm(
+    model: nn.Module, coupling: Coupling | None = None
+) -> dict[nn.Module, nn.Module]:
+    """Map each Conv2d/Linear whose output goes straight into a BatchNorm to that BN: from the
+    traced graph when a ``coupling`` is given, else the next child of the same ``nn.Sequential``.
     """
+    if coupling is not None:
+        return {
+            model.get_submodule(layer): model.get_submodule(bn)
+            for layer, bn in coupling.norm_after.items()
+        }
     pairs: dict[nn.Module, nn.Module] = {}
     for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
         children = list(seq.children())
@@ -130,10 +170,14 @@ def branch_alive(block: ResidualBlock) -> bool:
     return block.branch is not None and any(bool(p.ne(0).any()) for p in block.branch.parameters())
 
 
-def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
-    """The modules carrying ``kind`` groups; ``neuron_out`` skips the last Linear (the class
-    scores)."""
+def group_layers(
+    model: nn.Module, kind: str, coupling: Coupling | None = None
+) -> dict[str, nn.Module | ChannelGroup]:
+    """What carries ``kind`` groups: modules (``neuron_out`` skips the last Linear, the class
+    scores), or, for ``coupled``, the traced groups by name."""
     check_kind(kind)
+    if kind == "coupled":
+        return dict(coupling.coupled) if coupling is not None else {}
     if kind == "depth":
         return {
             name: b
@@ -150,11 +194,14 @@ def group_layers(model: nn.Module, kind: str) -> dict[str, nn.Module]:
 
 
 def select_layers(
-    model: nn.Module, kind: str, layers: Sequence[str] | None = None
-) -> dict[str, nn.Module]:
-    """The modules carrying ``kind`` groups, restricted to ``layers``; a kind the model lacks, or a
+    model: nn.Module,
+    kind: str,
+    layers: Sequence[str] | None = None,
+    coupling: Coupling | None = None,
+) -> dict[str, nn.Module | ChannelGroup]:
+    """The carriers of ``kind`` groups, restricted to ``layers``; a kind the model lacks, or a
     name that carries no such group, is an error (a penalty on nothing would silently be zero)."""
-    available = group_layers(model, kind)
+    available = group_layers(model, kind, coupling)
     if not available:
         raise ValueError(f"the model has no {kind!r} groups (they live in {_WHERE[kind]})")
     if layers is None:
@@ -170,40 +217,52 @@ def select_layers(
 
 
 def group_squares(
-    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+    model: nn.Module,
+    kind: str,
+    layers: Sequence[str] | None = None,
+    coupling: Coupling | None = None,
 ) -> dict[str, torch.Tensor]:
     """Squared group norms of ``kind`` per layer (1-D tensor, one entry per group; a scalar for
-    depth).
+    depth; one entry per unit for a coupled group).
 
-    ``layers`` restricts to those module names (default: every module the kind applies to).
+    ``layers`` restricts to those names (default: every carrier of the kind).
     """
-    selected = select_layers(model, kind, layers)
+    selected = select_layers(model, kind, layers, coupling)
     if kind in ("filter", "neuron_out"):
-        bns = following_batchnorm(model)
+        bns = following_batchnorm(model, coupling)
         return {name: row_squares(m, bns.get(m)) for name, m in selected.items()}
     if kind in ("channel", "neuron_in"):
         return {name: channel_squares(m.weight) for name, m in selected.items()}
     if kind == "shape":
         return {name: column_squares(m.weight) for name, m in selected.items()}
+    if kind == "coupled":
+        return {name: coupled_squares(model, g) for name, g in selected.items()}
     return {name: branch_squares(b) for name, b in selected.items()}
 
 
 def group_norms(
-    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+    model: nn.Module,
+    kind: str,
+    layers: Sequence[str] | None = None,
+    coupling: Coupling | None = None,
 ) -> dict[str, torch.Tensor]:
     """‖w_g‖₂ for every group of ``kind``, per layer (differentiable; gradient 0 at zero groups)."""
-    return {name: safe_norm(sq) for name, sq in group_squares(model, kind, layers).items()}
+    squares = group_squares(model, kind, layers, coupling)
+    return {name: safe_norm(sq) for name, sq in squares.items()}
 
 
 @torch.no_grad()
 def group_alive(
-    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+    model: nn.Module,
+    kind: str,
+    layers: Sequence[str] | None = None,
+    coupling: Coupling | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per layer, which groups of ``kind`` hold a non-zero entry (the liveness rule of
     :mod:`sparsitylab.gemm`; a scalar for depth)."""
-    selected = select_layers(model, kind, layers)
+    selected = select_layers(model, kind, layers, coupling)
     if kind in ("filter", "neuron_out"):
-        bns = following_batchnorm(model)
+        bns = following_batchnorm(model, coupling)
         return {
             name: alive_rows(gemm_view(m.weight), *row_parameters(m, bns.get(m)))
             for name, m in selected.items()
@@ -212,20 +271,26 @@ def group_alive(
         return {name: alive_inputs(m.weight) for name, m in selected.items()}
     if kind == "shape":
         return {name: alive_columns(gemm_view(m.weight)) for name, m in selected.items()}
+    if kind == "coupled":
+        return {name: coupled_alive(model, g) for name, g in selected.items()}
     return {name: torch.tensor(branch_alive(b)) for name, b in selected.items()}
 
 
 def zero_group_fraction(
-    model: nn.Module, kind: str, layers: Sequence[str] | None = None
+    model: nn.Module,
+    kind: str,
+    layers: Sequence[str] | None = None,
+    coupling: Coupling | None = None,
 ) -> dict[str, float]:
     """Fraction of groups of ``kind`` that are exactly zero, per layer."""
     return {
         name: 1.0 - alive.float().mean().item()
-        for name, alive in group_alive(model, kind, layers).items()
+        for name, alive in group_alive(model, kind, layers, coupling).items()
     }
 
 
 __all__ = [
+    "Coupling",
     "GroupKind",
     "KINDS",
     "ResidualBlock",

@@ -25,9 +25,11 @@ import torch
 from torch import nn
 
 from .._checks import check_real
-from ..metrics import prunable_layers
+from ..coverage import all_matrices
 from ..train import Callback
+from .coupled import scale_coupled_
 from .groups import (
+    Coupling,
     check_kind,
     following_batchnorm,
     group_norms,
@@ -68,15 +70,17 @@ def check_layers(
     return {kind: list(names) for kind, names in layers.items()}
 
 
-def group_lasso(model: nn.Module, kind: str, layers: list[str] | None = None) -> torch.Tensor:
+def group_lasso(
+    model: nn.Module, kind: str, layers: list[str] | None = None, coupling: Coupling | None = None
+) -> torch.Tensor:
     """R_τ = Σ_l Σ_g ‖w^(g)‖₂ for one group kind τ."""
-    norms = group_norms(model, kind, layers)
+    norms = group_norms(model, kind, layers, coupling)
     return torch.stack([n.sum() for n in norms.values()]).sum() if norms else torch.zeros(())
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
-    """R = Σ |w| over the weights of every Linear/Conv2d layer (the unstructured ℓ1 baseline)."""
-    return torch.stack([m.weight.abs().sum() for m in prunable_layers(model).values()]).sum()
+    """R = Σ |w| over every weight matrix (the unstructured ℓ1 baseline)."""
+    return torch.stack([w.tensor.abs().sum() for w in all_matrices(model).values()]).sum()
 
 
 @torch.no_grad()
@@ -100,14 +104,20 @@ def _scale_rows_(layer: nn.Module, bn: nn.Module | None, scale: torch.Tensor) ->
 
 
 @torch.no_grad()
-def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | None = None) -> None:
+def prox_group_(
+    model: nn.Module,
+    kind: str,
+    step: float,
+    layers: list[str] | None = None,
+    coupling: Coupling | None = None,
+) -> None:
     """Block soft-threshold every group of ``kind``: w^(g) ← max(0, 1 − step/‖w^(g)‖) · w^(g).
     ``step`` is the threshold θ: η·λ_τ for plain SGD, η·λ_τ/(1 − μ) as SSL calls it under
     momentum μ."""
     check_real(step, "step", minimum=0.0)
-    modules = select_layers(model, kind, layers)
-    bns = following_batchnorm(model)
-    for name, sq in group_squares(model, kind, layers).items():
+    modules = select_layers(model, kind, layers, coupling)
+    bns = following_batchnorm(model, coupling)
+    for name, sq in group_squares(model, kind, layers, coupling).items():
         norm = safe_norm(sq)
         scale = torch.where(
             norm > step,
@@ -123,6 +133,8 @@ def prox_group_(model: nn.Module, kind: str, step: float, layers: list[str] | No
             m.weight.mul_(scale.view(1, -1))
         elif kind == "shape":
             m.weight.mul_(scale.view(1, *m.weight.shape[1:]))
+        elif kind == "coupled":
+            scale_coupled_(model, m, scale)
         else:
             for p in m.branch.parameters():
                 p.mul_(scale)
@@ -133,8 +145,9 @@ def prox_l1_(model: nn.Module, step: float) -> None:
     """Element-wise soft-threshold of every Linear/Conv2d weight: w ← sign(w)·max(0, |w| − step).
     ``step`` is the threshold: η·λ for plain SGD, η·λ/(1 − μ) as SSL calls it under momentum μ."""
     check_real(step, "step", minimum=0.0)
-    for m in prunable_layers(model).values():
-        m.weight.copy_(torch.sign(m.weight) * (m.weight.abs() - step).clamp_min(0))
+    for w in all_matrices(model).values():
+        t = w.tensor
+        t.copy_(torch.sign(t) * (t.abs() - step).clamp_min(0))
 
 
 class StructuredPenalty(Callback):
@@ -143,7 +156,8 @@ class StructuredPenalty(Callback):
 
     strengths: {group kind: λ_τ}. ``l1``: λ of an ℓ1 term R (the unstructured baseline; ℓ2 is the
     optimizer's weight decay). ``layers``: {group kind: module names} to restrict a kind.
-    ``threshold``: ZEROUT threshold (None = no zeroing).
+    ``threshold``: ZEROUT threshold (None = no zeroing). ``coupling``: the traced graph's
+    BatchNorms and coupled groups (:class:`~sparsitylab.sparsify.groups.Coupling`), set by SSL.
     """
 
     def __init__(
@@ -159,12 +173,13 @@ class StructuredPenalty(Callback):
         self.threshold = (
             None if threshold is None else check_real(threshold, "threshold", minimum=0.0)
         )
+        self.coupling: Coupling | None = None  # set from a traced graph (SSL.prepare)
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
         total: torch.Tensor | float = self.l1 * l1_penalty(model) if self.l1 else 0.0
         for kind, lam in self.strengths.items():
             if lam:
-                total = total + lam * group_lasso(model, kind, self.layers.get(kind))
+                total = total + lam * group_lasso(model, kind, self.layers.get(kind), self.coupling)
         return total
 
     def after_step(self, model: nn.Module, step: int) -> None:

@@ -20,8 +20,8 @@ def test_methods_put_thresholds_where_expected():
     assert sum(isinstance(m, SoftThreshold) for m in soft.modules()) == 4  # 2 conv, 2 fc
     bn = bench.METHODS["STR-BN"]().prepare(convnet())
     assert sum(isinstance(m, STRBatchNorm2d) for m in bn.modules()) == 3  # bn1-bn3
-    with pytest.raises(AssertionError, match="no thresholds"):
-        bench.method_step(lenet, "STR-BN", 2)  # LeNet has no BatchNorm to threshold
+    with pytest.raises(ValueError, match="no channels this method can prune"):  # no BatchNorm
+        bench.method_step(lenet, "STR-BN", 8)
 
 
 def test_tiny_run_writes_json(tmp_path, capsys):

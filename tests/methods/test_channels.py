@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from sparsitylab import models, runner, train
-from sparsitylab.deploy.compaction import channel_sites
 from sparsitylab.methods.channels import (
     ChannelPruning,
     NetworkSlimming,
@@ -18,6 +17,7 @@ from sparsitylab.methods.channels import (
     channel_masks,
     macs_fraction,
     match_macs,
+    removable_batchnorms,
     slimmed,
 )
 from sparsitylab.sparsify.schedules import CubicSchedule, OneShot
@@ -45,7 +45,7 @@ def randomised(build, seed: int = 0) -> torch.nn.Module:
 def test_importances_are_one_vector_per_removable_batchnorm():
     model = randomised(models.resnet20)
     scores = channel_importances(model)
-    assert list(scores) == list(channel_sites(model))
+    assert list(scores) == list(removable_batchnorms(model))
     assert all(name.endswith("branch.bn1") for name in scores)  # never a shortcut-coupled one
     for name, g in scores.items():
         assert torch.equal(g, model.get_submodule(name).weight.detach().abs())
@@ -90,11 +90,11 @@ def test_channel_pruning_zeroes_channels_and_compacts_exactly(name, schedule):
         method.after_step(model, step)
     final = method.finalize(model).eval()
     x = torch.randn(4, 1, 28, 28)
-    for site in channel_sites(final).values():
-        off = site.bn.weight == 0
-        assert torch.equal(site.bn.bias[off], torch.zeros(int(off.sum())))
-    pruned = sum(int((s.bn.weight == 0).sum()) for s in channel_sites(final).values())
-    total = sum(s.bn.num_features for s in channel_sites(final).values())
+    for bn in removable_batchnorms(final).values():
+        off = bn.weight == 0
+        assert torch.equal(bn.bias[off], torch.zeros(int(off.sum())))
+    pruned = sum(int((bn.weight == 0).sum()) for bn in removable_batchnorms(final).values())
+    total = sum(bn.num_features for bn in removable_batchnorms(final).values())
     assert pruned == round(0.5 * total)
     small = method.compact(final, example_input=x)
     assert torch.allclose(small(x), final(x), atol=1e-5)
@@ -108,7 +108,7 @@ def test_gradual_channel_masks_are_nested():
     previous = None
     for step in (1, 2, 3):
         method.after_step(model, step)
-        now = {n: s.bn.weight.detach() != 0 for n, s in channel_sites(model).items()}
+        now = {n: bn.weight.detach() != 0 for n, bn in removable_batchnorms(model).items()}
         if previous is not None:
             assert all(bool((now[n] <= previous[n]).all()) for n in now)
         previous = now
@@ -122,8 +122,8 @@ def test_slimming_removal_is_exact(name, mode):
     keep = method.keep(model)
     zeroed = copy.deepcopy(model)  # what Slimming decides: γ = 0 on the dropped channels
     with torch.no_grad():
-        for n, site in channel_sites(zeroed).items():
-            site.bn.weight[~keep[n]] = 0.0
+        for n, bn in removable_batchnorms(zeroed).items():
+            bn.weight[~keep[n]] = 0.0
     method.prune(model)
     x = torch.randn(6, 1, 28, 28)
     model.train(mode == "train")
@@ -139,14 +139,14 @@ def test_slimming_without_the_fold_would_change_the_outputs():
     keep = NetworkSlimming(0.5, gamma_init=None).keep(model)
     dropped = copy.deepcopy(model)
     with torch.no_grad():
-        for n, site in channel_sites(dropped).items():
-            site.bn.weight[~keep[n]] = 0.0
-            site.bn.bias[~keep[n]] = 0.0
+        for n, bn in removable_batchnorms(dropped).items():
+            bn.weight[~keep[n]] = 0.0
+            bn.bias[~keep[n]] = 0.0
     x = torch.randn(4, 1, 28, 28)
     zeroed = copy.deepcopy(model)
     with torch.no_grad():
-        for n, site in channel_sites(zeroed).items():
-            site.bn.weight[~keep[n]] = 0.0
+        for n, bn in removable_batchnorms(zeroed).items():
+            bn.weight[~keep[n]] = 0.0
     assert (dropped(x) - zeroed(x)).abs().max() > 1e-3
 
 
@@ -169,11 +169,11 @@ def test_slimming_penalty_is_l1_on_gamma_and_gamma_starts_at_one_half():
     model = models.convnet_bn(widths=(4, 6, 8))
     method = NetworkSlimming(0.5, strength=1e-2)
     method.prepare(model)
-    sites = channel_sites(model)
-    assert all(bool((s.bn.weight == 0.5).all()) for s in sites.values())
+    sites = removable_batchnorms(model)
+    assert all(bool((bn.weight == 0.5).all()) for bn in sites.values())
     method.penalty(model).backward()
-    for s in sites.values():
-        assert torch.allclose(s.bn.weight.grad, 1e-2 * torch.sign(s.bn.weight.detach()))
+    for bn in sites.values():
+        assert torch.allclose(bn.weight.grad, 1e-2 * torch.sign(bn.weight.detach()))
 
 
 def test_slimming_through_the_runner_fine_tunes_a_compact_exact_model(digits):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparsitylab import methods, models, runner, train
-from sparsitylab.deploy.compaction import channel_batchnorms
+from sparsitylab.methods.channels import removable_batchnorms
 from sparsitylab.methods.soft_threshold import STRBN
 from sparsitylab.reparam.str_batchnorm import STRBatchNorm2d, from_batchnorm, to_batchnorm
 
@@ -58,9 +58,9 @@ def test_train_mode_updates_running_statistics_like_batchnorm():
 
 
 def test_only_channel_removable_batchnorms_are_converted():
-    names = set(channel_batchnorms(models.resnet20()))
+    names = set(removable_batchnorms(models.resnet20()))
     assert names and all(name.endswith("branch.bn1") for name in names)
-    assert set(channel_batchnorms(models.convnet_bn())) == {"bn1", "bn2", "bn3"}
+    assert set(removable_batchnorms(models.convnet_bn())) == {"bn1", "bn2", "bn3"}
     method = STRBN()
     net = method.prepare(models.resnet20())
     assert sum(isinstance(m, STRBatchNorm2d) for m in net.modules()) == 9
