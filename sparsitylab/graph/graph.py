@@ -114,6 +114,8 @@ class Graph:
     boundaries: list[Boundary]
     notes: list[str] = field(default_factory=list)
     norm_after: dict[str, str] = field(default_factory=dict)  # layer → BatchNorm fed by it
+    calls: dict[str, int] = field(default_factory=dict)  # module → calls, in order of first call
+    first_op: dict[str, str] = field(default_factory=dict)  # leaf module → op reading its output
 
     def group(self, name: str) -> ChannelGroup:
         for g in self.groups:
@@ -268,6 +270,8 @@ def build(result: Trace) -> Graph:
         boundaries,
         list(tracer.notes),
         dict(tracer.norm_after),
+        dict(tracer.called),
+        dict(tracer.first_op),
     )
 
 

@@ -102,7 +102,9 @@ class Tracer(TorchDispatchMode):
         self.rects: list[torch.Tensor] = []
         self.head_ids: list[torch.Tensor] = []
         self.stack: list[str] = []
-        self.called: set[str] = set()
+        self.called: dict[str, int] = {}  # module → calls, in the order of first call
+        self.outputs_of: dict[int, tuple[torch.Tensor, str]] = {}  # leaf module outputs
+        self.first_op: dict[str, str] = {}  # leaf module → the first op reading its output
         self.norm_after: dict[str, str] = {}  # weight tensor → the BatchNorm that normalises it
         self.boundaries: list[tuple[str, str]] = []  # (module, reason): crossing units are pinned
         self.unknown: list[tuple[str, str]] = []  # (module, op) ops without a rule
@@ -186,6 +188,10 @@ class Tracer(TorchDispatchMode):
 
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
+        for a in args:
+            seen = self.outputs_of.get(id(a)) if isinstance(a, torch.Tensor) else None
+            if seen is not None and seen[0] is a and seen[1] not in self.first_op:
+                self.first_op[seen[1]] = name
         if name.endswith("_") and name[:-1] in MOVES and args and isinstance(args[0], torch.Tensor):
             # an in-place move (transpose_): map the labels with its out-of-place twin, from a
             # copy of the input taken before the op changes its shape
@@ -202,12 +208,14 @@ class Tracer(TorchDispatchMode):
     # --- module hooks ------------------------------------------------------------------------
     def enter(self, name: str, args: tuple) -> None:
         self.stack.append(name)
-        self.called.add(name)
+        self.called[name] = self.called.get(name, 0) + 1
         self.inputs[name] = [a for a in pytree.tree_leaves(args) if isinstance(a, torch.Tensor)]
 
-    def leave(self, name: str, output: Any) -> None:
+    def leave(self, name: str, output: Any, leaf: bool = False) -> None:
         if self.stack and self.stack[-1] == name:
             self.stack.pop()
+        if leaf and isinstance(output, torch.Tensor):
+            self.outputs_of[id(output)] = (output, name)
         if any(module == name for module, _ in self.boundaries):
             reason = f"crosses {name or 'the model'}, a boundary the trace cannot follow"
             for t in [*self.inputs.get(name, []), *pytree.tree_leaves(output)]:
@@ -232,7 +240,10 @@ def _hooks(model: nn.Module, tracer: Tracer) -> list:
     handles = []
     for name, module in model.named_modules():
         handles.append(module.register_forward_pre_hook(lambda m, a, n=name: tracer.enter(n, a)))
-        handles.append(module.register_forward_hook(lambda m, a, o, n=name: tracer.leave(n, o)))
+        leaf = not any(True for _ in module.children())
+        handles.append(
+            module.register_forward_hook(lambda m, a, o, n=name, f=leaf: tracer.leave(n, o, f))
+        )
     return handles
 
 
@@ -270,6 +281,9 @@ def run_trace(model: nn.Module, example: Any) -> Trace:
     leaves = [t for t in pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
     for t in leaves:
         tracer.pin_state(tracer.state(t), "reaches the model's output")
+        seen = tracer.outputs_of.get(id(t))
+        if seen is not None and seen[0] is t:
+            tracer.first_op.setdefault(seen[1], "output")
     for name, module in model.named_modules():
         own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in tracer.states]
         if own and name not in tracer.called:  # (a parent may use its parameters functionally)

@@ -2,15 +2,19 @@
 
 The per-layer problem and its solvers are in :mod:`sparsitylab.sparsify.sis` (what is the paper's
 and what is our reconstruction is stated there). This module is the network pass, also our
-reconstruction (the paper's layer order and data flow could not be read):
+reconstruction (the paper's layer order and data flow could not be read), on any model:
 
-1. Walk a ``nn.Sequential`` model in order. Each ``Linear`` / ``Conv2d`` is one problem; a
-   ``BatchNorm`` right after it is folded into (W, b); the activation is the ``ReLU`` or
-   ``Sigmoid`` that follows, else the identity (pooling, flatten: the **pre-pooling** output is the
-   target); the model's last layer gets ``last`` ("softmax": the classifier's loss activation).
+1. The model is traced once on a calibration image (:mod:`sparsitylab.graph`). Each ``nn.Linear``
+   and ``nn.Conv2d`` (groups = 1, numeric zero padding) called once, in the order of the forward
+   pass, is one problem; a BatchNorm its output goes straight into is folded into (W, b); the
+   activation is ReLU or sigmoid when that is the op that reads the (normalised) output, else the
+   identity (pooling, a residual add, attention: the **pre-activation** output is the target); a
+   layer whose output is the model's output gets ``last`` ("softmax": the classifier's loss
+   activation). Other layers are kept dense and listed in :attr:`SIS.skipped` with the reason.
 2. Targets y come from the **dense** network; inputs x from the **already-sparsified** network
    (``inputs="sparse"``, the default), so each layer corrects the errors of the layers before it;
-   ``inputs="dense"`` solves every layer from dense inputs instead.
+   ``inputs="dense"`` solves every layer from dense inputs instead. Both are read with forward
+   hooks (a forward stops at the layer it needs).
 3. A convolution is a linear map on its im2col patches (``F.unfold``): every patch is a sample;
    above ``max_rows`` patches a seeded random subset is used (stated in the layer report).
 4. The budget: η = Θ(W_dense) + ``eta`` · Θ(0), with Θ(0) the all-zero layer's distance —
@@ -24,6 +28,7 @@ them; ``finalize`` bakes the masks into an ordinary model.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -32,17 +37,22 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
+from ..coverage import COVERED, coverage
+from ..deploy.compaction import default_input
 from ..gemm import from_gemm_view, gemm_view, im2col
+from ..graph import trace
+from ..graph.tracer import call
 from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta
 from . import register
 from .base import Method
 
 SOLVERS = ("fista", "primal-dual")
-ACTIVATION_OF = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}
+ACTIVATION_OF = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
 
 
 @dataclass
@@ -53,41 +63,58 @@ class Step:
     layer: nn.Linear | nn.Conv2d
     batchnorm: nn.BatchNorm1d | nn.BatchNorm2d | None
     activation: str
-    start: int  # index of the layer among the model's children
-    end: int  # index of the last module the step covers (the layer, BN or activation)
+    batchnorm_name: str | None = None
 
 
-def steps(model: nn.Module, last: str = "softmax") -> list[Step]:
-    """The problems of ``model`` in order (see the module docstring); ``TypeError`` for a model
-    that is not a plain chain of modules."""
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(
-            f"SIS walks an nn.Sequential chain of layers; got {type(model).__name__} (a model with "
-            "branches such as ResNet needs its own pass)"
-        )
-    modules = list(model.named_children())
-    found = []
-    for i, (name, module) in enumerate(modules):
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            raise TypeError(f"layer {name!r} is a grouped convolution; SIS handles groups=1 only")
-        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+def _unsupported(layer: nn.Module) -> str | None:
+    """Why SIS cannot solve a Linear/Conv2d layer, or None."""
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1:
+            return "a grouped convolution (SIS handles groups=1 only)"
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            return "padding other than numeric zero padding"
+    return None
+
+
+def plan_steps(
+    model: nn.Module, example_input: Any = None, last: str = "softmax"
+) -> tuple[list[Step], dict[str, str]]:
+    """The problems of ``model`` in forward order, and the layers kept dense with the reason
+    (module docstring). ``example_input`` defaults to one image for the library's models."""
+    example = default_input(model) if example_input is None else example_input
+    graph = trace(model, example)
+    modules = dict(model.named_modules())
+    found, skipped = [], {}
+    for name, calls in graph.calls.items():
+        layer = modules[name]
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
             continue
-        end, batchnorm = i, None
-        if end + 1 < len(modules) and isinstance(
-            modules[end + 1][1], (nn.BatchNorm1d, nn.BatchNorm2d)
-        ):
-            end, batchnorm = end + 1, modules[end + 1][1]
-        activation = "identity"
-        if end + 1 < len(modules) and type(modules[end + 1][1]) in ACTIVATION_OF:
-            end, activation = end + 1, ACTIVATION_OF[type(modules[end + 1][1])]
-        found.append(Step(name, module, batchnorm, activation, i, end))
+        why = _unsupported(layer) or (f"called {calls} times" if calls != 1 else None)
+        if why:
+            skipped[name] = why
+            continue
+        bn_name = graph.norm_after.get(name)
+        bn = modules.get(bn_name) if bn_name else None
+        if bn is not None and (graph.calls.get(bn_name) != 1 or not bn.track_running_stats):
+            bn, bn_name = None, None
+        reader = graph.first_op.get(bn_name or name, "output")
+        activation = ACTIVATION_OF.get(reader, "identity")
+        if reader == "output":
+            activation = last
+        found.append(Step(name, layer, bn, activation, bn_name))
+    return found, skipped
+
+
+def steps(model: nn.Module, example_input: Any = None, last: str = "softmax") -> list[Step]:
+    """The problems of ``model`` in forward order (see :func:`plan_steps`); ``ValueError`` when
+    there is none."""
+    found, skipped = plan_steps(model, example_input, last)
     if not found:
-        raise ValueError("the model has no Linear or Conv2d layer to sparsify")
-    tail = [m for _, m in modules[found[-1].end + 1 :]]
-    if found[-1].activation == "identity" and all(
-        isinstance(m, (nn.Identity, nn.Flatten)) for m in tail
-    ):
-        found[-1].activation = last
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise ValueError(
+            "the model has no Linear or Conv2d layer SIS can sparsify"
+            + (f" ({why})" if why else "")
+        )
     return found
 
 
@@ -130,8 +157,8 @@ def patches(step: Step, x: torch.Tensor) -> torch.Tensor:
     """The layer's input as GEMM rows: x itself for a Linear, im2col patches (one row per output
     position) for a Conv2d, in the (C, kh, kw) order of the weight's GEMM matrix."""
     layer = step.layer
-    if isinstance(layer, nn.Linear):
-        return x.reshape(x.shape[0], -1)
+    if isinstance(layer, nn.Linear):  # every position of a sequence is a sample
+        return x.reshape(-1, x.shape[-1])
     if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
         raise TypeError(f"layer {step.name!r}: SIS supports numeric zero padding only")
     cols = im2col(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
@@ -142,7 +169,7 @@ def rows(step: Step, y: torch.Tensor) -> torch.Tensor:
     """The layer's output as GEMM rows (one per sample, or per sample × output position)."""
     if isinstance(step.layer, nn.Conv2d):
         return y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
-    return y.reshape(y.shape[0], -1)
+    return y.reshape(-1, y.shape[-1])
 
 
 @dataclass
@@ -213,6 +240,7 @@ class SIS(Method):
         self.seed = check_int(seed, "seed")
         self.reports: list[LayerReport] = []
         self.solutions: dict[str, Any] = {}  # layer → its solver Solution (with history)
+        self.skipped: dict[str, str] = {}  # layer → why it stays dense
 
     def relative_eta(self, layer: str) -> float:
         if isinstance(self.eta, Mapping):
@@ -225,8 +253,15 @@ class SIS(Method):
 
     @torch.no_grad()
     def calibrate(self, model: nn.Module, loader: DataLoader) -> None:
-        """Sparsify ``model`` in place, layer by layer, from ``images`` images of ``loader``."""
-        chain = steps(model, self.last)
+        """Sparsify ``model`` in place, layer by layer, from ``images`` inputs of ``loader``."""
+        device = next(model.parameters()).device
+        x0 = _to(calibration_images(loader, self.images), device)
+        chain, self.skipped = plan_steps(model, _first(x0), self.last)
+        if not chain:
+            raise ValueError(
+                "the model has no Linear or Conv2d layer SIS can sparsify "
+                f"({'; '.join(f'{k}: {v}' for k, v in self.skipped.items())})"
+            )
         if isinstance(self.eta, Mapping):
             unknown = set(self.eta) - {s.name for s in chain}
             if unknown:
@@ -241,29 +276,33 @@ class SIS(Method):
                     f"layer {step.name!r} already has a reparametrisation (a mask?); SIS starts "
                     "from a plain trained model: bake it first (a method's finalize does)"
                 )
-        device = next(model.parameters()).device
-        x0 = calibration_images(loader, self.images).to(device)
         was_training = model.training
         model.eval()
-        modules = list(model.children())
-        dense_x, sparse_x, position = x0, x0, 0
+        dense = copy.deepcopy(model)  # targets (and inputs="dense") from the dense network
         generator = torch.Generator().manual_seed(self.seed)
         self.reports, self.solutions = [], {}
         for step in chain:
-            for module in modules[position : step.start]:  # pooling, flatten, … between layers
-                dense_x, sparse_x = module(dense_x), module(sparse_x)
-            dense_u = forward_folded(step, dense_x)  # before the layer changes
-            source = sparse_x if self.inputs == "sparse" else dense_x
-            self.reports.append(self.solve_layer(step, source, dense_u, generator))
-            dense_x = activate(step.activation, dense_u)  # the dense stream goes on dense …
-            sparse_x = activate(
-                step.activation, forward_folded(step, sparse_x)
-            )  # … this one sparse
-            position = step.end + 1
+            dense_u = captured(dense, step.batchnorm_name or step.name, x0, "output")
+            source = model if self.inputs == "sparse" else dense
+            x = captured(source, step.name, x0, "input")
+            self.reports.append(self.solve_layer(step, x, dense_u, generator))
         # Keep the zeros: whatever trains the model afterwards (the runner's epochs, fine-tuning)
         # must not regrow them. finalize bakes these masks into plain weights.
         reparam.apply_masks(model, {s.name: s.layer.weight.detach() != 0 for s in chain})
         model.train(was_training)
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """The layers SIS solved are covered; skipped ones say why, other matrices are not
+        ``nn.Linear``/``nn.Conv2d`` layers."""
+        report = coverage(model)
+        solved = {f"{r.layer}.weight" for r in self.reports}
+        for name, why in report.items():
+            if why == COVERED and name not in solved:
+                layer = name.rpartition(".")[0]
+                report[name] = self.skipped.get(
+                    layer, "SIS solves the weights of nn.Linear and nn.Conv2d layers only"
+                )
+        return report
 
     def solve_layer(
         self, step: Step, x: torch.Tensor, u: torch.Tensor, generator: torch.Generator
@@ -311,23 +350,73 @@ class SIS(Method):
         )
 
 
-def forward_folded(step: Step, x: torch.Tensor) -> torch.Tensor:
-    """The layer (and its BatchNorm, in eval mode) applied to x: the pre-activation."""
-    u = step.layer(x)
-    return step.batchnorm(u) if step.batchnorm is not None else u
+class _Captured(Exception):
+    """Stops a forward pass once the tensor it was run for is captured."""
 
 
-def calibration_images(loader: DataLoader, count: int) -> torch.Tensor:
+def captured(model: nn.Module, module: str, example: Any, which: str) -> torch.Tensor:
+    """The ``input`` or ``output`` of ``model``'s submodule ``module`` on ``example`` (eval mode;
+    the forward stops there)."""
+    found: list[torch.Tensor] = []
+
+    def keep(value: torch.Tensor) -> None:
+        found.append(value.detach())
+        raise _Captured
+
+    target = model.get_submodule(module)
+    if which == "input":
+        handle = target.register_forward_pre_hook(lambda m, args: keep(args[0]))
+    else:
+        handle = target.register_forward_hook(lambda m, args, out: keep(out))
+    try:
+        call(model, example)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    if not found:
+        raise ValueError(f"{module} was not called on the calibration inputs")
+    return found[0]
+
+
+def calibration_images(loader: DataLoader, count: int) -> Any:
     """The first ``count`` inputs of ``loader`` (its order: shuffle it with a seed for a random
-    draw); ``ValueError`` when it has fewer."""
+    draw) — a tensor, or a dict / tuple of them; ``ValueError`` when it has fewer."""
     taken, total = [], 0
     for batch in loader:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        taken.append(x[: count - total])
-        total += taken[-1].shape[0]
+        size = _size(x)
+        taken.append(_take(x, count - total))
+        total += min(size, count - total)
         if total >= count:
-            return torch.cat(taken)
+            return pytree.tree_map(lambda *parts: torch.cat(parts), *taken)
     raise ValueError(f"images={count} but the loader holds only {total} inputs")
 
 
-__all__ = ["SIS", "LayerReport", "Step", "calibration_images", "folded", "steps", "write_back"]
+def _size(x: Any) -> int:
+    return next(t.shape[0] for t in pytree.tree_leaves(x) if isinstance(t, torch.Tensor))
+
+
+def _take(x: Any, n: int) -> Any:
+    return pytree.tree_map(lambda t: t[:n] if isinstance(t, torch.Tensor) else t, x)
+
+
+def _first(x: Any) -> Any:
+    return _take(x, 1)
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    return pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, x)
+
+
+__all__ = [
+    "SIS",
+    "LayerReport",
+    "Step",
+    "calibration_images",
+    "captured",
+    "folded",
+    "plan_steps",
+    "steps",
+    "write_back",
+]

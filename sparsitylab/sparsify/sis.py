@@ -381,6 +381,10 @@ def solve_to_eta(
     )
     if eta == 0:
         return best
+    if problem.norm_w == 0:  # the inputs are all zero: the weights cannot matter, so all go
+        zero = torch.zeros_like(w0)
+        theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
+        return Solution(zero, b0.clone(), theta, eta, 0, True, "fista", [], None, problem.rounding)
     history: list[dict[str, float]] = []
 
     def attempt(penalty: float, tol: float, max_iter: int) -> Solution:

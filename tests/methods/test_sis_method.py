@@ -19,6 +19,7 @@ from sparsitylab.methods.sis import (
     calibration_images,
     folded,
     patches,
+    plan_steps,
     rows,
     steps,
     write_back,
@@ -60,24 +61,29 @@ def test_steps_of_the_book_models(build, expected):
     found = steps(model)
     assert [(s.name, s.activation, s.batchnorm is not None) for s in found] == expected
     children = dict(model.named_children())
-    names = list(children)
     for s in found:
         assert s.layer is children[s.name]
-        covered = names[names.index(s.name) : s.end + 1]
         if s.batchnorm is not None:
-            assert s.batchnorm is children[covered[1]]
-        if s.activation in ("relu", "sigmoid"):
-            assert covered[-1].startswith(s.activation)
+            assert s.batchnorm is children[s.batchnorm_name]
     assert steps(model, last="identity")[-1].activation == "identity"
 
 
-def test_steps_refuses_what_it_cannot_walk():
-    with pytest.raises(TypeError, match="nn.Sequential"):
-        steps(models.resnet20())
-    with pytest.raises(TypeError, match="grouped"):
-        steps(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU()))
+def test_steps_walk_any_model_and_say_what_they_skip():
+    found, skipped = plan_steps(models.resnet20(), torch.randn(1, 1, 28, 28))
+    names = [s.name for s in found]
+    assert names[0] == "stem.conv" and names[-1] == "head.fc" and len(names) == 20
+    assert found[0].batchnorm_name == "stem.bn" and found[0].activation == "relu"
+    # a branch's last conv feeds its BatchNorm, whose output goes into the residual add
+    second = next(s for s in found if s.name == "blocks.s1b1.branch.conv2")
+    assert second.batchnorm_name == "blocks.s1b1.branch.bn2" and second.activation == "identity"
+    assert found[-1].activation == "softmax" and not skipped
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2))
+    found, skipped = plan_steps(grouped, torch.randn(1, 4, 4, 4))
+    assert [s.name for s in found] == ["3"] and "grouped" in skipped["0"]
+    with pytest.raises(ValueError, match="grouped"):
+        steps(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU()), torch.randn(1, 4, 5, 5))
     with pytest.raises(ValueError, match="no Linear or Conv2d"):
-        steps(nn.Sequential(nn.ReLU(), nn.Flatten()))
+        steps(nn.Sequential(nn.ReLU(), nn.Flatten()), torch.randn(1, 3))
 
 
 # --- folding, writing back, patches --------------------------------------------------------------
@@ -171,11 +177,14 @@ def test_patches_times_the_gemm_matrix_is_the_convolution(conv):
 
 def test_patches_of_a_linear_layer_flatten_and_string_padding_is_refused():
     step = steps(nn.Sequential(nn.Linear(12, 3)))[0]
-    x = torch.randn(4, 3, 2, 2)
-    assert torch.equal(patches(step, x), x.reshape(4, 12))
-    same = steps(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")))[0]
+    x = torch.randn(4, 5, 12)  # a batch of sequences: every position is a sample
+    assert torch.equal(patches(step, x), x.reshape(20, 12))
+    same = nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(50, 2))
+    found, skipped = plan_steps(same, torch.randn(1, 1, 5, 5))
+    assert [s.name for s in found] == ["2"] and "zero padding" in skipped["0"]  # kept, reported
+    step = type(found[0])("0", same[0], None, "identity")
     with pytest.raises(TypeError, match="zero padding"):
-        patches(same, torch.randn(1, 1, 5, 5))
+        patches(step, torch.randn(1, 1, 5, 5))
 
 
 # --- calibration on a tiny trained model ---------------------------------------------------------
@@ -403,11 +412,14 @@ def test_bad_options_raise_clear_errors(trained_state, digits_split):
     model = trained(trained_state)
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
-        SIS({"fc1": 0.1, "fc2": 0.1, "fc3": 0.1, "fc9": 0.1}).calibrate(model, loader)
+        SIS({"fc1": 0.1, "fc2": 0.1, "fc3": 0.1, "fc9": 0.1}, images=IMAGES).calibrate(
+            model, loader
+        )
     with pytest.raises(ValueError, match=r"images=100000 but the loader holds only \d+"):
         SIS(images=100_000).calibrate(model, loader)
-    with pytest.raises(TypeError, match="nn.Sequential"):
-        SIS().calibrate(models.resnet20(), loader)
+    grouped = nn.Sequential(nn.Flatten(), nn.Unflatten(1, (4, 4, 4)), nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="no Linear or Conv2d layer SIS can sparsify .*grouped"):
+        SIS(images=IMAGES).calibrate(grouped, loader)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     SIS(0.05, images=IMAGES).calibrate(model, loader)
     with pytest.raises(ValueError, match="reparametrisation"):
