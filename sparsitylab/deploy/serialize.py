@@ -1,14 +1,23 @@
-"""Save any model of the library — compacted ones included — as data, and load it with
-``weights_only=True``.
+"""Save any model — the library's compacted ones and models nobody here wrote — and load it with
+``weights_only=True``: nothing is unpickled but tensors and plain data.
 
-A compacted model has layer shapes (and :class:`~sparsitylab.deploy.compaction.Gather` /
-:class:`~sparsitylab.deploy.compaction.GemmConv2d` modules) that no model builder produces, so its
-``state_dict`` alone cannot be loaded. :func:`save_model` therefore writes, next to the state dict,
-the architecture as plain data: for every module its class (from an allow-list), its plain
-attributes (ints, floats, strings, tuples: ``in_features``, ``stride``, …), the shapes of its
-parameters and buffers, and its children. :func:`load_model` rebuilds the modules from that
-description — no code is unpickled — and loads the tensors, so the outputs are identical. The write
-is atomic (:func:`sparsitylab.files.atomic_save`).
+Two formats, chosen by :func:`save_model`:
+
+- **architecture as data** (the library's own models, compacted or not): a compacted model has
+  layer shapes (and :class:`~sparsitylab.deploy.layers.Gather` /
+  :class:`~sparsitylab.deploy.layers.GemmConv2d` modules) that no model builder produces, so next
+  to the state dict the file holds, for every module, its class (from an allow-list), its plain
+  attributes (``in_features``, ``stride``, …), the shapes of its tensors and its children;
+  :func:`load_model` rebuilds the modules from that.
+- **a pruning plan** (any other model: a Hugging Face, torchvision, timm or hand-written one): we do
+  not rebuild foreign classes from data — their code is the user's. The file holds the
+  :class:`~sparsitylab.deploy.surgery.Plan` compaction recorded (which indices of which tensors
+  survive, which convs became column GEMMs) and the ``state_dict``; :func:`load_model` takes a
+  freshly built instance of the user's own class, replays the plan on it and loads the tensors.
+  An unstructured model (no plan) is saved the same way, with an empty plan.
+
+Writes are atomic (:func:`sparsitylab.files.atomic_save`); a reloaded model computes exactly what
+the saved one did.
 """
 
 from __future__ import annotations
@@ -23,15 +32,18 @@ from torch.nn.utils import parametrize
 
 from .. import models
 from ..files import atomic_save
-from . import compaction
+from . import compaction, layers
+from .attention import PrunedMultiheadAttention
+from .surgery import Plan, apply_plan
 
 FORMAT = "sparsitylab.model/1"
+PLAN_FORMAT = "sparsitylab.plan/1"
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 OTHER_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Sigmoid, nn.Tanh, nn.Softmax)
 LIBRARY = (
-    compaction.Gather,
-    compaction.GemmConv2d,
-    compaction.ConstantBranch,
+    layers.Gather,
+    layers.GemmConv2d,
+    layers.ConstantBranch,
     models.BasicBlock,
     models.ShortcutA,
     models.ResNetCifar,
@@ -45,6 +57,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
         *compaction.PASS_THROUGH,
         *OTHER_LAYERS,
         *LIBRARY,
+        PrunedMultiheadAttention,
     )
 }
 _PLAIN = (bool, int, float, str, type(None))
@@ -111,24 +124,80 @@ def from_architecture(spec: dict[str, Any]) -> nn.Module:
     return module
 
 
-def save_model(path: str | os.PathLike, model: nn.Module) -> Path:
-    """Write ``model`` (architecture as data + state dict) atomically; load it with
-    :func:`load_model`."""
-    return atomic_save(
-        {"format": FORMAT, "architecture": architecture(model), "state_dict": model.state_dict()},
-        path,
-    )
+def describable(model: nn.Module) -> bool:
+    """Whether ``model`` is made only of modules :func:`architecture` can write as data."""
+    return all(_CLASSES.get(type(m).__name__) is type(m) for m in model.modules())
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The model :func:`save_model` wrote, rebuilt from data (``torch.load(weights_only=True)``), in
-    eval mode."""
+def save_model(path: str | os.PathLike, model: nn.Module, plan: Plan | dict | None = None) -> Path:
+    """Write ``model`` atomically, as architecture-as-data when the library can describe it, else
+    as its pruning plan + state dict (module docstring). ``plan``: the removal to record for a
+    foreign model (default: the one :func:`~sparsitylab.deploy.compaction.compact` attached, or
+    none). Load it with :func:`load_model`."""
+    reparametrised = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)]
+    if reparametrised:
+        raise TypeError(
+            f"{type(model).__name__} is still reparametrised ({reparametrised[:3]}); save the "
+            "finalized model (a method's finalize, or reparam.remove)"
+        )
+    if describable(model) and plan is None:
+        content = {"format": FORMAT, "architecture": architecture(model)}
+    else:
+        recorded = plan if plan is not None else getattr(model, "sparsitylab_plan", None)
+        if isinstance(recorded, Plan):
+            recorded = recorded.to_dict()
+        content = {
+            "format": PLAN_FORMAT,
+            "model": type(model).__qualname__,
+            "plan": recorded or Plan().to_dict(),
+        }
+    return atomic_save({**content, "state_dict": model.state_dict()}, path)
+
+
+def load_model(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    model: nn.Module | None = None,
+) -> nn.Module:
+    """The model :func:`save_model` wrote (``torch.load(weights_only=True)``), in eval mode. A
+    file holding a pruning plan needs ``model``: a freshly built instance of the class it was saved
+    from (the plan is replayed on it, in place, then the tensors are loaded)."""
     saved = torch.load(path, weights_only=True, map_location=map_location)
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+    kind = saved.get("format") if isinstance(saved, dict) else None
+    if kind == FORMAT:
+        rebuilt = from_architecture(saved["architecture"])
+        rebuilt.load_state_dict(saved["state_dict"])
+        return rebuilt.eval()
+    if kind != PLAN_FORMAT:
         raise ValueError(f"{path} was not written by sparsitylab.deploy.serialize.save_model")
-    model = from_architecture(saved["architecture"])
-    model.load_state_dict(saved["state_dict"])
+    if model is None:
+        raise ValueError(
+            f"{path} holds a pruning plan for a {saved['model']}: pass a freshly built instance "
+            f"of that class, load_model(path, model={saved['model']}(...))"
+        )
+    if type(model).__qualname__ != saved["model"]:
+        raise ValueError(
+            f"{path} was saved from a {saved['model']}; model is a {type(model).__qualname__}"
+        )
+    apply_plan(model, Plan.from_dict(saved["plan"]))
+    model.to(map_location)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path}: the tensors do not fit {saved['model']} after its plan "
+            f"({str(error).splitlines()[0]}); build the model with the configuration it was "
+            "saved from"
+        ) from error
     return model.eval()
 
 
-__all__ = ["FORMAT", "architecture", "from_architecture", "load_model", "save_model"]
+__all__ = [
+    "FORMAT",
+    "PLAN_FORMAT",
+    "architecture",
+    "describable",
+    "from_architecture",
+    "load_model",
+    "save_model",
+]

@@ -59,12 +59,29 @@ def test_a_compacted_model_reloads_in_a_fresh_process_with_identical_outputs(tmp
     assert any(isinstance(m, compaction.GemmConv2d) for m in small.modules()) == (name != "mlp")
 
 
-def test_what_cannot_be_described_is_refused(tmp_path):
+def test_a_foreign_model_is_saved_as_a_plan_and_reloaded_into_its_own_class(tmp_path):
     class Custom(torch.nn.Module):
-        pass
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
 
+        def forward(self, x):
+            return self.fc(x).relu()
+
+    model = Custom()
+    serialize.save_model(tmp_path / "m.pt", model)
+    with pytest.raises(ValueError, match="pass a freshly built instance"):
+        serialize.load_model(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="was saved from a"):
+        serialize.load_model(tmp_path / "m.pt", model=torch.nn.Linear(4, 3))
+    loaded = serialize.load_model(tmp_path / "m.pt", model=Custom())
+    x = torch.randn(2, 4)
+    assert torch.equal(loaded(x), model(x))
     with pytest.raises(TypeError, match="cannot describe a Custom"):
-        serialize.save_model(tmp_path / "m.pt", torch.nn.Sequential(Custom()))
+        serialize.architecture(torch.nn.Sequential(Custom()))
+
+
+def test_what_cannot_be_saved_is_refused(tmp_path):
     masked = models.mlp((4, 3, 2))
     reparam.apply_masks(masked, {"fc1": torch.ones(3, 4, dtype=torch.bool)})
     with pytest.raises(TypeError, match="still reparametrised"):
