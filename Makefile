@@ -34,9 +34,11 @@ system: $(STAMP)
 # Two pytest workers on two cores: each worker (and each notebook kernel it starts) gets one
 # thread. Letting every process use all cores oversubscribes the CPU, and PyTorch's OpenMP
 # threads then wait on each other: a LeNet training step measured 5x slower that way.
+# `python -P`: the repository root stays off sys.path, so the top-level kernels/ folder (CUDA
+# sources) does not shadow the `kernels` package that transformers imports.
 test: install system lint
 	$(PY) -c "import matplotlib.pyplot"  # warm the font cache outside the timed notebooks
-	OMP_NUM_THREADS=1 SPARSITYLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
+	OMP_NUM_THREADS=1 SPARSITYLAB_QUICK=1 $(PY) -P -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		--durations=15 tests book
 
 # Style is enforced: ruff's lint rules and formatter (pyproject.toml) over the library, tests, chapters

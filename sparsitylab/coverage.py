@@ -68,6 +68,12 @@ def _name(module_name: str, attr: str) -> str:
     return f"{module_name}.{attr}" if module_name else attr
 
 
+def _named(module: nn.Module, name: str) -> bool:
+    """Whether ``module`` is of a class called ``name`` (a parametrised module's class derives from
+    its own)."""
+    return any(cls.__name__ == name for cls in type(module).__mro__)
+
+
 def _matrices_of(module_name: str, module: nn.Module) -> list[WeightMatrix]:
     """The weight matrices a module owns directly."""
     found = []
@@ -89,9 +95,9 @@ def _matrices_of(module_name: str, module: nn.Module) -> list[WeightMatrix]:
         for attr in module._flat_weights_names:
             if attr.startswith("weight_"):
                 add(attr, "recurrent")
-    elif type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+    elif _named(module, "Conv1D") and hasattr(module, "nf"):
         add("weight", "linear", transposed=True)
-    elif type(module).__name__ == "GemmConv2d":
+    elif _named(module, "GemmConv2d"):
         add("weight", "conv")
     return found
 

@@ -204,7 +204,7 @@ def fix_module(module: nn.Module, old: dict) -> nn.Module:
         heads = module.in_proj_weight.shape[0] // (3 * module.head_dim)
         if heads != module.num_heads or module.in_proj_weight.shape[1] != module.embed_dim:
             return _to_pruned(module, heads)
-    elif type(module).__name__ == "Conv1D" and hasattr(module, "nf"):  # Hugging Face's (in, out)
+    elif any(c.__name__ == "Conv1D" for c in type(module).__mro__) and hasattr(module, "nf"):
         module.nf = module.weight.shape[1]
         if hasattr(module, "nx"):
             module.nx = module.weight.shape[0]

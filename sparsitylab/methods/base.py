@@ -26,7 +26,6 @@ where a method has nothing to do, so each method overrides only its own phases.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import torch
@@ -90,7 +89,7 @@ class Method(Callback):
     def finalize(self, model: nn.Module) -> nn.Module:
         """A new ordinary model with every reparametrisation baked in (exact zeros); ``model`` is
         unchanged."""
-        return reparam.remove(copy.deepcopy(model))
+        return reparam.remove(reparam.clone(model))
 
     def state_dict(self) -> dict:
         """The method's own state as plain data, for checkpoints (masks and thresholds live in the

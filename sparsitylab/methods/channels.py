@@ -25,14 +25,14 @@ code, both deliberate: a minimum number of channels per group (the global thresh
 layer), and **exact** removal. A channel with γ = 0 still outputs the constant β, which the public
 code drops (changing the outputs). Here the constant each reader receives is measured on the
 example input and folded in: into the bias of a Linear or unpadded conv; a zero-padded conv sees a
-constant input as position-dependent near its border, so one removed channel per group is kept as
-a "bias channel" (its β set to 1) whose reader columns carry the others' contribution (exact; costs
-one input channel of the reader).
+constant input as position-dependent near its border (and a reader without a bias has nowhere to
+put it), so one removed channel per group is kept as a "bias channel" (its β set to 1) whose reader
+columns carry the others' contribution (exact; costs one input channel of the reader; no tensor is
+added to the model, so a saved pruning plan replays on the user's class).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,7 @@ from torch import nn
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real, check_sparsity
+from ..coverage import structured_coverage
 from ..deploy.compaction import compact, default_input, layer_macs
 from ..graph import ChannelGroup, trace
 from ..graph.tracer import call
@@ -237,11 +238,20 @@ class ChannelPruning(MagnitudePruning):
         keep = _keep(model, self.channels, sparsity, self.budget, self.importance)
         return unit_masks(model, self.channels, keep)
 
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        return group_coverage(model, self.channels)
+
     def compact(
         self, model: nn.Module, example_input: torch.Tensor | None = None
     ) -> nn.Module | None:
         example = example_input if example_input is not None else _example(self.channels)
         return compact(model, example_input=example)
+
+
+def group_coverage(model: nn.Module, channels: Channels | None) -> dict[str, str]:
+    """Coverage of a channel method: every parameter of the groups it prunes."""
+    groups = channels.groups.values() if channels is not None else []
+    return structured_coverage(model, {m.tensor for g in groups for m in g.members})
 
 
 def _example(channels: Channels | None) -> Any:
@@ -316,11 +326,9 @@ def fold_removed(
         contribution = (w[:, columns] * v.view(shape)).sum(1)  # Σ_c v_c W[:, c] (per tap)
         w[:, columns] = 0.0
         padded = isinstance(layer, nn.Conv2d) and any(p != 0 for p in _padding(layer))
-        if not padded:
-            if layer.bias is None:
-                layer.bias = nn.Parameter(torch.zeros(w.shape[0], device=w.device))
+        if not padded and layer.bias is not None:
             layer.bias += contribution.flatten(1).sum(1) if contribution.dim() > 1 else contribution
-        else:
+        else:  # no bias to fold into (and none is added: the model keeps its own tensors)
             carried[member.module] = contribution
     for bn in bns:
         index = group.unit_slices(_gamma(group, _name(model, bn)))[removed].reshape(-1)
@@ -337,8 +345,9 @@ def fold_removed(
             if member.module not in carried:
                 continue
             layer = model.get_submodule(member.module)
-            column = group.unit_slices(member)[bias_unit]
-            c_b = _constants(values[member.module], column, 1, member.module)
+            column = group.unit_slices(member)[bias_unit][:1]  # one column carries it all
+            dim = 1 if isinstance(layer, nn.Conv2d) else -1
+            c_b = _constants(values[member.module], column, dim, member.module)
             if bool((c_b == 0).any()):
                 raise ValueError(f"{member.module}: the bias channel reads 0; cannot fold exactly")
             layer.weight[:, column] = (carried[member.module] / c_b).unsqueeze(1)
@@ -400,6 +409,9 @@ class NetworkSlimming(Method):
                 for name in self.batchnorms:
                     model.get_submodule(name).weight.fill_(self.gamma_init)
         return model
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        return group_coverage(model, self.channels)
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """λ Σ |γ| over the prunable BatchNorms (its gradient is Slimming's λ·sign(γ))."""
@@ -488,7 +500,7 @@ def slimmed(
 ) -> nn.Module:
     """A compacted copy of ``model`` with Slimming's global |γ| pruning at ``ratio`` (for
     :func:`match_macs`); ``model`` is unchanged."""
-    final = reparam.remove(copy.deepcopy(model)).eval()
+    final = reparam.remove(reparam.clone(model)).eval()
     method = NetworkSlimming(ratio, gamma_init=None, min_channels=min_channels)
     method.prepare(final, example_input)
     method.prune(final)
@@ -515,6 +527,7 @@ __all__ = [
     "effective",
     "filter_shapes",
     "fold_removed",
+    "group_coverage",
     "importances",
     "label",
     "macs_fraction",

@@ -8,6 +8,9 @@ order.
 
 from __future__ import annotations
 
+from torch import nn
+
+from ..coverage import parameter_names
 from . import register
 from .base import Method
 
@@ -17,6 +20,10 @@ class Dense(Method):
     """Plain training: the life cycle with every phase empty."""
 
     name = "dense"
+
+    def coverage(self, model: nn.Module) -> dict[str, str]:
+        """Nothing is pruned: every parameter is dense by design."""
+        return dict.fromkeys(parameter_names(model), "the dense baseline prunes nothing")
 
 
 __all__ = ["Dense"]

@@ -23,7 +23,6 @@ layer plan decides, as for the from-scratch method.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from torch import nn
@@ -167,7 +166,7 @@ class ASP(_Planned):
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """Bake the masks in; a model that was never fine-tuned is pruned here (no re-training)."""
-        model = copy.deepcopy(model)
+        model = reparam.clone(model)
         if not self.pruned:
             reparam.apply_masks(model, model_masks(model, self.n, self.m, self.plans))
         return reparam.remove(model)

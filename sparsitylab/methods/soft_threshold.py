@@ -28,7 +28,6 @@ layer's inputs.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 
@@ -261,7 +260,7 @@ class STRBN(ThresholdMethod):
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """A copy with plain BatchNorms of weight γ̂ and bias γ̂ ⊙ β̂ (pruned channels exactly 0)."""
-        final = copy.deepcopy(model)
+        final = reparam.clone(model)
         names = [n for n, m in final.named_modules() if isinstance(m, STRBatchNorm2d)]
         return reparam.remove(replace_batchnorms(final, names, to_batchnorm))
 

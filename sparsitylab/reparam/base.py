@@ -21,6 +21,7 @@ and tensors — from a file loaded with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,6 +162,17 @@ def _bake_bottom(layer: nn.Module, tensor: str, count: int) -> None:
         del plist[0]
 
 
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy of a (possibly reparametrised) model. Copied without autograd: an RNN caches
+    its parametrised weights (``_flat_weights``) when copied, and a cached tensor with a grad
+    history cannot be deep-copied."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.RNNBase):  # re-cache its weights without a grad history
+                module._init_flat_weights()
+        return copy.deepcopy(model)
+
+
 def remove(model: nn.Module, cls: type[Reparametrization] = Reparametrization) -> nn.Module:
     """Bake every instance of ``cls`` into the tensor it acts on (in place); ``model`` computes the
     same.
@@ -274,6 +286,7 @@ __all__ = [
     "Found",
     "Reparametrization",
     "attach",
+    "clone",
     "find",
     "load_state_dict",
     "remove",
