@@ -36,8 +36,10 @@ def contract(
     states: tuple[State, State],
     out_spec: str,
     sizes: dict[str, int],
+    owned: tuple[bool, bool] = (False, False),
 ) -> list[Labeling]:
-    """Labels through the einsum ``specs[0],specs[1]->out_spec`` (module doc)."""
+    """Labels through the einsum ``specs[0],specs[1]->out_spec`` (module doc); ``owned`` says which
+    operands are parameters (their axes get the roles "produces" and "reads")."""
     letters = sorted(set(specs[0]) | set(specs[1]))
     index = {c: i for i, c in enumerate(letters)}
     shape = [sizes[c] for c in letters]
@@ -46,8 +48,9 @@ def contract(
     reduced = {index[c] for c in set(specs[0]) & set(specs[1]) if c not in out_spec}
     touching = [(k, lab) for k, lab in items if set(lab.dims) & shared]
     result = [lab for k, lab in items if not set(lab.dims) & shared]
-    for lab in result:
-        ctx.role(lab.ids, "produces")
+    for k, lab in items:
+        if owned[k] and not set(lab.dims) & shared:
+            ctx.role(lab.ids, "produces")
     for cluster in by_operand(touching):
         dims = sorted({d for _, lab in cluster for d in lab.dims})
         wide = [(k, over(lab, dims, shape)) for k, lab in cluster]
@@ -74,8 +77,9 @@ def contract(
             continue
         if len(gone) == len(dims):
             ctx.sink(first.ids, nz)
-            for _, w in wide:
-                ctx.role(w.ids, "reads")
+            for k, w in wide:
+                if owned[k]:
+                    ctx.role(w.ids, "reads")
             continue
         merged = merge_along(lab, gone, ctx.link)
         ctx.heads(merged.ids)
@@ -110,7 +114,8 @@ def matmul(ctx: Tracer, name: str, args: tuple, out: torch.Tensor) -> None:
         out_spec = _spec(out.dim(), "mn")
     sizes = {c: s for spec, t in zip(specs, (a, b)) for c, s in zip(spec, t.shape)}
     sa, sb = ctx.state(a), ctx.state(b)
-    state = State(contract(ctx, specs, (sa, sb), out_spec, sizes), sa.active or sb.active)
+    owned = (weight_name(ctx, a) is not None, weight_name(ctx, b) is not None)
+    state = State(contract(ctx, specs, (sa, sb), out_spec, sizes, owned), sa.active or sb.active)
     source = weight_name(ctx, b)
     if bias is not None:
         state = elementwise(
@@ -118,6 +123,7 @@ def matmul(ctx: Tracer, name: str, args: tuple, out: torch.Tensor) -> None:
             [(tuple(bias.shape), ctx.state(bias), None), (tuple(out.shape), state, None)],
             tuple(out.shape),
             "sum",
+            owned=(True, False),
         )
     state.source = source
     ctx.set(out, state)
@@ -200,9 +206,8 @@ def convolution(ctx: Tracer, args: tuple, out: torch.Tensor) -> None:
         b_state = State(
             [Labeling((1,), lab.ids, lab.nz) for lab in b_state.labelings], b_state.active
         )
-        state = elementwise(
-            ctx, [(view, b_state, None), (tuple(out.shape), state, None)], tuple(out.shape), "sum"
-        )
+        operands = [(view, b_state, None), (tuple(out.shape), state, None)]
+        state = elementwise(ctx, operands, tuple(out.shape), "sum", owned=(True, False))
     state.source = weight_name(ctx, weight)
     ctx.set(out, state)
 

@@ -58,9 +58,11 @@ def elementwise(
     out_shape: Sequence[int],
     kind: str,
     keeps_zero: bool = True,
+    owned: Sequence[bool] = (),
 ) -> State:
     """The output state of an element-wise combination. ``operands``: (shape, state, scalar value
-    when the operand is a constant number); ``kind``: "sum", "product", "numerator" or "other"."""
+    when the operand is a constant number); ``kind``: "sum", "product", "numerator" or "other";
+    ``owned``: which operands are parameters (they get the roles "shifts" / "scales")."""
     items = [
         (i, broadcast(lab, shape, out_shape))
         for i, (shape, state, _) in enumerate(operands)
@@ -74,9 +76,10 @@ def elementwise(
         for _, w in wide[1:]:
             ctx.link(first.ids, w.ids)
         role = {"sum": "shifts", "product": "scales"}.get(kind)
-        if role:
-            for _, w in wide:
-                ctx.role(w.ids, role)
+        if role:  # a parameter added to (multiplied with) the units shifts (scales) them
+            for i, w in wide:
+                if i < len(owned) and owned[i]:
+                    ctx.role(w.ids, role)
         flags, fixed = [], set()
         for i, (shape, state, value) in enumerate(operands):
             mine = [w.nz for j, w in wide if j == i]
@@ -109,12 +112,15 @@ def elementwise(
 def pointwise(ctx: Tracer, func, name: str, args: tuple, kwargs: dict, out) -> None:
     """Any op tagged pointwise (and ``where``, ``masked_fill``, activations)."""
     target = out[0] if isinstance(out, (tuple, list)) else out
-    operands = []
+    operands, owned = [], []
     for a in args:  # keyword arguments (alpha, rounding_mode) are settings, not operands
         if isinstance(a, torch.Tensor):
             operands.append((tuple(a.shape), ctx.state(a), None))
+            base = getattr(a, "_base", None)
+            owned.append(id(a) in ctx.names or (base is not None and id(base) in ctx.names))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
             operands.append(((), State(), float(a)))
+            owned.append(False)
     base = name.rstrip("_")
     kind = (
         "sum"
@@ -126,7 +132,7 @@ def pointwise(ctx: Tracer, func, name: str, args: tuple, kwargs: dict, out) -> N
         else "other"
     )
     keeps = kind != "other" or zero_preserving(func, args, kwargs)
-    state = elementwise(ctx, operands, tuple(target.shape), kind, keeps)
+    state = elementwise(ctx, operands, tuple(target.shape), kind, keeps, owned)
     tensors = [s for _, s, v in operands if v is None]
     if tensors and all(s.fill is not None for s in tensors) and target.numel():
         state.fill = float(target.reshape(-1)[0])
