@@ -277,6 +277,26 @@ CASES = {
         ValueError,
         "epochs=-1",
     ),
+    "a scope naming no weight matrix": (
+        lambda: methods.build("magnitude", sparsity=0.5, scope=["fc9"]).prepare(models.mlp()),
+        ValueError,
+        "scope names ['fc9']",
+    ),
+    "a scope given as one string": (
+        lambda: methods.build("magnitude", sparsity=0.5, scope="fc1"),
+        TypeError,
+        "scope='fc1'",
+    ),
+    "STR-BN on a model without BatchNorm": (
+        lambda: methods.build("str-bn").prepare(models.lenet5()),
+        ValueError,
+        "no BatchNorm γ in the group",
+    ),
+    "an example input of the wrong shape": (
+        lambda: compaction.compact(models.mlp((6, 4, 3)), example_input=torch.randn(2, 5)),
+        ValueError,
+        "example_input of shape (2, 5)",
+    ),
     "unknown model": (lambda: models.build("vgg"), ValueError, "name='vgg'"),
     "zero batch size": (lambda: data.make_loader(TINY, batch_size=0), ValueError, "batch_size=0"),
     "empty subset": (lambda: data.subset(TINY, 0), ValueError, "n=0"),

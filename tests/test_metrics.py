@@ -117,3 +117,24 @@ def test_standard_error_is_the_binomial_noise_of_one_test_set():
     assert metrics.standard_error(0.8, 20_000) == pytest.approx(
         metrics.standard_error(0.8, 5000) / 2
     )
+
+
+def test_count_macs_counts_attention_products_and_recurrences():
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True).eval()
+    tokens, d = 10, 16
+    x = torch.randn(1, tokens, d)
+    linear = tokens * (3 * d * d + d * d + 2 * d * 32)  # q, k, v, out, and the MLP
+    attention = 2 * tokens * tokens * d  # q·kᵀ and softmax·v
+    assert metrics.count_macs(layer, x).dense == linear + attention
+    lstm = nn.LSTM(8, 12, batch_first=True)
+    steps = 5
+    per_step = 4 * 12 * (8 + 12)
+    assert metrics.count_macs(lstm, torch.randn(1, steps, 8)).dense == steps * per_step
+
+
+def test_sparse_macs_scale_each_product_by_its_weight_density():
+    mlp = models.mlp((6, 4, 3))
+    with torch.no_grad():
+        mlp.fc1.weight[:, :3] = 0  # half of fc1
+    macs = metrics.count_macs(mlp, torch.randn(1, 6))
+    assert macs.dense == 6 * 4 + 4 * 3 and macs.sparse == 12 + 12

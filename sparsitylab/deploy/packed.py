@@ -56,6 +56,8 @@ def unpackable(model: nn.Module, name: str, layer: nn.Module, called: set[str] |
     owner = model.get_submodule(parent) if parent else model
     if hasattr(owner, "in_proj_weight") and child == "out_proj":
         return f"{type(owner).__name__} reads out_proj.weight directly (it never calls out_proj)"
+    if isinstance(owner, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+        return f"{type(owner).__name__}'s fused fast path reads {child}.weight directly"
     if called is not None and name not in called:
         return "never called as a module on the example input (its owner reads .weight directly)"
     return ""

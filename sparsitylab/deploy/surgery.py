@@ -125,7 +125,10 @@ def _owners(model: nn.Module) -> dict[int, list[tuple[nn.Module, str, bool]]]:
 
 def _tensor(model: nn.Module, name: str) -> torch.Tensor:
     module_name, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_name) if module_name else model
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError:
+        module = None
     value = getattr(module, attr, None)
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"the plan names {name!r}, which this model does not have")
@@ -151,11 +154,10 @@ def _slice_tensors(
                 )
             new = new.index_select(axis, index)
         new = new.contiguous()
+        if isinstance(old, nn.Parameter):  # one new Parameter, shared as the old one was
+            new = nn.Parameter(new, requires_grad=old.requires_grad)
         for module, attr, is_param in owners[id(old)]:
-            if is_param:
-                module._parameters[attr] = nn.Parameter(new, requires_grad=old.requires_grad)
-            else:
-                module._buffers[attr] = new
+            (module._parameters if is_param else module._buffers)[attr] = new
             changed[module][attr] = tuple(old.shape)
     return changed
 

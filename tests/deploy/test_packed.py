@@ -65,3 +65,27 @@ def test_pack_leaves_the_model_alone_and_layers_it_skips_dense():
         isinstance(m, PackedLayer) for m in model.modules()
     )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_pack_refuses_what_it_cannot_run_naming_each_layer():
+    csr = lambda name, layer: CSR.from_weight(layer.weight)  # noqa: E731
+    grouped = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2), torch.nn.Flatten())
+    with pytest.raises(ValueError, match=r"0: a grouped convolution \(groups=2\)"):
+        pack(grouped, csr)
+    encoder = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    with pytest.raises(ValueError, match="self_attn.out_proj: MultiheadAttention reads") as found:
+        pack(encoder, csr)
+    assert "linear1: TransformerEncoderLayer's fused fast path" in str(found.value)
+    mlp = models.mlp((6, 4, 3))
+    assert packed_layers(pack(mlp, csr, example_input=torch.randn(2, 6))) == ["fc1", "fc2"]
+
+    class ReadsWeight(torch.nn.Module):  # an owner that uses its child's weight directly
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return x @ self.inner.weight.t()
+
+    with pytest.raises(ValueError, match="inner: never called as a module"):
+        pack(ReadsWeight(), csr, example_input=torch.randn(2, 4))
