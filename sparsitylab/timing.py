@@ -111,9 +111,11 @@ def interleaved(
     warmup: int = 3,
     num_threads: int | None = None,
     clock: str = "wall",
+    alternate: bool = False,
 ) -> dict[str, Timing]:
     """Median seconds per call of each of ``calls``, timed round-robin: every round calls each once,
-    in order.
+    in order (``alternate=True``: the order reversed every other round, so no call always runs
+    first after another's caches).
 
     ``clock``: ``"wall"`` (``time.perf_counter``, CUDA synchronised around each call) or
     ``"thread"`` (CPU time of the calling thread, ``time.thread_time``: with one thread, other
@@ -130,7 +132,8 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in calls}
     with threads(n), torch.no_grad():
         for round_ in range(warmup + repeats):
-            for name, call in calls.items():
+            order = list(calls.items())
+            for name, call in order[::-1] if alternate and round_ % 2 else order:
                 sync()
                 start = now()
                 call()

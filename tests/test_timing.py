@@ -73,3 +73,13 @@ def test_caption_names_machine_threads_clock_batch_repeats_and_spread():
         caption({**timings, "other": Timing(0.01, 0.01, 0.01, 40, "thread", 1)})
     with pytest.raises(ValueError, match="empty"):
         caption({})
+
+
+def test_interleaved_can_alternate_the_order_every_round():
+    seen = []
+    calls = {"a": lambda: seen.append("a"), "b": lambda: seen.append("b")}
+    timing.interleaved(calls, repeats=2, warmup=0, alternate=True)
+    assert seen == ["a", "b", "b", "a"]
+    seen.clear()
+    timing.interleaved(calls, repeats=2, warmup=0)
+    assert seen == ["a", "b", "a", "b"]

@@ -38,7 +38,7 @@ from ..methods.channels import ChannelPruning
 from ..metrics import count_macs
 from ..models import eval_mode
 from ..sparsify.schedules import OneShot
-from ..timing import cpu_name, threads
+from ..timing import cpu_name, interleaved, threads
 from . import positive_int
 
 COST_GOAL = 20.0  # graph + compaction, in forward passes
@@ -153,20 +153,6 @@ def matched(model: nn.Module, example: torch.Tensor, fraction: float, steps: int
     return best
 
 
-def alternating(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict:
-    """Median seconds per call, round-robin with the order reversed every other round."""
-    names = list(calls)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    with torch.no_grad():
-        for round_ in range(warmup + repeats):
-            for name in names if round_ % 2 == 0 else names[::-1]:
-                start = time.perf_counter()
-                calls[name]()
-                if round_ >= warmup:
-                    times[name].append(time.perf_counter() - start)
-    return {n: statistics.median(t) for n, t in times.items()}
-
-
 def speed_task(repeats: int, batch: int = 64) -> dict[str, Any]:
     """Compacted vs masked latency at ≈ 50 % of the MACs, for a ResNet and a ViT."""
     results = {}
@@ -177,7 +163,8 @@ def speed_task(repeats: int, batch: int = 64) -> dict[str, Any]:
         masked, small, ratio, sparsity = matched(model, x, 0.5)
         calls = {"masked": lambda m=masked, x=x: m(x), "compacted": lambda m=small, x=x: m(x)}
         with eval_mode(masked, small):
-            times = alternating(calls, repeats)
+            timed = interleaved(calls, repeats, warmup=2, alternate=True)
+        times = {name: t.median for name, t in timed.items()}
         speedup = times["masked"] / times["compacted"]
         results[name] = {
             "channel_sparsity": sparsity,

@@ -34,12 +34,6 @@ def test_matched_pruning_reaches_the_macs_and_stays_exact():
     assert torch.allclose(small(x), masked(x), atol=1e-5)
 
 
-def test_alternating_times_every_call_in_both_orders():
-    seen = []
-    times = bench.alternating({"a": lambda: seen.append("a"), "b": lambda: seen.append("b")}, 2, 0)
-    assert seen == ["a", "b", "b", "a"] and set(times) == {"a", "b"}
-
-
 def test_main_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "resnet50", tiny)
     monkeypatch.setattr(bench, "small_resnet", tiny)
