@@ -165,97 +165,144 @@ def _rectangles(tracer: Tracer) -> np.ndarray:
     return comp
 
 
-def _roles(tracer: Tracer) -> dict[int, str]:
-    rank = {role: i for i, role in enumerate(ROLE_ORDER)}
-    best: dict[int, str] = {}
+def _owner_roles(tracer: Tracer) -> list[str]:
+    """The role of each owned axis: the most frequent among its indices' (each index keeps its
+    highest-ranked role: produces > passes > reads > scales > shifts > stats)."""
+    rank = np.full(tracer.count, len(ROLE_ORDER), dtype=np.int64)
     for ids, role in tracer.roles:
-        for i in ids.tolist():
-            if i not in best or rank[role] < rank[best[i]]:
-                best[i] = role
-    return best
+        np.minimum.at(rank, ids.numpy(), ROLE_ORDER.index(role))
+    roles = []
+    for owner in tracer.owners:
+        counts = np.bincount(
+            rank[owner.start : owner.start + owner.size], minlength=len(ROLE_ORDER) + 1
+        )
+        best = int(counts[: len(ROLE_ORDER)].argmax())
+        roles.append(ROLE_ORDER[best] if counts[best] else "unused")
+    return roles
+
+
+@dataclass
+class _Units:
+    """Every owned index sorted by (component, owner, index), run-length encoded by (component,
+    owner): ``pair_*`` describe one owner's indices in one component."""
+
+    index: np.ndarray
+    pair_start: np.ndarray
+    pair_count: np.ndarray
+    pair_owner: np.ndarray
+    comps: np.ndarray  # the components that own indices
+    first_pair: np.ndarray  # per component, its first pair
+    signature: np.ndarray  # per component, a hash of its (owner, count) pairs
+
+
+def _units(tracer: Tracer, comp: np.ndarray) -> _Units:
+    owner = np.concatenate(
+        [np.full(o.size, k) for k, o in enumerate(tracer.owners)] or [np.zeros(0, np.int64)]
+    )
+    index = np.concatenate([np.arange(o.size) for o in tracer.owners] or [np.zeros(0, np.int64)])
+    ids = np.concatenate(
+        [np.arange(o.start, o.start + o.size) for o in tracer.owners] or [np.zeros(0, np.int64)]
+    )
+    of = comp[ids]
+    order = np.lexsort((index, owner, of))
+    of, owner, index = of[order], owner[order], index[order]
+    new_pair = np.r_[True, (of[1:] != of[:-1]) | (owner[1:] != owner[:-1])] if len(of) else of
+    pair_start = np.flatnonzero(new_pair)
+    pair_count = np.diff(np.r_[pair_start, len(of)])
+    pair_owner, pair_comp = owner[pair_start], of[pair_start]
+    comps, first_pair = np.unique(pair_comp, return_index=True)
+    codes = np.random.default_rng(0).integers(
+        1, 2**62, size=len(tracer.owners) + 1, dtype=np.uint64
+    )
+    hashed = codes[pair_owner] * (pair_count.astype(np.uint64) + np.uint64(1))
+    signature = np.add.reduceat(hashed, first_pair) if len(first_pair) else hashed
+    return _Units(index, pair_start, pair_count, pair_owner, comps, first_pair, signature)
+
+
+def _pins(tracer: Tracer, comp: np.ndarray) -> tuple[np.ndarray, dict[int, list[str]]]:
+    """Which components are pinned, and the first reasons of each (silent pins have none)."""
+    pinned = np.zeros(comp.max() + 1 if len(comp) else 1, dtype=bool)
+    pinned[comp[PIN]] = True
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for ids, reason, quiet in tracer.pins:
+        hit = np.unique(comp[ids.numpy()])
+        pinned[hit] = True
+        if quiet:
+            continue
+        for c in hit.tolist():
+            if len(reasons[c]) < 6 and reason not in reasons[c]:
+                reasons[c].append(reason)
+    return pinned, reasons
+
+
+def _flags(parts: list[torch.Tensor], comp: np.ndarray, size: int) -> np.ndarray:
+    flags = np.zeros(size, dtype=bool)
+    if parts:
+        flags[comp[torch.cat(parts).numpy()]] = True
+    return flags
 
 
 def build(result: Trace) -> Graph:
     """Units, groups, kept groups and boundaries from a raw trace."""
     tracer = result.tracer
     comp = _rectangles(tracer)
-    pinned: dict[int, list[str]] = defaultdict(list)
-    silent: set[int] = set()
-    pinned[comp[PIN]] = ["(pin)"]
-    for ids, reason, quiet in tracer.pins:
-        for c in np.unique(comp[ids.numpy()]).tolist():
-            if quiet:
-                silent.add(c)
-            elif len(pinned[c]) < 6 and reason not in pinned[c]:
-                pinned[c].append(reason)
-    for c in silent:
-        pinned.setdefault(c, [])
-    read_alive: dict[int, bool] = defaultdict(bool)
-    for ids, nz in tracer.sinks:
-        cs = comp[ids.numpy()]
-        for c in np.unique(cs[nz.numpy()]).tolist():
-            read_alive[c] = True
-    heads = (
-        set(np.unique(comp[torch.cat(tracer.head_ids).numpy()]).tolist())
-        if tracer.head_ids
-        else set()
-    )
-    roles = _roles(tracer)
-    # every owned index: (component, tensor, axis, index)
-    units: dict[int, dict[tuple[str, int], list[int]]] = defaultdict(lambda: defaultdict(list))
-    member_roles: dict[tuple[str, int], Counter] = defaultdict(Counter)
-    order: dict[tuple[str, int], int] = {}
-    for owner in tracer.owners:
-        key = (owner.tensor, owner.axis)
-        order.setdefault(key, len(order))
-        ids = np.arange(owner.start, owner.start + owner.size)
-        for index, c in enumerate(comp[ids].tolist()):
-            units[c][key].append(index)
-        for i in ids.tolist():
-            if i in roles:
-                member_roles[key][roles[i]] += 1
+    pinned, reasons_of = _pins(tracer, comp)
+    alive = _flags([ids[nz] for ids, nz in tracer.sinks], comp, len(pinned))
+    heads = _flags(tracer.head_ids, comp, len(pinned))
+    roles = _owner_roles(tracer)
+    u = _units(tracer, comp)
+    by_signature: dict[tuple, list[int]] = defaultdict(list)  # position of the component in u
+    for position, (c, signature) in enumerate(zip(u.comps.tolist(), u.signature.tolist())):
+        by_signature[(bool(pinned[c]), signature)].append(position)
 
-    def role_of(key):
-        counts = member_roles.get(key)
-        return counts.most_common(1)[0][0] if counts else "unused"
+    def first_owner(positions):  # the group's earliest owner, then its earliest unit
+        p = u.first_pair[positions]
+        return (int(u.pair_owner[p].min()), int(p.min()))
 
-    by_signature: dict[tuple, list[int]] = defaultdict(list)
-    for c, members in units.items():
-        signature = tuple(sorted((key, len(idx)) for key, idx in members.items()))
-        by_signature[(c in pinned, signature)].append(c)
     groups, kept = [], []
     names: Counter = Counter()
-    for (is_pinned, signature), comps in sorted(
-        by_signature.items(), key=lambda kv: min(order[k] for k, _ in kv[0][1])
+    for (is_pinned, _), positions in sorted(
+        by_signature.items(), key=lambda kv: first_owner(kv[1])
     ):
-        keys = sorted((key for key, _ in signature), key=lambda k: order[k])
-        members = tuple(Member(t, a, role_of((t, a))) for t, a in keys)
-        first = keys[0]
-        comps = sorted(comps, key=lambda c: units[c][first][0])
+        positions = np.array(positions)
+        start = u.first_pair[positions[0]]
+        width = (
+            u.first_pair[positions[0] + 1] if positions[0] + 1 < len(u.comps) else len(u.pair_start)
+        ) - start
+        owners = u.pair_owner[start : start + width].tolist()
+        counts = u.pair_count[start : start + width].tolist()
+        members = tuple(
+            Member(tracer.owners[o].tensor, tracer.owners[o].axis, roles[o]) for o in owners
+        )
+        index = {}
+        for k, (o, count) in enumerate(zip(owners, counts)):
+            starts = u.pair_start[u.first_pair[positions] + k]
+            index[(tracer.owners[o].tensor, tracer.owners[o].axis)] = torch.from_numpy(
+                u.index[starts[:, None] + np.arange(count)]
+            )
+        first = index[(members[0].tensor, members[0].axis)][:, 0]
+        order = torch.argsort(first, stable=True)
+        index = {key: value[order] for key, value in index.items()}
+        comps = u.comps[positions][order.numpy()]
         producers = [m for m in members if m.role in ("produces", "passes")]
         reasons: list[str] = []
         if is_pinned:
-            found = [r for c in comps for r in pinned[c] if r != "(pin)"]
+            found = [r for c in comps.tolist() for r in reasons_of.get(c, [])]
             reasons = list(dict.fromkeys(found))[:3]
             if not reasons:  # pinned silently (kernel taps, vocabulary rows): not channels
                 continue
         label = producers[0].module if producers else f"{members[0].tensor}[{members[0].axis}]"
         names[label] += 1
         name = label if names[label] == 1 else f"{label}#{names[label]}"
-        if reasons:
-            pass
-        elif not producers:
+        if not reasons and not producers:
             reasons = ["no layer produces these units"]
-        elif len(comps) < 2:
+        elif not reasons and len(comps) < 2:
             reasons = ["a single unit (removing it would empty the layer)"]
         if reasons:
             kept.append(KeptGroup(name, len(comps), members, tuple(reasons)))
             continue
-        index = {
-            key: torch.tensor([units[c][key] for c in comps], dtype=torch.long) for key in keys
-        }
-        dead = torch.tensor([not read_alive[c] for c in comps])
-        groups.append(ChannelGroup(name, members, index, any(c in heads for c in comps), dead))
+        dead = torch.from_numpy(~alive[comps])
+        groups.append(ChannelGroup(name, members, index, bool(heads[comps].any()), dead))
     boundaries = [Boundary(m or "the model", r) for m, r in tracer.boundaries]
     boundaries += [
         Boundary(m or "the model", f"op {op} has no rule")

@@ -246,6 +246,11 @@ def move(ctx: Tracer, func, name: str, args: tuple, kwargs: dict, out) -> None:
                 ctx.set(o, State(labels, state.active, state.fill, state.source))
         return
     _positional(ctx, state, name, x, args, kwargs)
+    permuted = _dim_map(name, x.dim(), args)
+    if permuted is not None:  # a pure reordering of dims: no data to look at
+        labels = [_moved(lab, permuted) for lab in state.labelings]
+        ctx.set(out, State(labels, state.active, state.fill, state.source))
+        return
     if name == "constant_pad_nd" and not _pads_labeled(state, x.dim(), args[1]):
         value = args[2] if len(args) > 2 else 0.0
         labs = (
@@ -318,6 +323,31 @@ def concatenate(ctx: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Te
         axis = dims.index(dim)
         result.append(Labeling(tuple(dims), torch.cat(parts_ids, axis), torch.cat(parts_nz, axis)))
     ctx.set(out, State(result, active))
+
+
+def _dim_map(name: str, ndim: int, args: tuple) -> list[int | None] | None:
+    """For ops that only reorder dims (t, transpose, permute, unsqueeze): output dim → input dim
+    (None for a new size-1 dim); None for any other op."""
+    if name == "t" and ndim == 2:
+        return [1, 0]
+    if name == "transpose":
+        a, b = _dim(args[1], ndim), _dim(args[2], ndim)
+        dims = list(range(ndim))
+        dims[a], dims[b] = dims[b], dims[a]
+        return dims
+    if name == "permute":
+        return [_dim(d, ndim) for d in args[1]]
+    if name == "unsqueeze":
+        at = _dim(args[1], ndim + 1)
+        return [*range(at), None, *range(at, ndim)]
+    return None
+
+
+def _moved(lab: Labeling, dims: list[int | None]) -> Labeling:
+    """``lab`` after the output takes input dim ``dims[i]`` as its dim ``i``."""
+    new = sorted(dims.index(d) for d in lab.dims)
+    order = [lab.dims.index(dims[i]) for i in new]
+    return Labeling(tuple(new), lab.ids.permute(order), lab.nz.permute(order))
 
 
 def _shift(lab: Labeling, inserted: int) -> Labeling:
