@@ -52,11 +52,11 @@ from .deploy.formats import CSR, Sparse24
 from .deploy.packed import pack
 from .files import atomic_write_json
 from .methods import Method
-from .methods.channels import NetworkSlimming, match_macs, slimmed
 from .methods.hbs import HierarchicalBlockPruning, step_decay
 from .methods.magnitude import gradual, one_shot
 from .methods.nm import ASP, NMSparsity
 from .methods.sis import SIS
+from .methods.slimming import NetworkSlimming, match_macs, slimmed
 from .methods.soft_threshold import STR, STRBN
 from .methods.ssl import SSL
 from .metrics import compare_latency

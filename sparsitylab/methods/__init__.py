@@ -41,7 +41,7 @@ def build(name: str, **options: Any) -> Method:
     return factory(**options)
 
 
-from . import channels, dense, hbs, magnitude, nm, sis, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
+from . import channels, dense, hbs, magnitude, nm, sis, slimming, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
 
 __all__ = [
     "Method",
@@ -54,6 +54,7 @@ __all__ = [
     "nm",
     "register",
     "sis",
+    "slimming",
     "soft_threshold",
     "ssl",
 ]

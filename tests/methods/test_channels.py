@@ -12,14 +12,11 @@ import torch
 from sparsitylab import models, runner, train
 from sparsitylab.methods.channels import (
     ChannelPruning,
-    NetworkSlimming,
     channel_importances,
     channel_masks,
-    macs_fraction,
-    match_macs,
     removable_batchnorms,
-    slimmed,
 )
+from sparsitylab.methods.slimming import NetworkSlimming, macs_fraction, match_macs, slimmed
 from sparsitylab.sparsify.schedules import CubicSchedule, OneShot
 
 BUILDERS = {

@@ -277,12 +277,13 @@ TOPOLOGIES = ("concat", "squeeze-excite", "shared-twice", "python-if", "channel-
 
 
 def _methods() -> dict[str, Callable[[], Any]]:
-    from sparsitylab.methods.channels import ChannelPruning, NetworkSlimming
+    from sparsitylab.methods.channels import ChannelPruning
     from sparsitylab.methods.dense import Dense
     from sparsitylab.methods.hbs import HierarchicalBlockPruning
     from sparsitylab.methods.magnitude import gradual, one_shot
     from sparsitylab.methods.nm import ASP, NMSparsity
     from sparsitylab.methods.sis import SIS
+    from sparsitylab.methods.slimming import NetworkSlimming
     from sparsitylab.methods.soft_threshold import STR, STRBN
     from sparsitylab.methods.ssl import SSL
     from sparsitylab.sparsify.schedules import OneShot
