@@ -4,13 +4,15 @@ The per-layer problem and its solvers are in :mod:`sparsitylab.sparsify.sis` (wh
 and what is our reconstruction is stated there). This module is the network pass, also our
 reconstruction (the paper's layer order and data flow could not be read), on any model:
 
-1. The model is traced once on a calibration image (:mod:`sparsitylab.graph`). Each ``nn.Linear``
-   and ``nn.Conv2d`` (groups = 1, numeric zero padding) called once, in the order of the forward
-   pass, is one problem; a BatchNorm its output goes straight into is folded into (W, b); the
-   activation is ReLU or sigmoid when that is the op that reads the (normalised) output, else the
-   identity (pooling, a residual add, attention: the **pre-activation** output is the target); a
-   layer whose output is the model's output gets ``last`` ("softmax": the classifier's loss
-   activation). Other layers are kept dense and listed in :attr:`SIS.skipped` with the reason.
+1. The model is traced once on a calibration image (:mod:`sparsitylab.graph`). Each ``nn.Linear``,
+   Hugging Face ``Conv1D`` (a Linear stored transposed) and ``nn.Conv2d`` (groups = 1, symmetric
+   zero padding) called once, in the order of the forward pass, is one problem (not a layer whose
+   weight is tied to an embedding table: solving it would change the lookups too); a BatchNorm its
+   output goes straight into is folded into (W, b); the activation is ReLU or sigmoid when that is
+   the op that reads the (normalised) output, else the identity (pooling, a residual add,
+   attention: the **pre-activation** output is the target); a layer whose output is the model's
+   output gets ``last`` ("softmax": the classifier's loss activation). Other layers are kept dense
+   and listed in :attr:`SIS.skipped` with the reason.
 2. Targets y come from the **dense** network; inputs x from the **already-sparsified** network
    (``inputs="sparse"``, the default), so each layer corrects the errors of the layers before it;
    ``inputs="dense"`` solves every layer from dense inputs instead. Both are read with forward
@@ -42,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
-from ..coverage import COVERED, coverage
+from ..coverage import COVERED, all_matrices, coverage
 from ..deploy.compaction import default_input
 from ..gemm import from_gemm_view, gemm_view, im2col
 from ..graph import trace
@@ -60,10 +62,24 @@ class Step:
     """One problem of the network pass: a layer, its folded BatchNorm and its activation."""
 
     name: str
-    layer: nn.Linear | nn.Conv2d
+    layer: nn.Module  # nn.Linear, nn.Conv2d, or a Conv1D (``transposed``: weight stored in × out)
     batchnorm: nn.BatchNorm1d | nn.BatchNorm2d | None
     activation: str
     batchnorm_name: str | None = None
+    transposed: bool = False
+
+
+def zero_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
+    """The symmetric zero padding (rows, columns) ``conv`` applies, or None: another padding mode,
+    or ``padding="same"`` that pads unevenly (an even kernel)."""
+    if conv.padding_mode != "zeros":
+        return None
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        return None if any(t % 2 for t in total) else (total[0] // 2, total[1] // 2)
+    return tuple(conv.padding)
 
 
 def _unsupported(layer: nn.Module) -> str | None:
@@ -71,8 +87,8 @@ def _unsupported(layer: nn.Module) -> str | None:
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
             return "a grouped convolution (SIS handles groups=1 only)"
-        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
-            return "padding other than numeric zero padding"
+        if zero_padding(layer) is None:
+            return "padding other than symmetric zero padding"
     return None
 
 
@@ -84,12 +100,15 @@ def plan_steps(
     example = default_input(model) if example_input is None else example_input
     graph = trace(model, example)
     modules = dict(model.named_modules())
+    matrices = {w.module_name: w for w in all_matrices(model).values() if w.attr == "weight"}
     found, skipped = [], {}
     for name, calls in graph.calls.items():
-        layer = modules[name]
-        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        layer, matrix = modules[name], matrices.get(name)
+        transposed = matrix is not None and matrix.transposed
+        if not (isinstance(layer, (nn.Linear, nn.Conv2d)) or transposed):
             continue
-        why = _unsupported(layer) or (f"called {calls} times" if calls != 1 else None)
+        tied = None if matrix else "its weight is an embedding table's (tied): not solved"
+        why = tied or _unsupported(layer) or (f"called {calls} times" if calls != 1 else None)
         if why:
             skipped[name] = why
             continue
@@ -101,7 +120,7 @@ def plan_steps(
         activation = ACTIVATION_OF.get(reader, "identity")
         if reader == "output":
             activation = last
-        found.append(Step(name, layer, bn, activation, bn_name))
+        found.append(Step(name, layer, bn, activation, bn_name, transposed))
     return found, skipped
 
 
@@ -112,7 +131,7 @@ def steps(model: nn.Module, example_input: Any = None, last: str = "softmax") ->
     if not found:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise ValueError(
-            "the model has no Linear or Conv2d layer SIS can sparsify"
+            "the model has no Linear, Conv1D or Conv2d layer SIS can sparsify"
             + (f" ({why})" if why else "")
         )
     return found
@@ -122,7 +141,7 @@ def folded(step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W, b, scale) of the layer with its BatchNorm (eval mode) folded in, W as its GEMM matrix
     (out × in·kh·kw); scale is the BN's per-channel γ/√(var + ε) (ones without BN)."""
     layer = step.layer
-    w = gemm_view(layer.weight.detach())
+    w = layer.weight.detach().t() if step.transposed else gemm_view(layer.weight.detach())
     zeros = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     b = layer.bias.detach() if layer.bias is not None else zeros
     scale = torch.ones_like(zeros)
@@ -142,7 +161,7 @@ def write_back(step: Step, w: torch.Tensor, b: torch.Tensor, scale: torch.Tensor
     layer, bn = step.layer, step.batchnorm
     safe = torch.where(scale == 0, torch.ones_like(scale), scale)
     raw = torch.where((scale == 0)[:, None], torch.zeros_like(w), w / safe[:, None])
-    layer.weight.copy_(from_gemm_view(raw, layer.weight.shape))
+    layer.weight.copy_(raw.t() if step.transposed else from_gemm_view(raw, layer.weight.shape))
     if bn is None:
         if layer.bias is not None:
             layer.bias.copy_(b)
@@ -157,11 +176,12 @@ def patches(step: Step, x: torch.Tensor) -> torch.Tensor:
     """The layer's input as GEMM rows: x itself for a Linear, im2col patches (one row per output
     position) for a Conv2d, in the (C, kh, kw) order of the weight's GEMM matrix."""
     layer = step.layer
-    if isinstance(layer, nn.Linear):  # every position of a sequence is a sample
+    if not isinstance(layer, nn.Conv2d):  # a Linear: every position of a sequence is a sample
         return x.reshape(-1, x.shape[-1])
-    if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
-        raise TypeError(f"layer {step.name!r}: SIS supports numeric zero padding only")
-    cols = im2col(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    padding = zero_padding(layer)
+    if padding is None:
+        raise TypeError(f"layer {step.name!r}: SIS supports symmetric zero padding only")
+    cols = im2col(x, layer.kernel_size, layer.stride, padding, layer.dilation)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
@@ -259,7 +279,7 @@ class SIS(Method):
         chain, self.skipped = plan_steps(model, _first(x0), self.last)
         if not chain:
             raise ValueError(
-                "the model has no Linear or Conv2d layer SIS can sparsify "
+                "the model has no Linear, Conv1D or Conv2d layer SIS can sparsify "
                 f"({'; '.join(f'{k}: {v}' for k, v in self.skipped.items())})"
             )
         if isinstance(self.eta, Mapping):
@@ -293,14 +313,14 @@ class SIS(Method):
 
     def coverage(self, model: nn.Module) -> dict[str, str]:
         """The layers SIS solved are covered; skipped ones say why, other matrices are not
-        ``nn.Linear``/``nn.Conv2d`` layers."""
+        Linear, Conv1D or Conv2d layers."""
         report = coverage(model)
         solved = {f"{r.layer}.weight" for r in self.reports}
         for name, why in report.items():
             if why == COVERED and name not in solved:
                 layer = name.rpartition(".")[0]
                 report[name] = self.skipped.get(
-                    layer, "SIS solves the weights of nn.Linear and nn.Conv2d layers only"
+                    layer, "SIS solves the weights of Linear, Conv1D and Conv2d layers only"
                 )
         return report
 

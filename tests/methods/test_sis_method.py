@@ -82,8 +82,63 @@ def test_steps_walk_any_model_and_say_what_they_skip():
     assert [s.name for s in found] == ["3"] and "grouped" in skipped["0"]
     with pytest.raises(ValueError, match="grouped"):
         steps(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.ReLU()), torch.randn(1, 4, 5, 5))
-    with pytest.raises(ValueError, match="no Linear or Conv2d"):
+    with pytest.raises(ValueError, match="no Linear, Conv1D or Conv2d"):
         steps(nn.Sequential(nn.ReLU(), nn.Flatten()), torch.randn(1, 3))
+
+
+class TiedHead(nn.Module):
+    """A language model's shape: the output layer shares its weight with the embedding table."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(12, 6)
+        self.hidden = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 12, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.hidden(self.embed(ids))))
+
+
+def test_a_layer_tied_to_an_embedding_table_is_kept_and_the_table_untouched():
+    model = TiedHead()
+    ids = torch.randint(0, 12, (4, 5))
+    found, skipped = plan_steps(model, ids)
+    assert [s.name for s in found] == ["hidden"] and "embedding" in skipped["head"]
+    table = model.embed.weight.detach().clone()
+    loaders = data.Loaders(
+        train=DataLoader(TensorDataset(ids, torch.randint(0, 12, (4, 5))), batch_size=4),
+        val=None,
+        test=None,
+    )
+    method = SIS(0.3, images=4, max_iter=50)
+    run = runner.run(method, model, loaders, progress=False)
+    assert torch.equal(run.model.embed.weight, table)
+    assert run.coverage["embed.weight"].startswith("embedding table")
+    assert run.coverage["hidden.weight"] == "covered"
+
+
+def test_a_conv1d_layer_gets_the_solution_of_the_same_linear_layer():
+    conv1d = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    transposed = nn.Sequential(conv1d(6, 8), nn.ReLU(), conv1d(3, 6))
+    with torch.no_grad():
+        for a, b in ((linear[0], transposed[0]), (linear[2], transposed[2])):
+            b.weight.copy_(a.weight.t())
+            b.bias.copy_(a.bias)
+    x = torch.randn(32, 8)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 3, (32,))), batch_size=32)
+    solved = {}
+    for name, model in (("linear", linear), ("conv1d", transposed)):
+        method = SIS(0.2, images=32, max_iter=200)
+        method.calibrate(model, loader)
+        solved[name] = reparam.remove(model)
+        assert [s.activation for s in steps(model, x[:1])] == ["relu", "softmax"]
+    for i in (0, 2):
+        a, b = solved["linear"][i], solved["conv1d"][i]
+        assert torch.allclose(a.weight, b.weight.t(), atol=1e-6)
+        assert torch.equal(a.weight == 0, b.weight.t() == 0) and bool((a.weight == 0).any())
 
 
 # --- folding, writing back, patches --------------------------------------------------------------
@@ -157,6 +212,8 @@ def test_write_back_layer_without_bias_or_batchnorm():
         dict(in_channels=3, out_channels=5, kernel_size=3),
         dict(in_channels=2, out_channels=4, kernel_size=(3, 2), stride=2, padding=1),
         dict(in_channels=2, out_channels=3, kernel_size=3, dilation=2, padding=(2, 1), bias=False),
+        dict(in_channels=2, out_channels=3, kernel_size=(5, 3), padding="same"),
+        dict(in_channels=2, out_channels=3, kernel_size=3, padding="valid"),
     ],
 )
 def test_patches_times_the_gemm_matrix_is_the_convolution(conv):
@@ -175,11 +232,11 @@ def test_patches_times_the_gemm_matrix_is_the_convolution(conv):
     assert torch.equal(rows(step, expected), expected.permute(0, 2, 3, 1).reshape(-1, c))
 
 
-def test_patches_of_a_linear_layer_flatten_and_string_padding_is_refused():
+def test_patches_of_a_linear_layer_flatten_and_uneven_padding_is_refused():
     step = steps(nn.Sequential(nn.Linear(12, 3)))[0]
     x = torch.randn(4, 5, 12)  # a batch of sequences: every position is a sample
     assert torch.equal(patches(step, x), x.reshape(20, 12))
-    same = nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(50, 2))
+    same = nn.Sequential(nn.Conv2d(1, 2, 2, padding="same"), nn.Flatten(), nn.Linear(50, 2))
     found, skipped = plan_steps(same, torch.randn(1, 1, 5, 5))
     assert [s.name for s in found] == ["2"] and "zero padding" in skipped["0"]  # kept, reported
     step = type(found[0])("0", same[0], None, "identity")
@@ -418,7 +475,7 @@ def test_bad_options_raise_clear_errors(trained_state, digits_split):
     with pytest.raises(ValueError, match=r"images=100000 but the loader holds only \d+"):
         SIS(images=100_000).calibrate(model, loader)
     grouped = nn.Sequential(nn.Flatten(), nn.Unflatten(1, (4, 4, 4)), nn.Conv2d(4, 4, 3, groups=2))
-    with pytest.raises(ValueError, match="no Linear or Conv2d layer SIS can sparsify .*grouped"):
+    with pytest.raises(ValueError, match="no Linear, Conv1D or Conv2d layer SIS can .*grouped"):
         SIS(images=IMAGES).calibrate(grouped, loader)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     SIS(0.05, images=IMAGES).calibrate(model, loader)

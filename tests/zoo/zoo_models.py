@@ -345,6 +345,7 @@ def run_cell(name: str, method: str, tmp: Any) -> Cell:
         if reason is not None and reason in str(error):
             return Cell(f"kept: {reason}")
         raise
+    _check_zeros_only_where_covered(model, run)
     deployable = run.deployable
     example = entry.example()
     path = tmp / f"{name}-{method}.pt"
@@ -361,6 +362,20 @@ def run_cell(name: str, method: str, tmp: Any) -> Cell:
         (run.macs, run.compacted_macs or run.sparse_macs),
         (run.covered_sparsity or 0.0, run.model_sparsity or 0.0),
     )
+
+
+def _check_zeros_only_where_covered(model: nn.Module, run: Any) -> None:
+    """No silent pruning: a parameter the run reports as left dense gained no exact zeros."""
+    from sparsitylab.coverage import COVERED, parameter_names
+
+    before = {n: int((t == 0).sum()) for n, t in parameter_names(model).items()}
+    after = parameter_names(run.model)
+    gained = [
+        f"{name} ({why})"
+        for name, why in run.coverage.items()
+        if why != COVERED and name in before and int((after[name] == 0).sum()) > before[name]
+    ]
+    assert not gained, f"{run.method} zeroed parameters it reports as dense: {gained}"
 
 
 # The models without an in-block BatchNorm: Slimming and STR-BN (which threshold BatchNorm γ) must
