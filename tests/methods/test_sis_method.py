@@ -14,16 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sparsitylab import data, methods, models, reparam, runner
-from sparsitylab.methods.sis import (
-    SIS,
-    calibration_images,
-    folded,
-    patches,
-    plan_steps,
-    rows,
-    steps,
-    write_back,
-)
+from sparsitylab.methods.sis import SIS, calibration_images
+from sparsitylab.methods.sis_steps import folded, patches, plan_steps, rows, steps, write_back
 
 # --- the problems of a model ---------------------------------------------------------------------
 
