@@ -36,7 +36,9 @@ the user's class (:mod:`sparsitylab.deploy.serialize`).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -48,7 +50,8 @@ from ..graph import ChannelGroup, Graph, trace
 from ..metrics import BATCHNORMS, layer_costs
 from ..sparsify.groups import ResidualBlock, branch_alive
 from .layers import ConstantBranch, Gather, GemmConv2d
-from .surgery import Plan, apply_plan, check_same, plan_from
+from .repair import failing_module, groups_of_its_kind
+from .surgery import Plan, apply_plan, check_same, outputs, plan_from
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
 PASS_THROUGH = (
@@ -259,11 +262,50 @@ def lower_column_sparse(model: nn.Module) -> dict[str, list[int]]:
     return lowered
 
 
-def unit_plan(model: nn.Module, example_input: Any) -> tuple[Plan, Graph]:
-    """The plan removing every unit of ``model`` that is zero wherever it is read, and the graph."""
+def unit_plan(
+    model: nn.Module, example_input: Any, keep: Collection[str] = ()
+) -> tuple[Plan, Graph]:
+    """The plan removing every unit of ``model`` that is zero wherever it is read (except in the
+    groups named in ``keep``), and the graph."""
     graph = trace(model, example_input)
-    removed = dead_units(model, graph)
+    removed = {k: v for k, v in dead_units(model, graph).items() if k not in keep}
     return (plan_from(model, graph, removed) if removed else Plan()), graph
+
+
+def _attempt(
+    model: nn.Module, example: Any, keep: Collection[str], gather_inputs: bool, shapes: bool
+) -> tuple[nn.Module, Plan, bool, Graph]:
+    """One compaction of a copy of ``model``, the groups in ``keep`` left whole (unchecked)."""
+    small = copy.deepcopy(model).eval()
+    dropped = drop_zero_branches(small)
+    plan, graph = unit_plan(small, example, keep)
+    apply_plan(small, plan)
+    replayable = not dropped
+    if gather_inputs and isinstance(small, nn.Sequential):
+        gathered = gather_first_inputs(small)
+        replayable &= gathered is small
+        small = gathered
+    if shapes:
+        plan.lowered = lower_column_sparse(small)
+    return small.eval(), plan, replayable, graph
+
+
+def _code_to_keep(small: nn.Module, graph: Graph, example: Any) -> tuple[list[str], str]:
+    """The groups to keep whole because a module's own code broke on the compacted sizes
+    (:mod:`sparsitylab.deploy.repair`), and why; nothing when a torch layer failed (a bug, not
+    user code)."""
+    found = failing_module(small, example)
+    if found is None:
+        return [], ""
+    where, error = found
+    module = small.get_submodule(where)
+    if type(module).__module__.startswith("torch.nn"):
+        return [], ""
+    reason = (
+        f"{type(module).__name__}'s code assumes the sizes it was built with "
+        f"({type(error).__name__}: {str(error)[:120]})"
+    )
+    return groups_of_its_kind(graph, small, where), reason
 
 
 @torch.no_grad()
@@ -288,20 +330,27 @@ def compact(
             "(sparsitylab.reparam.remove(model), or the method's finalize)"
         )
     example = default_input(model) if example_input is None else example_input
-    small = copy.deepcopy(model).eval()
-    dropped = drop_zero_branches(small)
-    plan, _ = unit_plan(small, example)
-    apply_plan(small, plan)
-    replayable = not dropped
-    if gather_inputs and isinstance(small, nn.Sequential):
-        gathered = gather_first_inputs(small)
-        replayable &= gathered is small
-        small = gathered
-    if shapes:
-        plan.lowered = lower_column_sparse(small)
-    small.eval()
-    check_same(small, model, example, "compaction")
+    expected = outputs(model, example)
+    kept: dict[str, str] = {}
+    while True:
+        small, plan, replayable, graph = _attempt(model, example, kept, gather_inputs, shapes)
+        try:
+            check_same(small, expected, example, "compaction")
+            break
+        except ValueError:
+            groups, reason = _code_to_keep(small, graph, example)
+            groups = [g for g in groups if g not in kept]
+            if not groups:
+                raise
+            kept.update(dict.fromkeys(groups, reason))
+    if kept:
+        warnings.warn(
+            f"compaction kept {len(kept)} groups whole (their zeros stay): "
+            + "; ".join(sorted(set(kept.values()))),
+            stacklevel=2,
+        )
     small.sparsitylab_plan = plan.to_dict() if replayable else None
+    small.sparsitylab_kept_whole = kept
     return small
 
 

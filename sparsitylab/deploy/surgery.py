@@ -18,7 +18,7 @@ assumes is caught by the output check of :func:`prune`.
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,7 +162,7 @@ def _slice_tensors(
     return changed
 
 
-def _fix_conv(conv: nn.Module, old: dict) -> None:
+def _fix_conv(conv: nn.Module, old: dict, rows: list[int] | None) -> None:
     w = conv.weight
     old_w = old.get("weight", tuple(w.shape))
     transposed = isinstance(conv, nn.modules.conv._ConvTransposeNd)
@@ -171,9 +171,15 @@ def _fix_conv(conv: nn.Module, old: dict) -> None:
         conv.out_channels = w.shape[out_axis] if not transposed else w.shape[1]
         conv.in_channels = w.shape[in_axis]
         return
-    if w.shape[1] == old_w[1]:  # depthwise-style: whole groups went
+    if rows is not None:  # whole groups may have gone (depthwise), or rows inside every group
         per_group = old_w[0] // conv.groups
-        conv.groups = w.shape[0] // per_group
+        counts = Counter(r // per_group for r in rows)
+        if len(set(counts.values())) > 1:
+            raise ValueError(
+                f"the plan keeps different numbers of output channels in the groups of a grouped "
+                f"convolution ({dict(counts)}); keep its group whole"
+            )
+        conv.groups = len(counts)
     conv.out_channels = w.shape[0]
     conv.in_channels = w.shape[1] * conv.groups
 
@@ -184,12 +190,13 @@ def _fix_rnn(rnn: nn.RNNBase) -> None:
     rnn._init_flat_weights()
 
 
-def fix_module(module: nn.Module, old: dict) -> nn.Module:
-    """Make ``module``'s sizes agree with its (sliced) tensors; returns it, or its replacement."""
+def fix_module(module: nn.Module, old: dict, rows: list[int] | None = None) -> nn.Module:
+    """Make ``module``'s sizes agree with its (sliced) tensors (``old``: attribute → old shape;
+    ``rows``: the weight rows kept, when they were sliced); returns it, or its replacement."""
     if isinstance(module, nn.Linear):
         module.out_features, module.in_features = module.weight.shape
     elif isinstance(module, nn.modules.conv._ConvNd):
-        _fix_conv(module, old)
+        _fix_conv(module, old, rows)
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         module.num_features = next(
             t for t in (module.running_mean, module.weight) if t is not None
@@ -274,9 +281,14 @@ def apply_plan(model: nn.Module, plan: Plan) -> nn.Module:
     """Apply ``plan`` to ``model`` in place (see the module docstring); returns ``model``."""
     from .compaction import GemmConv2d
 
-    changed = _slice_tensors(model, plan.keep)
+    changed = _slice_tensors(model, plan.keep)  # (checks every name first)
+    rows = {  # the output channels a grouped convolution keeps decide its new group count
+        model.get_submodule(name.rpartition(".")[0]): axes[0]
+        for name, axes in plan.keep.items()
+        if name.endswith(".weight") and 0 in axes
+    }
     for module, old in list(changed.items()):
-        fixed = fix_module(module, old)
+        fixed = fix_module(module, old, rows.get(module))
         if fixed is not module:
             _replace(model, module, fixed)
     _fix_heads(model, changed)

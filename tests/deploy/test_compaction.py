@@ -284,3 +284,65 @@ def test_the_example_input_check_catches_a_changed_output(monkeypatch):
     with pytest.raises(ValueError, match="different function"):
         compaction.compact(net, example_input=torch.randn(3, 6))
     assert net.fc2.bias.abs().max() < 1  # the caller's model is untouched
+
+
+class HeadsFromInputWidth(nn.Module):
+    """Attention whose code derives a head's width from its input's (as torchvision's Swin v1
+    does): with fewer heads the reshape fails, whatever the surgery updates."""
+
+    def __init__(self, width: int = 8, heads: int = 2):
+        super().__init__()
+        self.num_heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attention = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+        return self.proj((attention @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+def test_groups_of_a_module_whose_code_breaks_are_kept_whole_and_reported():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.LayerNorm(8), HeadsFromInputWidth(), nn.Linear(8, 16), nn.ReLU(),
+        nn.Linear(16, 3),
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 5, 4)
+    g = compaction.trace(model, x)
+    heads = next(grp for grp in g.groups if grp.heads)
+    hidden = next(grp for grp in g.groups if any(m.tensor == "3.weight" for m in grp.producers))
+    with torch.no_grad():  # zero head 1 and half the hidden units
+        for (tensor, axis), index in [*heads.index.items(), *hidden.index.items()]:
+            module, _, attr = tensor.rpartition(".")
+            unit = 1 if (tensor, axis) in heads.index else slice(0, 8)
+            getattr(model.get_submodule(module), attr).index_fill_(
+                axis, index[unit].reshape(-1), 0.0
+            )
+    with pytest.warns(UserWarning, match="HeadsFromInputWidth's code assumes"):
+        small = compaction.compact(model, example_input=x)
+    kept = small.sparsitylab_kept_whole  # every group with a tensor in the module: heads, proj rows
+    assert heads.name in kept and hidden.name not in kept
+    assert all(any(m.tensor.startswith("2.") for m in g.group(k).members) for k in kept)
+    assert small[2].qkv.weight.shape == (24, 8) and small[3].weight.shape == (8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), atol=1e-6)
+
+
+def test_a_torch_layer_that_breaks_is_an_error_not_a_kept_group(monkeypatch):
+    net = models.mlp((6, 4, 3)).eval()
+    with torch.no_grad():
+        net.fc1.weight[1] = 0
+        net.fc1.bias[1] = 0
+    real = compaction.apply_plan
+
+    def broken(model, plan):  # a surgery bug: fc2 keeps its old input width
+        real(model, plan)
+        model.fc2.weight = nn.Parameter(torch.zeros(3, 4))
+        return model
+
+    monkeypatch.setattr(compaction, "apply_plan", broken)
+    with pytest.raises(ValueError, match="no longer runs"):
+        compaction.compact(net, example_input=torch.randn(3, 6))

@@ -4,6 +4,8 @@ refused and the caller's model is never touched."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -93,3 +95,46 @@ def test_bad_plans_and_changed_functions_are_refused():
     with pytest.raises(ValueError, match="different function"):  # the reference is the dense model
         surgery.prune(model, plan, x)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def grouped_block() -> nn.Module:
+    """A ResNeXt-style block: 1×1 conv, a grouped 3×3 conv (4 groups of 2 in → 2 out), 1×1 conv."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.ReLU(),
+        nn.Conv2d(8, 5, 1),
+    ).eval()  # fmt: skip
+
+
+def masked_copy(model: nn.Module, g: graph.Graph, removed: dict) -> nn.Module:
+    """``model`` with every parameter slice of the removed units zeroed."""
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, flags in removed.items():
+            for (tensor, axis), index in g.group(name).index.items():
+                module_name, _, attr = tensor.rpartition(".")
+                module = masked.get_submodule(module_name)
+                if attr in module._parameters:
+                    getattr(module, attr).index_fill_(axis, index[flags].reshape(-1), 0.0)
+    return masked
+
+
+@pytest.mark.parametrize("outputs_side, inputs_side", [(True, False), (False, True), (True, True)])
+def test_a_grouped_conv_loses_channels_inside_every_group(outputs_side, inputs_side):
+    model, x = grouped_block(), torch.randn(2, 3, 6, 6)
+    g = graph.trace(model, x)
+    outputs = next(grp for grp in g.groups if any(m.tensor == "2.weight" for m in grp.producers))
+    inputs = next(grp for grp in g.groups if any(m.tensor == "0.weight" for m in grp.producers))
+    assert outputs.size == inputs.size == 2  # a unit: one position in each of the 4 groups
+    removed = {}
+    if outputs_side:
+        removed[outputs.name] = torch.tensor([False, True])
+    if inputs_side:
+        removed[inputs.name] = torch.tensor([False, True])
+    reference = masked_copy(model, g, removed)
+    small = surgery.prune(model, surgery.plan_from(model, g, removed), x, reference=reference)
+    conv = small[2]
+    assert conv.groups == 4
+    assert conv.in_channels == conv.weight.shape[1] * 4 == small[0].out_channels
+    assert conv.out_channels == conv.weight.shape[0] == small[4].in_channels
+    assert conv.weight.shape[:2] == (4 if outputs_side else 8, 1 if inputs_side else 2)
