@@ -50,7 +50,7 @@ from ..graph import ChannelGroup, Graph, trace
 from ..metrics import BATCHNORMS, layer_costs
 from ..sparsify.groups import ResidualBlock, branch_alive
 from .layers import ConstantBranch, Gather, GemmConv2d
-from .repair import failing_module, groups_of_its_kind
+from .repair import culprit, failing_modules, groups_of_its_kind
 from .surgery import Plan, apply_plan, check_same, outputs, plan_from
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
@@ -290,22 +290,27 @@ def _attempt(
     return small.eval(), plan, replayable, graph
 
 
-def _code_to_keep(small: nn.Module, graph: Graph, example: Any) -> tuple[list[str], str]:
-    """The groups to keep whole because a module's own code broke on the compacted sizes
-    (:mod:`sparsitylab.deploy.repair`), and why; nothing when a torch layer failed (a bug, not
-    user code)."""
-    found = failing_module(small, example)
-    if found is None:
+def _code_to_keep(
+    small: nn.Module, graph: Graph, example: Any, kept: Collection[str]
+) -> tuple[list[str], str]:
+    """The groups to keep whole (besides ``kept``) because a module's own code broke on the
+    compacted sizes (:mod:`sparsitylab.deploy.repair`): those inside modules of its class, else
+    those touching one; and why. Nothing when a torch layer failed on its own (a bug, not user
+    code)."""
+    found = failing_modules(small, example)
+    where = culprit(small, found[0]) if found is not None else None
+    if where is None:
         return [], ""
-    where, error = found
-    module = small.get_submodule(where)
-    if type(module).__module__.startswith("torch.nn"):
-        return [], ""
+    error = found[1]
     reason = (
-        f"{type(module).__name__}'s code assumes the sizes it was built with "
+        f"{type(small.get_submodule(where)).__name__}'s code assumes the sizes it was built with "
         f"({type(error).__name__}: {str(error)[:120]})"
     )
-    return groups_of_its_kind(graph, small, where), reason
+    for within in (True, False):
+        groups = [g for g in groups_of_its_kind(graph, small, where, within) if g not in kept]
+        if groups:
+            return groups, reason
+    return [], reason
 
 
 @torch.no_grad()
@@ -338,8 +343,7 @@ def compact(
             check_same(small, expected, example, "compaction")
             break
         except ValueError:
-            groups, reason = _code_to_keep(small, graph, example)
-            groups = [g for g in groups if g not in kept]
+            groups, reason = _code_to_keep(small, graph, example, kept)
             if not groups:
                 raise
             kept.update(dict.fromkeys(groups, reason))

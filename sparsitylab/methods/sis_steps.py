@@ -80,10 +80,8 @@ def plan_steps(
         bn = modules.get(bn_name) if bn_name else None
         if bn is not None and (graph.calls.get(bn_name) != 1 or not bn.track_running_stats):
             bn, bn_name = None, None
-        reader = graph.first_op.get(bn_name or name, "output")
-        activation = ACTIVATION_OF.get(reader, "identity")
-        if reader == "output":
-            activation = last
+        reader = graph.first_op.get(bn_name or name)  # None: read inside a module (identity)
+        activation = last if reader == "output" else ACTIVATION_OF.get(reader, "identity")
         found.append(Step(name, layer, bn, activation, bn_name, transposed))
     return found, skipped
 

@@ -241,9 +241,16 @@ class STRBN(ThresholdMethod):
         ]
         self.members = sorted({m.tensor for g in groups for m in g.members})
         if not self.names:
+            kinds = sorted({type(model.get_submodule(n)).__name__ for n in names} - {"BatchNorm2d"})
+            why = (
+                f" (its in-block BatchNorms are {', '.join(kinds)}: a subclass with its own "
+                "forward, which replacing it by STR's BatchNorm would drop)"
+                if kinds
+                else ""
+            )
             raise ValueError(
-                f"{type(model).__name__} has no affine BatchNorm2d in a removable channel group; "
-                "STR-BN thresholds their γ (see sparsitylab.graph.explain(model, example_input))"
+                f"{type(model).__name__} has no affine nn.BatchNorm2d in a removable channel group"
+                f"{why}; STR-BN thresholds their γ (see sparsitylab.graph.explain(model, example))"
             )
         return replace_batchnorms(model, self.names, lambda bn: from_batchnorm(bn, self.s_init))
 

@@ -381,10 +381,12 @@ def solve_to_eta(
     )
     if eta == 0:
         return best
-    if problem.norm_w == 0:  # the inputs are all zero: the weights cannot matter, so all go
-        zero = torch.zeros_like(w0)
-        theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
-        return Solution(zero, b0.clone(), theta, eta, 0, True, "fista", [], None, problem.rounding)
+    zero = torch.zeros_like(w0)
+    zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
+    if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest
+        return Solution(
+            zero, b0.clone(), zero_theta, eta, 0, True, "fista", [], None, problem.rounding
+        )
     history: list[dict[str, float]] = []
 
     def attempt(penalty: float, tol: float, max_iter: int) -> Solution:

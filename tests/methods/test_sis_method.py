@@ -78,6 +78,25 @@ def test_steps_walk_any_model_and_say_what_they_skip():
         steps(nn.Sequential(nn.ReLU(), nn.Flatten()), torch.randn(1, 3))
 
 
+class BatchNormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d: a BatchNorm that applies its activation inside its own forward."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(super().forward(x))
+
+
+def test_a_layer_read_inside_a_module_is_no_output_layer():
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), BatchNormAct(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+    ).eval()
+    found, _ = plan_steps(model, torch.randn(1, 1, 6, 6))
+    assert [(s.name, s.activation) for s in found] == [("0", "identity"), ("3", "softmax")]
+
+
 class TiedHead(nn.Module):
     """A language model's shape: the output layer shares its weight with the embedding table."""
 

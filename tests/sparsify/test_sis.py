@@ -420,6 +420,20 @@ def test_solve_to_eta_zero_from_the_dense_weights_returns_them():
     assert torch.equal(s.weight, w) and torch.equal(s.bias, b) and s.feasible
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_a_budget_the_all_zero_layer_meets_gives_the_all_zero_layer(activation):
+    """min ‖W‖₁ s.t. Θ(W) ≤ η is W = 0 when W = 0 is feasible — also for a layer whose outputs
+    are numerically 0 (Θ(0) ≈ 1e-14), where a penalty search would run off to infinity."""
+    scales = (1.0, 1e-7) if activation in ("identity", "relu") else (1.0,)
+    for scale in scales:
+        torch.manual_seed(0)
+        x, w, b = torch.randn(24, 8, dtype=D), torch.randn(4, 8, dtype=D), torch.randn(4, dtype=D)
+        x, w, b = x * scale, w * scale, b * scale * scale
+        problem = LayerProblem.from_pre_activation(x, x @ w.T + b, activation)
+        s = solve_to_eta(problem, None, activation, w, b, problem.zero_theta())
+        assert s.feasible and s.sparsity == 1.0 and s.iterations == 0
+
+
 # --- primal_dual ---------------------------------------------------------------------------------
 
 
