@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(CONSTRAINTS) torch==2.13.0
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[book,test,dev]"
+	# torchvision's PyPI wheel is a CUDA build: beside this CPU torch its import fails, and inside
+	# the venv it would break transformers' vision models too. The zoo tests import it (and timm)
+	# from this folder only (tests/zoo/zoo_libraries.py).
+	$(PY) -m pip install -q --no-deps --target $(VENV)/zoo-packages torchvision==0.28.0 timm==1.0.31
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
