@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..gemm import alive_columns, alive_inputs, alive_rows, gemm_view
-from ..graph import ChannelGroup, Graph, trace
+from ..graph import ChannelGroup, Graph, input_error, trace
 from ..metrics import BATCHNORMS, layer_costs
 from ..sparsify.groups import ResidualBlock, branch_alive
 from .layers import ConstantBranch, Gather, GemmConv2d
@@ -335,7 +335,10 @@ def compact(
             "(sparsitylab.reparam.remove(model), or the method's finalize)"
         )
     example = default_input(model) if example_input is None else example_input
-    expected = outputs(model, example)
+    try:
+        expected = outputs(model, example)
+    except Exception as error:
+        raise input_error(model, example, error) from error
     kept: dict[str, str] = {}
     while True:
         small, plan, replayable, graph = _attempt(model, example, kept, gather_inputs, shapes)

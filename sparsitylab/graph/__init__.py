@@ -12,6 +12,15 @@
 the units of its operands; :mod:`~sparsitylab.graph.graph` turns that into groups.
 """
 
-from .graph import Boundary, ChannelGroup, Graph, KeptGroup, Member, explain, trace
+from .graph import Boundary, ChannelGroup, Graph, KeptGroup, Member, explain, input_error, trace
 
-__all__ = ["Boundary", "ChannelGroup", "Graph", "KeptGroup", "Member", "explain", "trace"]
+__all__ = [
+    "Boundary",
+    "ChannelGroup",
+    "Graph",
+    "KeptGroup",
+    "Member",
+    "explain",
+    "input_error",
+    "trace",
+]

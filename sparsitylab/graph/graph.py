@@ -336,13 +336,17 @@ def trace(model: nn.Module, example_input: Any) -> Graph:
     try:
         result = run_trace(model, example_input)
     except Exception as error:
-        shapes = _shapes(example_input)
-        raise ValueError(
-            f"{type(model).__name__} could not run on example_input {shapes}: "
-            f"{type(error).__name__}: {error}. Pass an input the model accepts (a tensor, a tuple "
-            "of arguments or a dict of keyword arguments)"
-        ) from error
+        raise input_error(model, example_input, error) from error
     return build(result)
+
+
+def input_error(model: nn.Module, example_input: Any, error: Exception) -> ValueError:
+    """The error to raise when ``model(example_input)`` failed with ``error``."""
+    return ValueError(
+        f"{type(model).__name__} could not run on example_input {_shapes(example_input)}: "
+        f"{type(error).__name__}: {error}. Pass an input the model accepts (a tensor, a tuple "
+        "of arguments or a dict of keyword arguments)"
+    )
 
 
 def _shapes(example: Any) -> str:
@@ -401,5 +405,6 @@ __all__ = [
     "build",
     "explain",
     "explain_graph",
+    "input_error",
     "trace",
 ]
