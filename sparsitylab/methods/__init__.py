@@ -41,7 +41,18 @@ def build(name: str, **options: Any) -> Method:
     return factory(**options)
 
 
-from . import channels, dense, hbs, magnitude, nm, sis, slimming, soft_threshold, ssl  # noqa: E402  (each module registers its methods)
+from . import (  # noqa: E402  (each module registers its methods)
+    channels,
+    dense,
+    hbs,
+    magnitude,
+    nm,
+    posttrain,
+    sis,
+    slimming,
+    soft_threshold,
+    ssl,
+)
 
 __all__ = [
     "Method",
@@ -52,6 +63,7 @@ __all__ = [
     "hbs",
     "magnitude",
     "nm",
+    "posttrain",
     "register",
     "sis",
     "slimming",
