@@ -52,6 +52,7 @@ from . import (  # noqa: E402  (each module registers its methods)
     slimming,
     soft_threshold,
     ssl,
+    units,
 )
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "slimming",
     "soft_threshold",
     "ssl",
+    "units",
 ]
