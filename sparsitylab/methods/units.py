@@ -87,6 +87,10 @@ def contributions(
     return total.sqrt()
 
 
+def _reasons(excluded: dict[str, str]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in excluded.items())
+
+
 @register
 class UnitPruning(Method):
     """Remove the least contributing attention heads and MLP units of a trained model from
@@ -129,7 +133,7 @@ class UnitPruning(Method):
         if not groups:
             raise ValueError(
                 f"{type(model).__name__} has no {self.kinds} group whose readers are Linear "
-                f"layers ({'; '.join(f'{k}: {v}' for k, v in excluded.items())})"
+                f"layers ({_reasons(excluded)})"
             )
         self.channels = Channels(groups, excluded, found.example)
         return model
@@ -146,15 +150,21 @@ class UnitPruning(Method):
         model.eval()
         inputs = reader_inputs(model, readers, x0)
         model.train(was_training)
-        missing = [r for r in readers if r not in inputs]
-        if missing:
+        groups = self.channels.groups
+        for name, group in list(groups.items()):
+            missing = sorted({m.module for m in group.of("reads")} - set(inputs))
+            if missing:  # e.g. nn.MultiheadAttention reads out_proj.weight inside its forward
+                self.channels.excluded[name] = (
+                    f"read by {missing}, whose weight its owner uses without calling it"
+                )
+                del groups[name]
+        if not groups:
             raise ValueError(
-                f"the readers {missing} were not called as modules on the calibration inputs; "
-                "their units cannot be ranked by contribution"
+                f"{type(model).__name__} has no {self.kinds} group whose readers are Linear "
+                f"layers called as modules ({_reasons(self.channels.excluded)})"
             )
         self.importance = {
-            name: contributions(model, group, inputs)
-            for name, group in self.channels.groups.items()
+            name: contributions(model, group, inputs) for name, group in groups.items()
         }
         keep = scores_masks(self.importance, self.sparsity, self.budget)
         reparam.apply_masks(model, unit_masks(model, self.channels, keep))

@@ -19,7 +19,7 @@ order its N:M groups run along — and X the (samples × columns) matrix of its 
   for N:M, the lowest M − N of each group of M columns, chosen when the group is reached.
   H is dampened by λ = 1 % of its mean diagonal; an input that is zero on every sample (H_cc = 0)
   gets H_cc = 1 and its weights are set to 0 (they contribute nothing on the calibration data), as
-  in the public code. (:func:`sparsegpt`)
+  in the public code; the returned mask counts them as pruned. (:func:`sparsegpt`)
 
 The OBS recursion is sequential over columns: column c's update depends on every column before it.
 Each step is one rank-1 update of all rows at once (a vectorised (rows × B) operation); the Python
@@ -196,6 +196,7 @@ def sparsegpt(
             w1[:, c:].addr_(errors[:, c], u1[c, c:], alpha=-1)  # column c itself becomes 0
         w[:, start:end] = w1
         w[:, end:] -= errors @ u[start:end, end:]
+    keep[:, dead] = False  # set to 0 above: counted as pruned, so the mask says what is zero
     w = torch.where(keep, w, torch.zeros((), dtype=dtype))
     if not update:
         w = torch.where(keep, weight.detach().to(dtype), torch.zeros((), dtype=dtype))

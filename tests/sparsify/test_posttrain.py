@@ -145,6 +145,7 @@ def test_a_dead_input_gets_its_weights_zeroed_and_the_rest_is_finite():
     w = torch.randn(5, 8)
     pruned, keep = pt.sparsegpt(w, pt.hessian(x), sparsity=0.25)
     assert bool((pruned[:, 3] == 0).all()) and torch.isfinite(pruned).all()
+    assert not keep[:, 3].any() and torch.equal(keep, pruned != 0)  # the mask says what is zero
 
 
 @pytest.mark.parametrize(

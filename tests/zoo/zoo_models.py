@@ -289,10 +289,12 @@ def _methods() -> dict[str, Callable[[], Any]]:
     from sparsitylab.methods.hbs import HierarchicalBlockPruning
     from sparsitylab.methods.magnitude import gradual, one_shot
     from sparsitylab.methods.nm import ASP, NMSparsity
+    from sparsitylab.methods.posttrain import SparseGPT, Wanda
     from sparsitylab.methods.sis import SIS
     from sparsitylab.methods.slimming import NetworkSlimming
     from sparsitylab.methods.soft_threshold import STR, STRBN
     from sparsitylab.methods.ssl import SSL
+    from sparsitylab.methods.units import UnitPruning
     from sparsitylab.sparsify.schedules import OneShot
 
     return {
@@ -308,17 +310,22 @@ def _methods() -> dict[str, Callable[[], Any]]:
         "asp": lambda: ASP(2, 4),
         "hbs": lambda: HierarchicalBlockPruning("2x1/60+1x1/90", skip_first=False),
         "sis": lambda: SIS(0.05, images=8, max_iter=50),
+        "wanda": lambda: Wanda(0.5, images=8),
+        "sparsegpt": lambda: SparseGPT(n=2, m=4, images=8),
+        "units": lambda: UnitPruning(0.3, images=8),
     }
 
 
+POST_TRAINING = ("sis", "wanda", "sparsegpt", "units")  # calibrated, not trained
 METHODS = (
     "dense", "magnitude", "gradual", "channels", "slimming", "str", "str-bn", "ssl", "nm", "asp",
-    "hbs", "sis",
+    "hbs", "sis", "wanda", "sparsegpt", "units",
 )  # fmt: skip
 # What a method needs that a model may lack: the cell must then fail at prepare with this reason.
 NEEDS = {
     "slimming": "no channels this method can prune",
     "str-bn": "no channels this method can prune",
+    "units": "group whose readers are Linear layers",
 }
 
 
@@ -341,7 +348,7 @@ def run_cell(name: str, method: str, tmp: Any) -> Cell:
     entry = ZOO[name]
     model = entry.model()
     build = _methods()[method]
-    epochs = 0 if method == "sis" else 1
+    epochs = 0 if method in POST_TRAINING else 1
     try:
         run = runner.run(
             build(), model, entry.loaders(), epochs=epochs, max_steps=2, progress=False,
@@ -399,10 +406,18 @@ NO_BATCHNORM_BLOCK = {
 OWN_BATCHNORM = {("timm-efficientnet", "str-bn"): "BatchNormAct2d: a subclass with its own forward"}
 
 
+# The models whose prunable groups are all read by something other than a Linear called as a
+# module (convolutions, recurrences): head and unit pruning by
+# output contribution must refuse them, with the reason.
+NO_LINEAR_READER = {"lstm", "gru", "shared-twice", "channel-shuffle"}
+
+
 def expected(name: str, method: str) -> str:
     """What the zoo table must say for one cell."""
     if (name, method) in OWN_BATCHNORM:
         return f"kept: {OWN_BATCHNORM[name, method]}"
-    if method in NEEDS and name in NO_BATCHNORM_BLOCK:
+    if method in ("slimming", "str-bn") and name in NO_BATCHNORM_BLOCK:
+        return f"kept: {NEEDS[method]}"
+    if method == "units" and name in NO_LINEAR_READER:
         return f"kept: {NEEDS[method]}"
     return "works"
