@@ -41,6 +41,11 @@ def atomic_write_json(record: Any, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(raw: bytes, path: str | os.PathLike) -> Path:
+    """``raw`` at ``path``, written like :func:`atomic_save`."""
+    return _atomic_write(path, lambda f: f.write(raw))
+
+
 def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through ``write(file)`` to a temporary file, then rename it over ``path``."""
     path = Path(path)
@@ -61,4 +66,4 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object])
     return path
 
 
-__all__ = ["atomic_save", "atomic_write_json"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json"]
