@@ -33,7 +33,7 @@ from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from .. import reparam
-from .._checks import check_int, check_nm, check_real
+from .._checks import check_choice, check_int, check_nm, check_real
 from ..coverage import COVERED, coverage
 from ..gemm import from_gemm_view, gemm_view
 from ..sparsify import posttrain as rules
@@ -201,12 +201,26 @@ class LayerMagnitude(LayerwisePruning):
 @register
 class Wanda(LayerwisePruning):
     """Wanda (Sun et al., ICLR 2024): |W_ij| · ‖X_j‖₂, compared within each output row (or each
-    group of M of a row); the kept weights are not changed."""
+    group of M of a row); the kept weights are not changed. ``group="layer"`` compares the scores
+    across the whole layer instead (magnitude pruning's comparison group: an ablation)."""
 
     name: ClassVar[str] = "wanda"
 
+    def __init__(
+        self,
+        sparsity: float | None = None,
+        *,
+        n: int | None = None,
+        m: int | None = None,
+        images: int = 128,
+        group: str = "row",
+    ):
+        super().__init__(sparsity, n=n, m=m, images=images)
+        self.group = check_choice(group, "group", rules.GROUPS)
+
     def rule(self, w: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = rules.wanda_keep(w, rules.input_norms(x), self.sparsity, self.n, self.m)
+        norms = rules.input_norms(x)
+        keep = rules.wanda_keep(w, norms, self.sparsity, self.n, self.m, self.group)
         return w * keep, keep
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_int, check_nm, check_real, check_tensor
-from .masks import pruned_count, top_n_per_group
+from .._checks import check_choice, check_int, check_nm, check_real, check_tensor
+from .masks import mask_from_scores, pruned_count, top_n_per_group
 
 DAMP = 0.01  # SparseGPT: λ = 1 % of the mean diagonal of H
 BLOCK = 128  # SparseGPT: columns per block
@@ -101,17 +101,26 @@ def nm_keep(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return top_n_per_group(scores.reshape(-1, m), n).reshape(scores.shape)
 
 
+GROUPS = ("row", "layer")
+
+
 def wanda_keep(
     weight: torch.Tensor,
     norms: torch.Tensor,
     sparsity: float | None = None,
     n: int | None = None,
     m: int | None = None,
+    group: str = "row",
 ) -> torch.Tensor:
-    """Wanda's keep-mask of one layer: per output row at ``sparsity``, or N:M (module docstring)."""
+    """Wanda's keep-mask of one layer: at ``sparsity`` within each output row (``group="row"``,
+    the paper's choice) or across the whole layer (``"layer"``, magnitude pruning's comparison
+    group, for the ablation), or N:M (module docstring)."""
+    check_choice(group, "group", GROUPS)
     sparsity, n, m = _pattern(sparsity, n, m, weight.shape[1])
     scores = wanda_scores(weight, norms)
-    return row_keep(scores, sparsity) if n is None else nm_keep(scores, n, m)
+    if n is not None:
+        return nm_keep(scores, n, m)
+    return row_keep(scores, sparsity) if group == "row" else mask_from_scores(scores, sparsity)
 
 
 def hessian(inputs: torch.Tensor) -> torch.Tensor:
@@ -223,6 +232,7 @@ def reconstruction_error(inputs: torch.Tensor, weight: torch.Tensor, pruned: tor
 __all__ = [
     "BLOCK",
     "DAMP",
+    "GROUPS",
     "hessian",
     "input_norms",
     "inverse_factor",

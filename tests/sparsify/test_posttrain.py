@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsitylab.sparsify import posttrain as pt
+from sparsitylab.sparsify.masks import mask_from_scores
 
 
 def test_wanda_keeps_the_largest_weight_times_input_norm_in_each_row():
@@ -167,3 +168,13 @@ def test_a_dead_input_gets_its_weights_zeroed_and_the_rest_is_finite():
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_wanda_compared_across_the_layer_is_magnitude_when_every_input_has_the_same_norm():
+    torch.manual_seed(5)
+    w = torch.randn(6, 12)
+    same = pt.wanda_keep(w, torch.full((12,), 3.0), sparsity=0.5, group="layer")
+    assert torch.equal(same, mask_from_scores(w.abs(), 0.5))
+    assert int((~same).sum()) == 36 and not (same.sum(1) == 6).all()  # rows differ: one threshold
+    with pytest.raises(ValueError, match="group"):
+        pt.wanda_keep(w, torch.ones(12), sparsity=0.5, group="column")
