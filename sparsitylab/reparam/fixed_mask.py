@@ -80,9 +80,13 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
     A tensor that is already masked gets its mask replaced (this is how a schedule updates masks); a
     new mask goes on top of any other reparametrisation of the tensor. When the mask acts directly
-    on the stored original (nothing below it), the original is zeroed where the mask is False, so a
-    weight that is ever un-masked regrows from 0. Returns ``model``.
+    on the stored original (nothing below it), the original is zeroed where the mask is False, and
+    where a replaced mask un-masks an entry, so a weight that is un-masked regrows from 0 (between
+    two masks, momentum and weight decay may move the hidden stored entries; the forward pass never
+    sees them). Every mask is checked before any is applied: a bad one raises with ``model``
+    unchanged. Returns ``model``.
     """
+    checked = []
     for name, mask in masks.items():
         layer, tensor = _target(model, name)
         check_tensor(mask, f"masks[{name!r}]")
@@ -92,15 +96,19 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
                 f"masks[{name!r}] has shape {tuple(mask.shape)} but its {tensor} has shape "
                 f"{tuple(current.shape)}"
             )
-        keep = mask.detach().to(device=current.device, dtype=torch.bool)
+        checked.append((layer, tensor, mask.detach().to(device=current.device, dtype=torch.bool)))
+    for layer, tensor, keep in checked:
         existing = [p for p in stack(layer, tensor) if isinstance(p, FixedMask)]
+        regrown = torch.zeros_like(keep)
         if existing:
+            regrown = keep & ~existing[0].mask  # hidden until now: momentum may have moved them
             existing[0].mask.copy_(keep)
         else:
             attach(layer, tensor, FixedMask(keep))
         if isinstance(stack(layer, tensor)[0], FixedMask):
             with torch.no_grad():
-                getattr(layer.parametrizations, tensor).original.masked_fill_(~keep, 0.0)
+                original = getattr(layer.parametrizations, tensor).original
+                original.masked_fill_(~keep | regrown, 0.0)
     return model
 
 

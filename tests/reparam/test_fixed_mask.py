@@ -8,6 +8,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sparsitylab import metrics, models, reparam
 from sparsitylab.sparsify.masks import topk_mask
@@ -206,3 +207,36 @@ def test_a_pruned_position_is_exactly_zero_even_when_the_stored_value_is_inf_or_
     assert (lenet.fc2.weight[~keep] == 0).all() and torch.isfinite(
         lenet(torch.randn(2, 1, 28, 28))
     ).all()
+
+
+def test_a_bad_mask_changes_nothing_not_even_the_good_ones_before_it():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    before = copy.deepcopy(model.state_dict())
+    masks = {"0": torch.zeros(3, 4, dtype=torch.bool), "1": torch.ones(5, 5, dtype=torch.bool)}
+    with pytest.raises(ValueError, match="masks\\['1'\\] has shape"):
+        reparam.apply_masks(model, masks)
+    assert not reparam.is_masked(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="does not have"):
+        reparam.apply_masks(model, {"0": masks["0"], "nope": torch.ones(1)})
+    assert not reparam.is_masked(model)
+
+
+def test_an_unmasked_weight_regrows_from_zero_even_after_momentum_moved_it():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 3))
+    keep = torch.rand(3, 4) > 0.5
+    reparam.apply_masks(model, {"0": keep})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    original = model[0].parametrizations.weight.original
+    with torch.no_grad():
+        original.add_(1.0)  # a stored pruned entry that drifted (what momentum and decay do)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(8, 4)).sum().backward()
+        optimizer.step()
+    assert bool((model[0].weight[~keep] == 0).all())  # hidden from every forward
+    reparam.apply_masks(model, {"0": torch.ones(3, 4, dtype=torch.bool)})  # un-mask everything
+    assert bool((original[~keep] == 0).all()), "regrown weights start from 0"
+    assert bool((original[keep] != 0).all())  # the kept weights keep their trained values
