@@ -132,6 +132,16 @@ def check_tensor(
     return value
 
 
+def check_values(value: torch.Tensor, name: str) -> torch.Tensor:
+    """A tensor that holds values: not on the ``meta`` device (a shape without data)."""
+    if value.is_meta:
+        raise ValueError(
+            f"{name} is on the meta device: it has a shape but no values; materialise the model "
+            "first (model.to_empty(device=...) and initialise or load its weights)"
+        )
+    return value
+
+
 __all__ = [
     "check_choice",
     "check_int",
@@ -141,4 +151,5 @@ __all__ = [
     "check_real",
     "check_sparsity",
     "check_tensor",
+    "check_values",
 ]

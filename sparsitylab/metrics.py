@@ -175,6 +175,8 @@ def layer_costs(
         )
         for n, m in layers.items()
     ]
+    if not layers:  # nothing multiplies by a weight: no MACs to count
+        return []
     device = next(model.parameters()).device
     try:
         with eval_mode(model), torch.no_grad():

@@ -199,11 +199,16 @@ class ResNetCifar(nn.Module):
 
     def depth(self) -> int:
         """Weight layers on the longest path: stem + 2 per remaining branch + fc (20 for
-        ResNet-20)."""
-        return 2 + 2 * sum(b.branch is not None for b in self.blocks)
+        ResNet-20). A branch compaction replaced by its constant output (no parameters) holds no
+        weight layer."""
+        return 2 + 2 * sum(_has_weights(b.branch) for b in self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
+
+
+def _has_weights(branch: nn.Module | None) -> bool:
+    return branch is not None and any(True for _ in branch.parameters())
 
 
 def resnet20(in_channels: int = 1, num_classes: int = 10) -> ResNetCifar:

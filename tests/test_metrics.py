@@ -138,3 +138,8 @@ def test_sparse_macs_scale_each_product_by_its_weight_density():
         mlp.fc1.weight[:, :3] = 0  # half of fc1
     macs = metrics.count_macs(mlp, torch.randn(1, 6))
     assert macs.dense == 6 * 4 + 4 * 3 and macs.sparse == 12 + 12
+
+
+def test_a_model_without_weight_layers_has_no_macs_and_no_error():
+    model = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Flatten())
+    assert metrics.total_macs(model) == 0 and metrics.layer_costs(model) == []

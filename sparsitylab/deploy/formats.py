@@ -26,14 +26,14 @@ from typing import Any, ClassVar, Self
 
 import torch
 
-from .._checks import check_nm, check_pair, check_tensor
+from .._checks import check_nm, check_pair, check_tensor, check_values
 from ..gemm import alive_columns, alive_rows, gemm_view
 
 INDEX = torch.int32
 
 
 def _check_dense(dense: Any, name: str = "dense") -> torch.Tensor:
-    check_tensor(dense, name, dims=(2,), floating=True)
+    check_values(check_tensor(dense, name, dims=(2,), floating=True), name)
     if dense.numel() == 0:
         raise ValueError(
             f"{name} has shape {tuple(dense.shape)}; a sparse format needs at least one row and "

@@ -367,9 +367,15 @@ def spmm(a: Format, b: torch.Tensor, backend: Backend | None | str = "auto") -> 
     if not b.is_floating_point():
         raise TypeError(f"b has dtype {b.dtype}; a floating-point B is required")
     be = resolve_backend(backend)
+    values = a.levels[0].values if isinstance(a, HBS) else a.values
+    computes = values.dtype if be is None else torch.float32  # the GPU kernels are fp32
+    if torch.promote_types(b.dtype, computes) != computes:
+        raise TypeError(
+            f"b has dtype {b.dtype} but this product computes in {computes}: b would lose "
+            f"precision silently; cast it (b.to({computes})) or build the format in {b.dtype}"
+        )
     run = plan(a, b.shape[1], be)
     if be is None:
-        values = a.levels[0].values if isinstance(a, HBS) else a.values
         return run(b.to(values.dtype).cpu())
     return be.tensor(run(be.array(b.to(torch.float32).contiguous())))
 

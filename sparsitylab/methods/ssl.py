@@ -93,6 +93,8 @@ class SSL(Method):
 
     def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+        if self.exact == "prox" and not self.frozen:
+            self.prox_step_size()  # refuse now an optimizer the proximal step cannot follow
 
     def penalty(self, model: nn.Module) -> torch.Tensor | float:
         if self.frozen or self.exact == "prox":  # prox: every term is a proximal step in after_step
@@ -124,7 +126,13 @@ class SSL(Method):
                 "when training starts (train.fit calls on_fit_start)"
             )
         group = self.optimizer.param_groups[0]
-        return group["lr"] / (1.0 - group.get("momentum", 0.0))
+        momentum = group.get("momentum", 0.0)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(
+                f"exact='prox' needs the optimizer's momentum in [0, 1) (its step size is "
+                f"η/(1 − μ)); got momentum={momentum}"
+            )
+        return group["lr"] / (1.0 - momentum)
 
     @torch.no_grad()
     def _clear_momentum_of_zeros(self) -> None:

@@ -248,7 +248,11 @@ def scores_masks(
                 f"{budget} sparsity {s:.4f} (overall sparsity={sparsity}); request less or keep "
                 "it dense"
             )
-    return {n: topk_mask(t, per_layer[n]) for n, t in scores.items() if n not in dense}
+    return {
+        n: topk_mask(t, per_layer[n], name=f"scores[{n!r}]")
+        for n, t in scores.items()
+        if n not in dense
+    }
 
 
 __all__ = [

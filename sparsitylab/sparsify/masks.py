@@ -38,7 +38,7 @@ from typing import TypeVar
 
 import torch
 
-from .._checks import check_int, check_nm, check_pair, check_sparsity, check_tensor
+from .._checks import check_int, check_nm, check_pair, check_sparsity, check_tensor, check_values
 from ..gemm import from_gemm_view, gemm_view
 
 Tensors = TypeVar("Tensors", Sequence[torch.Tensor], Mapping[str, torch.Tensor])
@@ -46,8 +46,8 @@ INTEGER_SCORES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8
 
 
 def _check_scores(scores: torch.Tensor, name: str) -> torch.Tensor:
-    """Floating or integer scores without NaN (NaN cannot be ranked)."""
-    check_tensor(scores, name)
+    """Floating or integer scores without NaN (NaN cannot be ranked), holding values."""
+    check_values(check_tensor(scores, name), name)
     if not (scores.is_floating_point() or scores.dtype in INTEGER_SCORES):
         raise TypeError(
             f"{name} has dtype {scores.dtype}; a real (floating or integer) tensor is required"
@@ -106,12 +106,13 @@ def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     )
 
 
-def topk_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
+def topk_mask(w: torch.Tensor, sparsity: float, name: str = "w") -> torch.Tensor:
     """Magnitude pruning of one tensor: keep the ``numel - ⌊s·numel + ½⌋`` largest |w|.
 
-    m = 1{|w| ranks among the top (1 − s)·n}, ties kept in row-major order.
+    m = 1{|w| ranks among the top (1 − s)·n}, ties kept in row-major order. ``name``: how errors
+    call the tensor (a layer's name, say).
     """
-    _check_weight(w)
+    _check_weight(w, name)
     n_prune = pruned_count(w.numel(), sparsity)
     return _keep_flat(w.detach().abs().reshape(-1), n_prune).reshape(w.shape)
 
@@ -127,8 +128,9 @@ def global_topk_masks(tensors: Tensors, sparsity: float) -> Tensors:
     items = list(tensors.values()) if isinstance(tensors, Mapping) else list(tensors)
     if not items:
         raise ValueError("tensors is empty: give at least one tensor to prune")
-    for i, t in enumerate(items):
-        _check_weight(t, f"tensors[{i}]")
+    names = list(tensors) if isinstance(tensors, Mapping) else range(len(items))
+    for key, t in zip(names, items):
+        _check_weight(t, f"tensors[{key!r}]")
     devices = {t.device for t in items}
     if len(devices) > 1:
         raise ValueError(

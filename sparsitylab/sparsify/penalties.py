@@ -79,8 +79,15 @@ def group_lasso(
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
-    """R = Σ |w| over every weight matrix (the unstructured ℓ1 baseline)."""
-    return torch.stack([w.tensor.abs().sum() for w in all_matrices(model).values()]).sum()
+    """R = Σ |w| over every weight matrix (the unstructured ℓ1 baseline); ``ValueError`` when the
+    model has none."""
+    matrices = all_matrices(model)
+    if not matrices:
+        raise ValueError(
+            f"{type(model).__name__} has no weight matrix (Linear, convolution, attention or "
+            "recurrent weight) for an ℓ1 penalty"
+        )
+    return torch.stack([w.tensor.abs().sum() for w in matrices.values()]).sum()
 
 
 @torch.no_grad()

@@ -134,6 +134,8 @@ class CubicSchedule:
     ) -> CubicSchedule:
         """A schedule pruning between ``start_fraction`` and ``end_fraction`` of ``total_steps`` in
         ``n`` events (Zhu & Gupta prune early enough to recover; RigL ends at ~3/4 of training)."""
+        check_int(total_steps, "total_steps", minimum=1)
+        check_int(n, "n", minimum=1)
         check_real(start_fraction, "start_fraction", 0.0, 1.0)
         check_real(end_fraction, "end_fraction", 0.0, 1.0)
         if not start_fraction < end_fraction:

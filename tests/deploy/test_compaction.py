@@ -218,6 +218,7 @@ def test_branch_with_zero_last_conv_becomes_a_constant():
     )
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(small(x), net(x), atol=1e-5)
+    assert small.depth() == 20 - 2 - 2  # a constant branch holds no weight layer either
 
 
 # --- no silent wrong answers ---------------------------------------------------------------------

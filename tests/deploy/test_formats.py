@@ -279,3 +279,15 @@ def test_hbs_round_trip_bytes_and_level_checks():
         HBS.from_masks(pruned, [masks[0], masks[0] | masks[1]], [(4, 1), (1, 1)])
     with pytest.raises(ValueError, match="cover"):
         HBS.from_masks(pruned, [masks[0]], [(4, 1)])
+
+
+def test_spmm_refuses_to_narrow_b_and_widens_it_exactly():
+    from sparsitylab.deploy.matmul import spmm
+
+    a = CSR.from_dense(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    with pytest.raises(TypeError, match="b has dtype torch.float64 but this product computes in"):
+        spmm(a, torch.ones(2, 3, dtype=torch.float64), backend=None)
+    half = torch.ones(2, 3, dtype=torch.float16)
+    assert torch.equal(spmm(a, half, backend=None), torch.tensor([[1.0] * 3, [2.0] * 3]))
+    wide = CSR.from_dense(torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64))
+    assert spmm(wide, torch.ones(2, 1, dtype=torch.float64), backend=None).dtype == torch.float64

@@ -66,3 +66,12 @@ def test_ssl_rejects_bad_arguments(digits):
         ValueError, match="has no 'filter' groups"
     ):  # used to give a silent zero penalty
         runner.run(SSL({"filter": 0.1}), models.mlp((64, 8, 10)), digits, epochs=1, progress=False)
+
+
+def test_prox_ssl_refuses_an_optimizer_whose_momentum_is_one():
+    model = models.lenet5()
+    method = SSL({"filter": 1e-3}, exact="prox")
+    method.prepare(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="momentum in \\[0, 1\\).*momentum=1.0"):
+        method.on_fit_start(model, optimizer)

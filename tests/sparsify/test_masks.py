@@ -12,7 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsitylab.deploy.formats import CSR
 from sparsitylab.gemm import gemm_view
+from sparsitylab.sparsify import budgets, masks
 from sparsitylab.sparsify.masks import (
     block_mask,
     global_topk_masks,
@@ -373,3 +375,15 @@ def test_nm_exact_count_along_the_gemm_view_and_deterministic(ndim, nm, order, d
     keep = nm_mask(w, n, m, order=order)
     assert (gemm_view(keep, order).reshape(-1, m).sum(-1) == n).all()
     assert torch.equal(keep, nm_mask(w.clone(), n, m, order=order))
+
+
+def test_a_tensor_without_values_or_with_nan_is_named():
+    with pytest.raises(ValueError, match="w is on the meta device"):
+        masks.topk_mask(torch.empty(3, 4, device="meta"), 0.5)
+    nan = torch.tensor([[float("nan"), 1.0]])
+    with pytest.raises(ValueError, match="tensors\\['fc2'\\] contains NaN"):
+        masks.global_topk_masks({"fc1": torch.ones(2, 2), "fc2": nan}, 0.5)
+    with pytest.raises(ValueError, match="scores\\['fc2'\\] contains NaN"):
+        budgets.scores_masks({"fc1": torch.ones(2, 2), "fc2": nan}, 0.5, "uniform")
+    with pytest.raises(ValueError, match="dense is on the meta device"):
+        CSR.from_dense(torch.empty(3, 4, device="meta"))

@@ -144,3 +144,11 @@ def test_prox_l1_soft_thresholds():
         net.fc1.weight.copy_(torch.tensor([[0.5, -0.2, 0.05]]))
     penalties.prox_l1_(net, 0.1)
     assert torch.allclose(net.fc1.weight, torch.tensor([[0.4, -0.1, 0.0]]))
+
+
+def test_penalties_on_a_model_without_weights_are_refused_by_name():
+    model = torch.nn.Sequential(torch.nn.ReLU())
+    with pytest.raises(ValueError, match="Sequential has no weight matrix"):
+        penalties.l1_penalty(model)
+    with pytest.raises(ValueError, match="no 'filter' groups"):
+        penalties.StructuredPenalty({"filter": 1e-3}).penalty(model)

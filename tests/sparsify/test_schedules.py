@@ -106,3 +106,13 @@ def test_bad_step_raises():
         CubicSchedule(0.0, 0.9, 0, 10, 5).sparsity_at(-1)
     with pytest.raises(ValueError, match="sparsity"):
         OneShot(-0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"n": 0}, "n=0"), ({"n": -1}, "n=-1"), ({"total_steps": 0}, "total_steps=0")],
+)
+def test_spanning_names_a_bad_event_count_or_step_count(kwargs, match):
+    options = {"total_steps": 100, "final_sparsity": 0.9, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        CubicSchedule.spanning(**options)
