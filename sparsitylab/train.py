@@ -39,6 +39,12 @@ from .models import eval_mode
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
     """Seed Python, NumPy and PyTorch; optionally ask PyTorch for deterministic kernels.
 
+    ``deterministic=True`` calls ``torch.use_deterministic_algorithms(True, warn_only=True)``, a
+    **process-wide** setting that stays on after this call returns: every later op in the process
+    uses deterministic kernels where PyTorch has them and warns where it has none (some are slower).
+    ``deterministic=False`` leaves the setting as it is;
+    ``torch.use_deterministic_algorithms(False)`` turns it off.
+
     (Python's string hashing is seeded by ``PYTHONHASHSEED`` at interpreter start, which no function
     can change afterwards; ``make test`` sets it.)
     """

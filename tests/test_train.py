@@ -172,3 +172,16 @@ def test_sgd_config_builds_the_optimizer_from_groups():
     ] == 0.5
     with pytest.raises(ValueError, match="momentum=1.0"):
         train.SGD(momentum=1.0)
+
+
+def test_seed_everything_turns_deterministic_kernels_on_for_the_process_as_documented():
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        train.seed_everything(0, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()  # left as it was
+        train.seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled()  # and it stays on afterwards
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=True)
