@@ -111,11 +111,16 @@ def interleaved(
     warmup: int = 3,
     num_threads: int | None = None,
     clock: str = "wall",
-    alternate: bool = False,
+    order: str = "rotate",
 ) -> dict[str, Timing]:
-    """Median seconds per call of each of ``calls``, timed round-robin: every round calls each once,
-    in order (``alternate=True``: the order reversed every other round, so no call always runs
-    first after another's caches).
+    """Median seconds per call of each of ``calls``, timed round-robin: every round calls each once.
+
+    ``order``: ``"rotate"`` (default) starts round r at call r mod k, so over the rounds every
+    call runs first, second, … equally often and none always runs right after the same other one
+    (a fixed order biases the comparison: the first call pays for cold caches and clock ramps, the
+    later ones inherit warm ones); ``"reverse"`` reverses the order every other round (the same
+    for two calls); ``"fixed"`` keeps the given order in every round (measurably biased: only for
+    reproducing old numbers).
 
     ``clock``: ``"wall"`` (``time.perf_counter``, CUDA synchronised around each call) or
     ``"thread"`` (CPU time of the calling thread, ``time.thread_time``: with one thread, other
@@ -126,14 +131,14 @@ def interleaved(
         check_int(repeats, "repeats", minimum=1),
         check_int(warmup, "warmup", minimum=0),
     )
+    check_choice(order, "order", ORDERS)
     n = _thread_count(num_threads)
     now = _clock(clock, n)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in calls}
     with threads(n), torch.no_grad():
         for round_ in range(warmup + repeats):
-            order = list(calls.items())
-            for name, call in order[::-1] if alternate and round_ % 2 else order:
+            for name, call in _round_order(list(calls.items()), order, round_):
                 sync()
                 start = now()
                 call()
@@ -141,6 +146,19 @@ def interleaved(
                 if round_ >= warmup:
                     times[name].append(now() - start)
     return {name: _timing(t, clock, n) for name, t in times.items()}
+
+
+ORDERS = ("rotate", "reverse", "fixed")
+
+
+def _round_order(items: list, order: str, round_: int) -> list:
+    """The calls of one round in the order ``order`` gives round ``round_`` (see interleaved)."""
+    if order == "rotate":
+        shift = round_ % max(len(items), 1)
+        return items[shift:] + items[:shift]
+    if order == "reverse" and round_ % 2:
+        return items[::-1]
+    return items
 
 
 def cpu_model() -> str:

@@ -14,7 +14,7 @@ def test_interleaved_calls_each_function_in_rounds_and_reports_quartiles():
     result = timing.interleaved(
         {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=4, warmup=1
     )
-    assert order == ["a", "b"] * 5  # round-robin, warm-up round first
+    assert order == ["a", "b", "b", "a"] * 2 + ["a", "b"]  # each first in turn, warm-up included
     assert result["a"].samples == 4 and result["a"].q1 <= result["a"].median <= result["a"].q3
     assert result["a"].clock == "wall" and "wall clock" in str(result["a"])
 
@@ -75,11 +75,31 @@ def test_caption_names_machine_threads_clock_batch_repeats_and_spread():
         caption({})
 
 
-def test_interleaved_can_alternate_the_order_every_round():
+def test_interleaved_rotates_which_call_goes_first_every_round():
     seen = []
-    calls = {"a": lambda: seen.append("a"), "b": lambda: seen.append("b")}
-    timing.interleaved(calls, repeats=2, warmup=0, alternate=True)
-    assert seen == ["a", "b", "b", "a"]
+    calls = {k: (lambda k=k: seen.append(k)) for k in "abc"}
+    timing.interleaved(calls, repeats=3, warmup=0)
+    assert "".join(seen) == "abcbcacab"  # each call is first, second and third once
     seen.clear()
-    timing.interleaved(calls, repeats=2, warmup=0)
-    assert seen == ["a", "b", "a", "b"]
+    timing.interleaved(calls, repeats=2, warmup=0, order="reverse")
+    assert "".join(seen) == "abccba"
+    seen.clear()
+    timing.interleaved(calls, repeats=2, warmup=0, order="fixed")
+    assert "".join(seen) == "abcabc"
+    with pytest.raises(ValueError, match="order"):
+        timing.interleaved(calls, repeats=1, order="random")
+
+
+def test_two_identical_callables_time_alike_within_their_spread():
+    # the control the chapters' speedups rest on: the same work under two names must not come
+    # out faster or slower because of its place in the round (thread CPU time, one thread)
+    a, b = torch.randn(96, 96), torch.randn(96, 96)
+
+    def work():
+        for _ in range(20):
+            a @ b
+
+    t = timing.interleaved({"first": work, "second": work}, repeats=40, warmup=3,
+                           num_threads=1, clock="thread")  # fmt: skip
+    spread = max((x.q3 - x.q1) / x.median for x in t.values())
+    assert abs(t["first"].median / t["second"].median - 1) <= max(spread, 0.05)

@@ -9,7 +9,7 @@ nobody here wrote (Hugging Face ``transformers``, random init from a config; no 
    heads, 12 layers; 64×64 inputs, 8×8 patches) pruned by :class:`ChannelPruning` (filter ℓ2, one
    global ranking over every coupled group) to about half of their MACs, then the compacted model
    timed against the masked one — the same function with its zeros still computed — at batch 64,
-   round-robin with the order alternating every round. Goal: measured speedup ≥ 0.8 of the MAC
+   round-robin with the first call alternating every round. Goal: measured speedup ≥ 0.8 of the MAC
    ratio.
 
 Run it with ``sparsitylab bench graph [--threads 1] [--repeats 10] [--json PATH]``; one thread by
@@ -163,7 +163,7 @@ def speed_task(repeats: int, batch: int = 64) -> dict[str, Any]:
         masked, small, ratio, sparsity = matched(model, x, 0.5)
         calls = {"masked": lambda m=masked, x=x: m(x), "compacted": lambda m=small, x=x: m(x)}
         with eval_mode(masked, small):
-            timed = interleaved(calls, repeats, warmup=2, alternate=True)
+            timed = interleaved(calls, repeats, warmup=2)
         times = {name: t.median for name, t in timed.items()}
         speedup = times["masked"] / times["compacted"]
         results[name] = {
