@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import statistics
 from collections.abc import Callable, Sequence
@@ -402,6 +403,22 @@ def record(recipe: Recipe | None, target: float | None, run: runner.Run) -> dict
     }
 
 
+def code_hash() -> str:
+    """SHA-256 (first 16 hex digits) of the library's Python sources: two result files with the
+    same hash were computed by the same code."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# What must match for runs of one (model, seed) file to share one dense baseline and pretrained
+# start: the same settings (checked first), machine type, thread count, versions and code.
+ENVIRONMENT = ("cpu", "train_threads", "torch", "sparsitylab", "code")
+
+
 def header(model: str, seed: int, settings: Settings) -> dict[str, Any]:
     return {
         "benchmark": "methods",
@@ -412,6 +429,7 @@ def header(model: str, seed: int, settings: Settings) -> dict[str, Any]:
         "train_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "sparsitylab": __version__,
+        "code": code_hash(),
         "date": datetime.date.today().isoformat(),
         "runs": [],
         "latency": {},
@@ -430,17 +448,26 @@ class Progress:
         print(f"[{self.done}/{self.total}] {text}", flush=True)
 
 
-def _kept_runs(path: Path | None, settings: Settings, rerun: set[str]) -> dict[str, Any]:
+def _kept_runs(path: Path | None, current: dict[str, Any], rerun: set[str]) -> dict[str, Any]:
     """The runs (and latencies) of an existing results file that this call does not re-run, so
-    that ``--methods`` replaces only those methods' rows; a file with other settings is
-    refused rather than mixed."""
+    that ``--methods`` replaces only those methods' rows; a file with other settings, or written
+    on another machine type, thread count, version or code (:data:`ENVIRONMENT`), is refused
+    rather than mixed: its runs were compared with a dense baseline this call would not
+    reproduce."""
     if path is None or not path.is_file():
         return {"runs": [], "latency": {}}
     old = json.loads(path.read_text())
-    if old["settings"] != asdict(settings):
+    if old["settings"] != current["settings"]:
         raise ValueError(
             f"{path} holds runs with other settings ({old['settings']}); move it away or use "
             "another --out"
+        )
+    differ = {k: (old.get(k), current[k]) for k in ENVIRONMENT if old.get(k) != current[k]}
+    if differ:
+        what = ", ".join(f"{k}: file {a!r}, now {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(
+            f"{path} was written in another environment ({what}); its runs and this call's "
+            "dense baseline would not share one model: re-run every method into a new --out"
         )
     keep = {r["key"] for r in old["runs"]} - rerun - {"dense"}
     return {  # runs recorded before runs carried their thread count ran with the file's
@@ -467,7 +494,7 @@ def run_model(
     (the dense baseline is always re-run)."""
     result = header(model, seed, settings)
     path = None if out is None else out / f"methods-{model}-seed{seed}.json"
-    kept = _kept_runs(path, settings, {r.key for r in recipes})
+    kept = _kept_runs(path, result, {r.key for r in recipes})
     timed = seed in latency_seeds
     ctx = Context(model, seed, settings, build_loaders(settings, seed))
     x = next(iter(ctx.loaders.test))[0]

@@ -131,6 +131,13 @@ def test_rerunning_some_methods_keeps_the_others_and_refuses_other_settings(lene
     other = suite.Settings(**{**vars(TINY), "post": 2})
     with pytest.raises(ValueError, match="other settings"):
         suite.run_model("lenet5", 0, other, [suite.RECIPE["magnitude"]], out, report=print)
+    path = out / "methods-lenet5-seed0.json"
+    for key, value in [("train_threads", 99), ("code", "0" * 16), ("torch", "1.0")]:
+        changed = {**json.loads(path.read_text()), key: value}
+        path.write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match=f"another environment \\({key}: file"):
+            suite.run_model("lenet5", 0, TINY, [suite.RECIPE["magnitude"]], out, report=print)
+        path.write_text(json.dumps(saved))
 
 
 def _file(seed, dense_acc, acc, timed, epoch_seconds):
