@@ -29,12 +29,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_nm, check_real
-from ..coverage import COVERED, coverage
 from ..gemm import from_gemm_view, gemm_view
 from ..sparsify import posttrain as rules
 from ..sparsify.masks import nm_mask, topk_mask
@@ -42,7 +40,7 @@ from ..sparsify.nm import layer_plan
 from . import register
 from .base import Method
 from .sis import _first, _to, calibration_images, captured
-from .sis_steps import Step, patches, plan_steps
+from .sis_steps import Step, check_plain, pass_coverage, patches, plan_steps
 
 
 @dataclass
@@ -100,12 +98,7 @@ class LayerwisePruning(Method):
         device = next(model.parameters()).device
         x0 = _to(calibration_images(loader, self.images), device)
         chain, self.skipped = plan_steps(model, _first(x0), "identity")
-        for step in chain:
-            if parametrize.is_parametrized(step.layer):
-                raise ValueError(
-                    f"layer {step.name!r} already has a reparametrisation (a mask?); "
-                    f"{self.name} starts from a plain trained model: bake it first (finalize)"
-                )
+        check_plain(chain, self.name)
         chain = [s for s in chain if self._fits(s)]
         if not chain:
             raise ValueError(
@@ -169,16 +162,9 @@ class LayerwisePruning(Method):
 
     def coverage(self, model: nn.Module) -> dict[str, str]:
         """The layers the pass pruned are covered; the others say why they stayed dense."""
-        report = coverage(model)
-        done = {f"{r.layer}.weight" for r in self.reports}
-        for name, why in report.items():
-            if why == COVERED and name not in done:
-                layer = name.rpartition(".")[0]
-                report[name] = self.skipped.get(
-                    layer,
-                    f"{self.name} prunes the weights of Linear, Conv1D and Conv2d layers only",
-                )
-        return report
+        done = {r.layer for r in self.reports}
+        otherwise = f"{self.name} prunes the weights of Linear, Conv1D and Conv2d layers only"
+        return pass_coverage(model, done, self.skipped, otherwise)
 
 
 def _chw_to_hwc(shape: tuple[int, ...]) -> torch.Tensor:

@@ -38,18 +38,25 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader
 
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
-from ..coverage import COVERED, coverage
 from ..graph.tracer import call
 from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta
 from . import register
 from .base import Method
-from .sis_steps import Step, folded, patches, plan_steps, rows, write_back
+from .sis_steps import (
+    Step,
+    check_plain,
+    folded,
+    pass_coverage,
+    patches,
+    plan_steps,
+    rows,
+    write_back,
+)
 
 SOLVERS = ("fista", "primal-dual")
 
@@ -152,12 +159,7 @@ class SIS(Method):
                 )
             for step in chain:  # before any layer changes
                 self.relative_eta(step.name)
-        for step in chain:
-            if parametrize.is_parametrized(step.layer):
-                raise ValueError(
-                    f"layer {step.name!r} already has a reparametrisation (a mask?); SIS starts "
-                    "from a plain trained model: bake it first (a method's finalize does)"
-                )
+        check_plain(chain, "SIS")
         was_training = model.training
         model.eval()
         dense = copy.deepcopy(model)  # targets (and inputs="dense") from the dense network
@@ -176,15 +178,13 @@ class SIS(Method):
     def coverage(self, model: nn.Module) -> dict[str, str]:
         """The layers SIS solved are covered; skipped ones say why, other matrices are not
         Linear, Conv1D or Conv2d layers."""
-        report = coverage(model)
-        solved = {f"{r.layer}.weight" for r in self.reports}
-        for name, why in report.items():
-            if why == COVERED and name not in solved:
-                layer = name.rpartition(".")[0]
-                report[name] = self.skipped.get(
-                    layer, "SIS solves the weights of Linear, Conv1D and Conv2d layers only"
-                )
-        return report
+        solved = {r.layer for r in self.reports}
+        return pass_coverage(
+            model,
+            solved,
+            self.skipped,
+            "SIS solves the weights of Linear, Conv1D and Conv2d layers only",
+        )
 
     def solve_layer(
         self, step: Step, x: torch.Tensor, u: torch.Tensor, generator: torch.Generator

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from ..coverage import all_matrices
+from ..coverage import COVERED, all_matrices, coverage
 from ..deploy.compaction import default_input
 from ..gemm import from_gemm_view, gemm_view, im2col
 from ..graph import trace
@@ -99,6 +100,30 @@ def steps(model: nn.Module, example_input: Any = None, last: str = "softmax") ->
     return found
 
 
+def check_plain(chain: list[Step], method: str) -> None:
+    """``ValueError`` when a layer of the pass already carries a reparametrisation: a post-training
+    pass starts from a plain trained model."""
+    for step in chain:
+        if parametrize.is_parametrized(step.layer):
+            raise ValueError(
+                f"layer {step.name!r} already has a reparametrisation (a mask?); {method} starts "
+                "from a plain trained model: bake it first (a method's finalize does)"
+            )
+
+
+def pass_coverage(
+    model: nn.Module, done: set[str], skipped: dict[str, str], otherwise: str
+) -> dict[str, str]:
+    """Coverage of a layer-by-layer pass: the weights of the layers in ``done`` are covered; every
+    other weight matrix says why it stayed dense (``skipped[layer]``, else ``otherwise``)."""
+    report = coverage(model)
+    weights = {f"{layer}.weight" for layer in done}
+    for name, why in report.items():
+        if why == COVERED and name not in weights:
+            report[name] = skipped.get(name.rpartition(".")[0], otherwise)
+    return report
+
+
 def folded(step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W, b, scale) of the layer with its BatchNorm (eval mode) folded in, W as its GEMM matrix
     (out × in·kh·kw); scale is the BN's per-channel γ/√(var + ε) (ones without BN)."""
@@ -157,7 +182,9 @@ def rows(step: Step, y: torch.Tensor) -> torch.Tensor:
 __all__ = [
     "ACTIVATION_OF",
     "Step",
+    "check_plain",
     "folded",
+    "pass_coverage",
     "patches",
     "plan_steps",
     "rows",
