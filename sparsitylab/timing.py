@@ -18,6 +18,7 @@ says which clock and how many threads measured it.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import statistics
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -176,6 +178,20 @@ def cpu_name() -> str:
     return f"{cpu_model()}, {torch.get_num_threads()} torch thread(s)"
 
 
+def machine_record(num_threads: int) -> dict[str, object]:
+    """Where and how a benchmark measured, as the first fields of its JSON record: CPU, machine
+    type, cores, torch threads, torch version, date and clock (wall clock, medians)."""
+    return {
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": num_threads,
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "clock": "wall (time.perf_counter), medians",
+    }
+
+
 def caption(
     timings: Timing | Mapping[str, Timing], batch: int | None = None, where: str | None = None
 ) -> str:
@@ -208,6 +224,7 @@ __all__ = [
     "cpu_model",
     "cpu_name",
     "interleaved",
+    "machine_record",
     "measure",
     "threads",
 ]

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -38,7 +35,7 @@ from ..methods.channels import ChannelPruning
 from ..metrics import count_macs
 from ..models import eval_mode
 from ..sparsify.schedules import OneShot
-from ..timing import cpu_name, interleaved, threads
+from ..timing import interleaved, machine_record, threads
 from . import positive_int
 
 COST_GOAL = 20.0  # graph + compaction, in forward passes
@@ -209,13 +206,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         atomic_write_json(
             {
-                "cpu": cpu_name(),
-                "machine": platform.machine(),
-                "cores": os.cpu_count(),
-                "threads": args.threads,
-                "torch": torch.__version__,
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "clock": "wall (time.perf_counter), medians",
+                **machine_record(args.threads),
                 "cost": cost,
                 "speed": speed,
             },

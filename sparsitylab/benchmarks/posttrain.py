@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ import torch
 from ..files import atomic_write_json
 from ..sparsify import posttrain as rules
 from ..sparsify.masks import nm_mask, topk_mask
-from ..timing import cpu_name, threads
+from ..timing import machine_record, threads
 from . import positive_int
 
 GOAL_S = 2.0  # SparseGPT on the 768 × 3072 GEMM, 2 048 tokens, one thread
@@ -145,13 +142,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         atomic_write_json(
             {
-                "cpu": cpu_name(),
-                "machine": platform.machine(),
-                "cores": os.cpu_count(),
-                "threads": args.threads,
-                "torch": torch.__version__,
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "clock": "wall (time.perf_counter), medians",
+                **machine_record(args.threads),
                 "tokens": TOKENS,
                 "goal_s": GOAL_S,
                 "layers": results,
