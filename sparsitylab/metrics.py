@@ -12,6 +12,9 @@ one of
   the weight matrices' GEMM views (:mod:`sparsitylab.gemm`) that are entirely zero — structured
   sparsity.
 
+Comparisons (from :mod:`sparsitylab.significance`): :func:`paired_bootstrap` and :func:`mcnemar` on
+the same test images, :func:`seed_interval` over training seeds, :func:`standard_error`.
+
 Costs: :func:`count_macs` traces one forward pass and counts every matmul, convolution and attention
 product (PyTorch's ``torch.utils.flop_counter`` formulas), so tokens, attention and recurrences
 count; :func:`layer_costs` is the per-layer table of the Linear and Conv2d layers.
@@ -23,7 +26,6 @@ the *effective* weight is counted.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,14 @@ from .coverage import all_matrices
 from .gemm import alive_columns, alive_rows, gemm_view
 from .graph.tracer import call, unfused
 from .models import eval_mode
+from .significance import (  # the statistics of comparing two measured accuracies
+    Interval,
+    McNemar,
+    mcnemar,
+    paired_bootstrap,
+    seed_interval,
+    standard_error,
+)
 from .timing import Timing, interleaved, measure
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -326,13 +336,9 @@ def compare_latency(
         )
 
 
-def standard_error(accuracy: float, samples: int) -> float:
-    """The binomial standard error √(p(1 − p)/n) of an accuracy measured on ``samples`` test
-    images: the noise level of one test-set measurement."""
-    return math.sqrt(accuracy * (1 - accuracy) / samples)
-
-
 __all__ = [
+    "Interval",
+    "McNemar",
     "OF",
     "PRUNABLE",
     "LayerCost",
@@ -345,8 +351,11 @@ __all__ = [
     "effective_parameters",
     "layer_costs",
     "layer_sparsity",
+    "mcnemar",
     "model_latency",
+    "paired_bootstrap",
     "prunable_layers",
+    "seed_interval",
     "sparsity",
     "standard_error",
     "total_macs",

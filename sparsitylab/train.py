@@ -182,6 +182,24 @@ def evaluate(
     return {"loss": loss_sum / count, "acc": correct / count}
 
 
+@torch.no_grad()
+def correct(model: nn.Module, loader: DataLoader) -> torch.Tensor:
+    """Which test examples ``model`` gets right: a 1-D bool tensor in the loader's order (tokens
+    of a sequence task flattened, targets of −100 left out). The per-example record that paired
+    comparisons (:mod:`sparsitylab.significance`) need; its mean is :func:`accuracy`."""
+    device = next(model.parameters()).device
+    hits = []
+    with eval_mode(model):
+        for x, y in loader:
+            logits, y = logits_of(call(model, to_device(x, device))), y.to(device)
+            if logits.dim() > 2:
+                logits, y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+            hits.append((logits.argmax(-1) == y)[y != -100].cpu())
+    if not hits:
+        raise ValueError("loader is empty: nothing to evaluate")
+    return torch.cat(hits)
+
+
 def accuracy(model: nn.Module, loader: DataLoader) -> float:
     """Shorthand for ``evaluate(model, loader)["acc"]``."""
     return evaluate(model, loader)["acc"]
@@ -387,6 +405,7 @@ __all__ = [
     "History",
     "NonFiniteLossError",
     "accuracy",
+    "correct",
     "evaluate",
     "fit",
     "recalibrate_batchnorm",

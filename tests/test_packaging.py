@@ -107,7 +107,7 @@ def test_every_notebook_is_in_the_toc():
 # (sparsitylab/x/).
 LAYERS = [
     {"_checks", "modes"},
-    {"timing", "gemm", "frames", "files", "distributed", "graph", "coverage"},
+    {"timing", "gemm", "frames", "files", "distributed", "graph", "coverage", "significance"},
     {"data", "models", "metrics", "widgets"},
     {"train"},
     {"callbacks"},
