@@ -237,3 +237,17 @@ def test_every_chapter_installs_itself_on_colab_from_the_configured_repository()
         first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
         assert 'if "google.colab" in sys.modules:' in first, path.name
         assert f'REPOSITORY = "{url}"' in first, (path.name, url)
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """A folder of the library missing from pyproject's package list installs everywhere but in
+    a non-editable install (where its imports then fail)."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    folders = {
+        "sparsitylab." + ".".join(p.parent.relative_to(ROOT / "sparsitylab").parts)
+        for p in (ROOT / "sparsitylab").rglob("__init__.py")
+        if p.parent != ROOT / "sparsitylab"
+    }
+    assert folders <= listed, f"missing from [tool.setuptools] packages: {folders - listed}"
