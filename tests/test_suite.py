@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sparsitylab import cli, suite
+from sparsitylab.significance import pack_correct, unpack_correct
 from sparsitylab.sparsify.hierarchical import hierarchical_masks, parse_config, union
 
 TINY = suite.QUICK
@@ -29,7 +30,7 @@ def test_every_recipe_is_named_once_and_applies_to_a_model():
     for recipe in suite.RECIPES:
         assert set(recipe.models) <= set(suite.MODELS) and recipe.targets
         assert recipe.family in ("unstructured", "N:M", "structured")
-    assert suite.count_runs(["lenet5"], suite.RECIPES) == 1 + sum(
+    assert suite.count_runs(["lenet5"], suite.RECIPES) == 2 + sum(
         len(r.targets) for r in suite.RECIPES if "lenet5" in r.models
     )
 
@@ -51,19 +52,47 @@ def test_results_file_holds_every_run_with_its_machine(lenet_result):
         saved["settings"]["train_size"] == TINY.train_size and saved["torch"] == torch.__version__
     )
     keys = [(r["key"], r["target"]) for r in saved["runs"]]
-    assert keys == [("dense", None)] + [
+    assert keys == [("dense", None), ("dense-scratch", None)] + [
         (k, t) for k in ("magnitude", "sr-ste", "hbs", "ssl") for t in suite.RECIPE[k].targets
     ]
     for run in saved["runs"]:
         assert 0 <= run["test_acc"] <= 1 and 0 <= run["sparsity"] < 1
         assert run["nonzeros"] <= run["params"] and run["sparse_macs"] <= run["macs"]
         assert run["seconds"] > 0 and math.isfinite(run["epoch_seconds"])
+        correct = unpack_correct(run["correct"], TINY.test_size)
+        assert float(correct.float().mean()) == pytest.approx(run["test_acc"])
     magnitude = [r for r in saved["runs"] if r["key"] == "magnitude"]
     assert [round(r["sparsity"], 3) for r in magnitude] == [0.8, 0.9]  # exact global budgets
     nm = [r for r in saved["runs"] if r["key"] == "sr-ste"]
     assert all(
         r["layer_sparsity"]["fc1"] == pytest.approx(t, abs=1e-3) for r, t in zip(nm, (0.5, 0.75))
     )
+
+
+def test_every_run_started_from_the_model_its_recipe_names(lenet_result):
+    """Fingerprints of what each run really started from: one shared pretrained model per file,
+    one initialisation for the from-scratch runs (the check chapter 8 repeats on its data)."""
+    _, result = lenet_result
+    start_of = {
+        "pretrained": result["pretrained_fingerprint"],
+        "scratch": result["init_fingerprint"],
+        "dense": result["dense_fingerprint"],
+        "dense-scratch": result["scratch_fingerprint"],
+    }
+    assert len(set(start_of.values())) == 4
+    for run in result["runs"]:
+        assert run["start_fingerprint"] == start_of[run["start"]], run["key"]
+
+
+def test_post_training_recipes_start_from_the_dense_baseline_and_are_not_retrained(tmp_path):
+    recipes = [suite.RECIPE[k] for k in ("wanda", "sparsegpt-nm", "asp-2x")]
+    result = suite.run_model("lenet5", 1, TINY, recipes, None, report=lambda line: None)
+    runs = {(r["key"], r["target"]): r for r in result["runs"]}
+    assert runs["wanda", 0.8]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert runs["wanda", 0.8]["start_fingerprint"] == result["dense_fingerprint"]
+    assert runs["sparsegpt-nm", 0.5]["layer_sparsity"]["fc1"] == pytest.approx(0.5)
+    assert runs["asp-2x", 0.75]["start_fingerprint"] == result["scratch_fingerprint"]
+    assert runs["asp-2x", 0.75]["layer_sparsity"]["fc1"] == pytest.approx(0.75)
 
 
 def test_seed_zero_times_each_form_that_applies(lenet_result):
@@ -143,8 +172,10 @@ def test_rerunning_some_methods_keeps_the_others_and_refuses_other_settings(lene
 def _file(seed, dense_acc, acc, timed, epoch_seconds):
     base = {"compacted_macs": None, "sparse_macs": 100, "macs": 100, "seconds": 1.0}
     dense = {**base, "key": "dense", "label": "dense", "family": "dense", "target": None}
+    dense |= {"start": "pretrained"}
     dense |= {"target_kind": None, "test_acc": dense_acc, "sparsity": 0.0, "epoch_seconds": 2.0}
     run = {**base, "key": "ssl", "label": "SSL", "family": "structured", "target": 0.1}
+    run |= {"start": "pretrained"}
     run |= {"target_kind": "λ", "test_acc": acc, "sparsity": 0.05, "compacted_macs": 40}
     run |= {"epoch_seconds": epoch_seconds}
     latency = {"dense": {}} if timed else {}
@@ -172,3 +203,34 @@ def test_main_runs_a_seed_range_with_a_thread_count(tmp_path):
     (saved,) = suite.load_results(tmp_path)
     assert saved["seed"] == 1 and saved["latency"] == {}  # only seed 0 is timed
     assert {r["train_threads"] for r in saved["runs"]} == {1}
+
+
+def _paired_file(seed, dense_hits, run_hits):
+    """A results file whose two runs get ``*_hits`` of 100 test images right (the first ones)."""
+
+    def run(key, start, hits, target):
+        correct = torch.arange(100) < hits
+        return {
+            "key": key, "target": target, "start": start, "test_acc": hits / 100,
+            "correct": pack_correct(correct),
+        }  # fmt: skip
+
+    runs = [run("dense", "pretrained", dense_hits, None), run("gradual", "scratch", 0, 0.8)]
+    runs.append(run("dense-scratch", "scratch", dense_hits, None))
+    runs[1] = run("gradual", "scratch", run_hits, 0.8)
+    return {"model": "lenet5", "seed": seed, "settings": {"test_size": 100}, "runs": runs}
+
+
+def test_compare_pairs_by_seed_and_by_image_and_resolves_only_a_consistent_gap():
+    clear = [_paired_file(s, 70, 70 + g) for s, g in enumerate((20, 22, 21))]
+    found = suite.compare(clear, "lenet5", ("gradual", 0.8), ("dense-scratch", None))
+    assert found["difference"] == pytest.approx(0.21)
+    assert found["seeds"].low > 0 and found["images"].low > 0 and found["resolved"]
+    assert all(p < 1e-4 for p in found["mcnemar_p"])  # 20+ images one way, none the other
+    noisy = [_paired_file(s, 70, 70 + g) for s, g in enumerate((9, -8, 2))]
+    found = suite.compare(noisy, "lenet5", ("gradual", 0.8), ("dense-scratch", None))
+    assert found["seeds"].low < 0 < found["seeds"].high and not found["resolved"]
+    assert suite.control_key({"start": "scratch"}) == "dense-scratch"
+    assert suite.control_key({"start": "pretrained"}) == "dense"
+    with pytest.raises(ValueError, match="holds both"):
+        suite.compare(clear, "lenet5", ("gradual", 0.9), ("dense", None))

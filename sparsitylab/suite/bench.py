@@ -14,15 +14,23 @@ from typing import Any
 
 import torch
 
-from .. import __version__, runner
+from .. import __version__, runner, train
 from ..benchmarks import positive_int
 from ..files import atomic_write_json
+from ..significance import pack_correct
 from ..timing import cpu_model
 from ..train import seed_everything
 from .forms import check_forms, deployable_forms, latency
-from .recipes import MODELS, QUICK, RECIPE, Context, Recipe, Settings, build_loaders
-
-# ----------------------------------------------------------------------------- the benchmark
+from .recipes import (
+    MODELS,
+    QUICK,
+    RECIPE,
+    Context,
+    Recipe,
+    Settings,
+    build_loaders,
+    fingerprint,
+)
 
 
 def epoch_seconds(run: runner.Run) -> float:
@@ -31,16 +39,32 @@ def epoch_seconds(run: runner.Run) -> float:
     return statistics.fmean(seconds) if seconds else float("nan")
 
 
-def record(recipe: Recipe | None, target: float | None, run: runner.Run) -> dict[str, Any]:
-    """One run as plain data."""
+CONTROLS = {  # the dense rows every file holds: (label, start)
+    "dense": ("dense (pre, then post epochs: a warm restart)", "pretrained"),
+    "dense-scratch": ("dense (pre + post epochs, one cosine)", "scratch"),
+}
+
+
+def record(
+    recipe: Recipe | str, target: float | None, run: runner.Run, ctx: Context
+) -> dict[str, Any]:
+    """One run as plain data: its measurements, which images of the test set it gets right
+    (packed bits, for paired comparisons) and the fingerprint of the model it started from."""
     row = run.row()
+    correct = train.correct(run.model, ctx.loaders.test)
+    if int(correct.sum()) != round(run.test_acc * correct.numel()):
+        raise AssertionError("per-image correctness disagrees with the run's test accuracy")
+    dense = isinstance(recipe, str)
+    key = recipe if dense else recipe.key
     return {
-        "key": recipe.key if recipe else "dense",
-        "label": recipe.label if recipe else "dense",
-        "family": recipe.family if recipe else "dense",
-        "target_kind": recipe.target_kind if recipe else None,
+        "key": key,
+        "label": CONTROLS[key][0] if dense else recipe.label,
+        "family": "dense" if dense else recipe.family,
+        "target_kind": None if dense else recipe.target_kind,
         "target": target,
-        "start": recipe.start if recipe else "pretrained",
+        "start": CONTROLS[key][1] if dense else recipe.start,
+        "start_fingerprint": ctx.starts[0],
+        "correct": pack_correct(correct),
         **{k: row[k] for k in ("test_acc", "sparsity", "params", "nonzeros", "macs")},
         **{k: row[k] for k in ("sparse_macs", "compacted_params", "compacted_macs", "seconds")},
         "epoch_seconds": epoch_seconds(run),
@@ -115,7 +139,7 @@ def _kept_runs(path: Path | None, current: dict[str, Any], rerun: set[str]) -> d
             f"{path} was written in another environment ({what}); its runs and this call's "
             "dense baseline would not share one model: re-run every method into a new --out"
         )
-    keep = {r["key"] for r in old["runs"]} - rerun - {"dense"}
+    keep = {r["key"] for r in old["runs"]} - rerun - set(CONTROLS)
     return {  # runs recorded before runs carried their thread count ran with the file's
         "runs": [
             {**r, "train_threads": r.get("train_threads", old["train_threads"])}
@@ -137,7 +161,7 @@ def run_model(
 ) -> dict[str, Any]:
     """Every recipe that applies to ``model`` at every target, for one seed; the file in ``out``
     (when given) is rewritten after each run, keeping the runs of other recipes it already held
-    (the dense baseline is always re-run)."""
+    (the two dense controls are always re-run)."""
     result = header(model, seed, settings)
     path = None if out is None else out / f"methods-{model}-seed{seed}.json"
     kept = _kept_runs(path, result, {r.key for r in recipes})
@@ -157,10 +181,18 @@ def run_model(
             atomic_write_json(merged(), path)
 
     seed_everything(seed)
+    result["init_fingerprint"] = fingerprint(ctx.fresh())
     ctx.pretrained = ctx.run("dense", ctx.fresh(), settings.pre)
+    result["pretrained_fingerprint"] = fingerprint(ctx.start())
+    ctx.starts = []
     ctx.dense = ctx.run("dense", ctx.start(), settings.post)
+    result["dense_fingerprint"] = fingerprint(ctx.dense.model)
     result["pretrained_acc"] = ctx.pretrained.test_acc
-    result["runs"].append(record(None, None, ctx.dense))
+    result["runs"].append(record("dense", None, ctx.dense, ctx))
+    ctx.starts = []
+    ctx.scratch = ctx.run("dense", ctx.fresh(), settings.pre + settings.post)
+    result["scratch_fingerprint"] = fingerprint(ctx.scratch.model)
+    result["runs"].append(record("dense-scratch", None, ctx.scratch, ctx))
     if timed:
         result["latency"]["dense"] = latency({"dense": ctx.dense.model}, settings, x)["dense"]
     report(f"{model} seed {seed}: dense {100 * ctx.dense.test_acc:.2f} %")
@@ -169,8 +201,9 @@ def run_model(
         if model not in recipe.models:
             continue
         for target in recipe.targets:
+            ctx.starts = []
             run, method = recipe.train(ctx, target)
-            result["runs"].append(record(recipe, target, run))
+            result["runs"].append(record(recipe, target, run, ctx))
             if timed:
                 forms = {"dense": ctx.dense.model, **deployable_forms(recipe, run, method)}
                 check_forms({k: v for k, v in forms.items() if k != "dense"}, run.model, x[:64])
@@ -185,8 +218,9 @@ def run_model(
 
 
 def count_runs(models_: Sequence[str], recipes: Sequence[Recipe]) -> int:
-    """Runs per seed: the dense baseline plus every applicable (recipe, target)."""
-    return sum(1 + sum(len(r.targets) for r in recipes if model in r.models) for model in models_)
+    """Runs per seed: the dense controls plus every applicable (recipe, target)."""
+    per_model = (sum(len(r.targets) for r in recipes if model in r.models) for model in models_)
+    return sum(len(CONTROLS) + n for n in per_model)
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from ..methods import Method
 from ..methods.hbs import HierarchicalBlockPruning, step_decay
 from ..methods.magnitude import gradual, one_shot
 from ..methods.nm import ASP, NMSparsity
+from ..methods.posttrain import LayerMagnitude, SparseGPT, Wanda
 from ..methods.sis import SIS
 from ..methods.slimming import NetworkSlimming, match_macs, slimmed
 from ..methods.soft_threshold import STR, STRBN
@@ -63,6 +65,16 @@ def build_model(name: str, seed: int) -> nn.Module:
     return model
 
 
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's parameters and buffers: two runs with one fingerprint
+    started from the identical model."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
 def build_loaders(settings: Settings, seed: int) -> data.Loaders:
     """The same training subset and test subset for every seed; ``seed`` shuffles."""
     train, test = data.load_fashion_mnist()
@@ -87,6 +99,8 @@ class Context:
     loaders: data.Loaders
     pretrained: runner.Run | None = None
     dense: runner.Run | None = None
+    scratch: runner.Run | None = None  # dense, pre + post epochs from scratch under one cosine
+    starts: list[str] = field(default_factory=list)  # fingerprints of the models runs started from
 
     @property
     def steps(self) -> int:
@@ -109,7 +123,9 @@ class Context:
         lr_scale: float = 1.0,
         **kwargs: Any,
     ) -> runner.Run:
-        """One runner run with this context's loaders, LR, seed and BatchNorm recalibration."""
+        """One runner run with this context's loaders, LR, seed and BatchNorm recalibration; the
+        fingerprint of ``model`` (what the run really started from) is appended to ``starts``."""
+        self.starts.append(fingerprint(model))
         return runner.run(
             method,
             model,
@@ -127,6 +143,9 @@ class Context:
 # ----------------------------------------------------------------------------- the recipes
 
 
+Trainer = Callable[[Context, float], tuple[runner.Run, Method]]  # a recipe at one target
+
+
 @dataclass(frozen=True)
 class Recipe:
     """One method of the comparison: how it trains at a target, and what the target means."""
@@ -136,8 +155,9 @@ class Recipe:
     family: str  # "unstructured", "N:M" or "structured"
     target_kind: str
     targets: tuple[float, ...]
-    start: str  # "scratch", "pretrained" (after `pre` epochs) or "dense" (the baseline)
-    train: Callable[[Context, float], tuple[runner.Run, Method]]
+    start: str  # "scratch", "pretrained" (after `pre` epochs), "dense" (the baseline) or
+    # "dense-scratch" (the single-cosine dense control)
+    train: Trainer
     models: tuple[str, ...] = MODELS
     forms: tuple[str, ...] = ("masked", "CSR")
 
@@ -147,7 +167,7 @@ def _magnitude(ctx: Context, target: float):
     return ctx.run(method, ctx.start(), ctx.settings.post), method
 
 
-def _gradual(budget: str) -> Callable[[Context, float], tuple[runner.Run, Method]]:
+def _gradual(budget: str) -> Trainer:
     def train(ctx: Context, target: float):
         epochs = ctx.settings.pre + ctx.settings.post
         steps = epochs * ctx.steps
@@ -188,6 +208,23 @@ def _sis(ctx: Context, rho: float):
     return ctx.run(method, ctx.dense.model, 0), method
 
 
+def _posttrain(kind: type[LayerMagnitude], nm: bool = False) -> Trainer:
+    """A post-training method (chapter 11) on the dense baseline, calibrated on as many images as
+    SIS, not retrained: unstructured at ``target``, or (``nm``) N:M at 2:4 / 1:4 for 0.5 / 0.75."""
+
+    def train(ctx: Context, target: float):
+        assert ctx.dense is not None
+        images = ctx.settings.sis_images
+        if nm:
+            n, m = _nm(target)
+            method = kind(n=n, m=m, images=images)
+        else:
+            method = kind(target, images=images)
+        return ctx.run(method, ctx.dense.model, 0), method
+
+    return train
+
+
 def _nm(target: float) -> tuple[int, int]:
     return {0.5: (2, 4), 0.75: (1, 4)}[target]
 
@@ -203,6 +240,16 @@ def _asp(ctx: Context, target: float):
     n, m = _nm(target)
     method = ASP(n, m)
     return ctx.run(method, ctx.start(), 0, finetune_epochs=ctx.settings.post), method
+
+
+def _asp_full(ctx: Context, target: float):
+    """ASP's published recipe: prune the fully trained dense model (the single-cosine control,
+    ``pre + post`` epochs) and re-train as many epochs again — twice SR-STE's budget."""
+    assert ctx.scratch is not None
+    n, m = _nm(target)
+    method = ASP(n, m)
+    epochs = ctx.settings.pre + ctx.settings.post
+    return ctx.run(method, ctx.scratch.model, 0, finetune_epochs=epochs), method
 
 
 def ssl_strength(ctx: Context, threshold: float) -> float:
@@ -245,6 +292,7 @@ def _slimming(ctx: Context, macs: float):
 
 
 UNSTRUCTURED = ("weight sparsity", (0.8, 0.9))
+POSTTRAIN = ("weight sparsity", (0.5, 0.8))  # no retraining: 90 % leaves nothing to compare
 RECIPES: tuple[Recipe, ...] = (
     Recipe("magnitude", "global magnitude, one-shot", "unstructured", *UNSTRUCTURED, "pretrained",
            _magnitude),
@@ -257,10 +305,22 @@ RECIPES: tuple[Recipe, ...] = (
            forms=("masked", "CSR", "HBS")),
     Recipe("sis", "SIS (no retraining)", "unstructured", "ρ (relative η)", (0.01, 0.03), "dense",
            _sis),
+    Recipe("wanda", "Wanda (no retraining)", "unstructured", *POSTTRAIN, "dense",
+           _posttrain(Wanda)),
+    Recipe("sparsegpt", "SparseGPT (no retraining)", "unstructured", *POSTTRAIN, "dense",
+           _posttrain(SparseGPT)),
+    Recipe("layer-magnitude", "layer magnitude (no retraining)", "unstructured", *POSTTRAIN,
+           "dense", _posttrain(LayerMagnitude)),
     Recipe("sr-ste", "N:M SR-STE from scratch", "N:M", "weight sparsity", (0.5, 0.75), "scratch",
            _sr_ste, forms=("masked", "CSR", "2:4")),
     Recipe("asp", "N:M ASP (prune, re-train)", "N:M", "weight sparsity", (0.5, 0.75),
            "pretrained", _asp, forms=("masked", "CSR", "2:4")),
+    Recipe("asp-2x", "N:M ASP, full recipe (2× budget)", "N:M", "weight sparsity", (0.5, 0.75),
+           "dense-scratch", _asp_full, forms=("masked", "CSR", "2:4")),
+    Recipe("wanda-nm", "N:M Wanda (no retraining)", "N:M", "weight sparsity", (0.5, 0.75),
+           "dense", _posttrain(Wanda, nm=True)),
+    Recipe("sparsegpt-nm", "N:M SparseGPT (no retraining)", "N:M", "weight sparsity",
+           (0.5, 0.75), "dense", _posttrain(SparseGPT, nm=True)),
     Recipe("ssl", "SSL (filters + channels)", "structured", "ηλ/(1−μ)", (0.02, 0.04),
            "pretrained", _ssl, forms=("masked", "compacted")),
     Recipe("str-bn", "STR-BN", "structured", "MACs fraction", (0.7, 0.5), "pretrained", _strbn,
