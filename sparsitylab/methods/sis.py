@@ -201,7 +201,9 @@ class SIS(Method):
         targets = problem.y
         theta_dense = problem.theta(problem.apply(w, problem.centred_bias(w, b)))
         theta_zero = problem.zero_theta()
-        eta = theta_dense + self.relative_eta(step.name) * theta_zero
+        # ρ = 0 on a layer the dense weights reproduce exactly gives η = 0, which solve_to_eta
+        # refuses (exact reproduction): Θ within float rounding counts as met
+        eta = theta_dense + self.relative_eta(step.name) * theta_zero or problem.rounding
         if self.solver == "fista":
             s = solve_to_eta(
                 problem, None, step.activation, w, b, eta, tol=self.tol, max_iter=self.max_iter

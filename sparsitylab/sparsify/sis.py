@@ -364,11 +364,20 @@ def solve_to_eta(
     ``refine`` accurate solves (``tol``, ``max_iter``) then move η′ by a secant in log–log until
     (1 − ``slack``)·η ≤ Θ ≤ η. Only feasible solutions are kept, so the result has Θ ≤ η;
     ``history`` concatenates every solve. Raises ``ValueError`` when even the warm start (w0, b0)
-    violates Θ ≤ η.
+    violates Θ ≤ η, and for η = 0: exact reproduction (a linear program for ReLU) is out of the
+    bisection's reach — every finite penalty leaves Θ > 0 — and the warm start it could return is
+    not the sparsest solution (on a test layer the LP optimum is far sparser); :func:`primal_dual`
+    solves η = 0 approximately.
     """
     problem = _as_problem(x, y, activation, chunk)
     problem.check_weights(w0, b0)
     eta = check_real(eta, "eta", minimum=0.0)
+    if eta == 0:
+        raise ValueError(
+            "eta=0 asks for exact reproduction, which the penalised bisection cannot reach (every "
+            "finite penalty leaves Θ > 0) and the dense warm start does not solve (it is not the "
+            "sparsest): give eta > 0, or use primal_dual(..., eta=0) for the exact problem"
+        )
     steps = check_int(steps, "steps", minimum=0)
     start_theta = problem.theta(problem.apply(w0, problem.centred_bias(w0, b0)))
     if start_theta > eta * (1 + 1e-6) + problem.rounding:
@@ -379,8 +388,6 @@ def solve_to_eta(
     best = Solution(
         w0.clone(), b0.clone(), start_theta, eta, 0, True, "fista", [], None, problem.rounding
     )
-    if eta == 0:
-        return best
     zero = torch.zeros_like(w0)
     zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
     if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest

@@ -402,22 +402,16 @@ def test_sparsity_is_genuinely_not_monotone_in_eta_for_relu():
     assert counts == [2, 1]
 
 
-def test_solve_to_eta_zero_returns_the_warm_start_and_tight_eta_stays_feasible():
+def test_solve_to_eta_refuses_eta_zero_and_tight_eta_stays_feasible():
+    """η = 0 used to return the dense warm start silently, although the exact-reproduction LP has
+    far sparser solutions (test_relu_eta_zero_against_the_exact_lp): it is refused by name."""
     problem, w, b = layer(4, "relu")
     s = solve_to_eta(problem, None, "relu", w, b, 1e-9 * problem.zero_theta())
     assert s.feasible
-    x = problem.x + problem.mean
-    b = torch.full((4,), -100.0, dtype=D)  # every unit inactive: Θ(w, b) = 0 exactly
-    s = solve_to_eta(x, torch.zeros(24, 4, dtype=D), "relu", w, b, 0.0)
-    assert torch.equal(s.weight, w) and torch.equal(s.bias, b) and s.feasible
-
-
-def test_solve_to_eta_zero_from_the_dense_weights_returns_them():
-    problem, w, b = layer(4, "relu")
     start = problem.theta(problem.apply(w, problem.centred_bias(w, b)))
     assert 0 < start < 1e-20  # rounding of the centred parametrisation only
-    s = solve_to_eta(problem, None, "relu", w, b, 0.0)
-    assert torch.equal(s.weight, w) and torch.equal(s.bias, b) and s.feasible
+    with pytest.raises(ValueError, match="eta=0 asks for exact reproduction.*primal_dual"):
+        solve_to_eta(problem, None, "relu", w, b, 0.0)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -590,4 +584,5 @@ def test_solve_to_eta_zero_on_a_float32_layer_is_feasible():
     torch.manual_seed(0)
     x, w, b = torch.randn(50, 8), 30 * torch.randn(6, 8), 30 * torch.randn(6)
     problem = LayerProblem(x, torch.relu(x @ w.T + b), "relu")
-    assert solve_to_eta(problem, None, "relu", w, b, 0.0).feasible  # Θ = 1.2e-8 of rounding
+    tight = 1e-9 * problem.zero_theta()  # below the dense weights' Θ = 1.2e-8 of rounding
+    assert solve_to_eta(problem, None, "relu", w, b, tight).feasible
