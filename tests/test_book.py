@@ -338,6 +338,13 @@ def check_page(context, html: Path, name: str, shot_dir: Path) -> PageReport:
         report.problems.append(f"math not rendered by MathJax: {math['unrendered'][:3]}")
     if math["raw"]:
         report.problems.append(f"raw TeX delimiters {math['raw']} left in the text")
+    bold = page.evaluate(
+        "() => [...document.querySelectorAll('p span.pasted-text')]"
+        ".filter(s => getComputedStyle(s).fontWeight !== getComputedStyle(s.parentElement)"
+        ".fontWeight).map(s => s.textContent.slice(0, 40))"
+    )
+    if bold:
+        report.problems.append(f"glued text drawn in another weight than its sentence: {bold[:3]}")
     images = page.evaluate(_IMAGES)
     report.images = len(images)
     report.problems += [f"image not loaded: {im['src']}" for im in images if not im["ok"]]

@@ -1,7 +1,8 @@
 """The assets every page loads: vendored MathJax and widget JavaScript, served with no network.
 
 ``scripts/vendor_assets.sh`` unpacks MathJax 3, require.js and ``@jupyter-widgets/html-manager``
-into ``book/_vendor/`` (gitignored); ``book/_ext/static/`` holds our own glue script. Jupyter Book
+into ``book/_vendor/`` (gitignored); ``book/_ext/static/`` holds our own glue script and
+``book.css`` (glued values in the weight of their sentence, not myst-nb's bold). Jupyter Book
 scans ``_static`` folders while it writes the Sphinx configuration and injects every
 ``.js``/``.css`` it finds into every page (Jupyter Book 1.x / myst-nb behaviour), so these folders
 are appended to ``html_static_path`` on ``config-inited``, after that scan: their files are copied
@@ -65,5 +66,6 @@ def drop_duplicate_scripts(
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", add_static_dirs)
+    app.add_css_file("book.css")  # book/_ext/static: glued text in the weight of its sentence
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
