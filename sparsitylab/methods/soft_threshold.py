@@ -50,7 +50,7 @@ from ..train import trainable
 from . import register
 from .base import Method
 from .channels import batchnorms, channel_groups
-from .target_sparsity import DecayController, hit_target, threshold_group
+from .target_sparsity import DecayController, threshold_group
 
 
 class NoThresholdDecayWarning(UserWarning):
@@ -104,7 +104,10 @@ class ThresholdMethod(Method):
 
     target_sparsity: the overall sparsity to reach (of the thresholded values: STR's weights,
     STR-BN's channels), or None for plain STR (sparsity set by λ and s_init); total_steps: the
-    optimizer steps of training, which the controller's ramp needs.
+    optimizer steps of training, which the controller's ramp needs. In target mode
+    ``controller.trace`` holds the sparsity after every step and ``corrections`` (step, factor c)
+    every rescale of the thresholds; the last, at ``total_steps``, is the final exact one.
+    Both, and the controller's reference decay, are in :meth:`state_dict` (resuming is exact).
     """
 
     def __init__(
@@ -127,8 +130,8 @@ class ThresholdMethod(Method):
                     "target_sparsity needs total_steps (the optimizer steps of training)"
                 )
             self.controller = DecayController(check_sparsity(target_sparsity), total_steps)
-        self.corrections: list[tuple[int, float]] = []  # (step, factor c) of each hit_target
-        self._group: dict | None = None
+        self.corrections: list[tuple[int, float]] = []  # (step, factor c) of each rescale
+        self._optimizer: torch.optim.Optimizer | None = None
 
     def thresholds(self, model: nn.Module) -> list[nn.Parameter]:
         """The threshold parameters ``s`` of ``model`` (weights' and STR-BN's), found by type."""
@@ -145,25 +148,24 @@ class ThresholdMethod(Method):
         if self.controller is None:
             warn_without_decay(optimizer, self.thresholds(model))
         else:
-            self._group = threshold_group(optimizer, self.thresholds(model))
+            threshold_group(optimizer, self.thresholds(model))  # fail early on a wrong optimizer
+            self._optimizer = optimizer
 
     def after_step(self, model: nn.Module, step: int) -> None:
-        if self.controller is None or self._group is None:
+        if self.controller is None or self._optimizer is None:
             return
-        self.controller.update(model, self._group, step)
-        if step in (self.controller.ramp_end, self.controller.total_steps):
-            self.corrections.append((step, hit_target(model, self.controller.sparsity)))
+        factor = self.controller.update(model, self._optimizer, step)
+        if factor is not None:
+            self.corrections.append((step, factor))
 
     def state_dict(self) -> dict:
-        return {
-            "corrections": [list(c) for c in self.corrections],
-            "trace": [] if self.controller is None else [list(t) for t in self.controller.trace],
-        }
+        control = {} if self.controller is None else self.controller.state_dict()
+        return {"corrections": [list(c) for c in self.corrections], **control}
 
     def load_state_dict(self, state: dict) -> None:
         self.corrections = [(int(t), float(c)) for t, c in state.get("corrections", [])]
         if self.controller is not None:
-            self.controller.trace = [tuple(t) for t in state.get("trace", [])]
+            self.controller.load_state_dict(state)
 
 
 @register

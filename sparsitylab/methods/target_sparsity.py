@@ -1,28 +1,43 @@
-"""Target-sparsity mode for STR and STR-BN: reach a requested overall sparsity S (±0.5 points).
+"""Target-sparsity mode for STR and STR-BN: reach a requested overall sparsity S exactly.
 
-Neither STR nor STR-BN has one (STR's users ask for it: RAIVNLab/STR issue #14). STR's sparsity
-emerges from the weight decay λ_s on its thresholds s, which pulls s toward 0 and so raises
-g(s) = sigmoid(s); we therefore control λ_s and leave the per-layer allocation to STR. Two parts
-(our construction, derived — not from the papers):
+Neither STR nor STR-BN has one (STR's users ask for it: RAIVNLab/STR issue #14). From the papers:
+the operator S_g(W, s) = sign(W)·ReLU(|W| − g(s)), g = sigmoid, and that the sparsity emerges from
+the weight decay λ_s on the thresholds s, which pulls s toward 0 and so raises g(s). Everything
+below is our construction (derived — not from the papers). It leaves the per-layer allocation to
+STR and controls only the overall sparsity ŝ, against the cubic ramp of Zhu & Gupta over the first
+fraction f (``end_fraction``) of the T optimizer steps::
 
-1. **A controller on λ_s during training** (:class:`DecayController`). Every ``every`` optimizer
-   steps it measures the sparsity ŝ and sets λ_s from how far ŝ is from a target trajectory::
+    τ(t) = S · (1 − (1 − min(1, t / (f·T)))³)
 
-       λ_s = λ_ref · exp(gain · (τ(t) − ŝ)),   τ(t) = S · (1 − (1 − min(1, t / (f·T)))³)
+:class:`DecayController`, after every optimizer step (every ``every``-th):
 
-   the cubic ramp of Zhu & Gupta over the first fraction f (``end_fraction``) of the T steps,
-   clamped to [``min_decay``, ``max_decay``], λ_ref the group's own decay. Behind the target λ_s
-   grows and s rises faster; ahead of it λ_s falls below λ_ref and the loss gradient, which wants
-   the weights back, lowers s. (λ_s sets the *speed* of s, so integral control of λ_s — a second
-   integrator — overshot by 5–10 points in our trials.) It costs one pass over the weights'
-   magnitudes per update (a few milliseconds on our models) and no extra training runs.
-2. **An exact correction** (:func:`hit_target`) where the ramp ends, and again after the last
-   step (the rest of training adapts the weights to the corrected thresholds): every threshold
-   is multiplied by one common factor c, g_l ← c·g_l, with c between the k-th and (k+1)-th
-   smallest ratio |w_i| / g_l(i), k = round(S·N). Then
-   exactly k of the N thresholded values fall at or below their threshold (ties aside), and the
-   ratios between the layers' thresholds — the learned budget's shape — are kept. The closing
-   numbers of Chapter 4 report how far the controller alone got, i.e. how large c was.
+1. **A band on ŝ, enforced by rescaling.** Before f·T the ceiling is τ(t) + ``tolerance``; from
+   f·T on, ŝ is held in S ± ``tolerance``; after the last step it is S exactly. Outside the band,
+   :func:`hit_target` rescales every threshold to τ(t) and the thresholds' optimizer state
+   (momentum) is dropped. This is what keeps the network alive: λ_s only sets the *speed* of s,
+   and with momentum s arrives far too fast from s_init = −100 (g′(s) ≈ 0 there, so nothing but
+   decay, at the clamp ``max_decay`` while ŝ lags, moves it); it used to cross the few units of
+   s where the weights sit in one step and go on to g(s) ≈ 1: 100 % of the weights pruned,
+   ∂L/∂s = 0, no way back (digits, 3-conv CNN: from ŝ = 0.4 to 1 at step 17). Now it is cut
+   back to the ramp on the step it overshoots. Lagging behind the ramp is allowed until f·T (it
+   only prunes later; the rescale at f·T then prunes the lag at once, with training after);
+   from f·T on the band holds ŝ near S, so that the final rescale, which has no training after
+   it, moves at most ``tolerance`` of the values (with ``every`` = 1). Like :func:`hit_target`
+   it raises ``ValueError`` when S needs a threshold ≥ 1.
+2. **A proportional controller on λ_s inside the band**::
+
+       λ_s = λ_ref · exp(gain · (τ(t) − ŝ)),   clamped to [min_decay, max_decay],
+
+   λ_ref the group's own decay. Behind the target λ_s grows and s rises faster; ahead of it
+   λ_s falls below λ_ref and the loss gradient, which wants the weights back, lowers s. Between
+   rescales STR's own dynamics (loss gradient against decay, per layer) move the thresholds.
+
+Each rescale multiplies every threshold by one common factor c, g_l ← c·g_l, with c between the
+k-th and (k+1)-th smallest ratio |w_i| / g_l(i), k = round(τ·N): exactly k of the N thresholded
+values then fall at or below their threshold (ties aside), and the ratios between the layers'
+thresholds — the learned budget's shape — are kept. The method records every rescale as
+(step, c) in ``corrections``; the last one (step T) is the final exact correction, with no
+training after it. One pass over the weights' magnitudes per step, no extra training runs.
 
 A *site* is one threshold parameter s (one value per layer, or per output channel) with the
 magnitudes it thresholds: the un-thresholded weight of a :class:`SoftThreshold`, or the γ of an
@@ -84,7 +99,11 @@ def _sites_or_raise(model: nn.Module) -> list[Site]:
 @torch.no_grad()
 def threshold_sparsity(model: nn.Module) -> float:
     """The fraction of thresholded values (STR weights, STR-BN γ) at or below their threshold."""
-    found = _sites_or_raise(model)
+    return _sparsity(_sites_or_raise(model))
+
+
+@torch.no_grad()
+def _sparsity(found: list[Site]) -> float:
     zeros = sum(int((x.magnitudes <= torch.sigmoid(x.s).view(-1, 1)).sum()) for x in found)
     return zeros / sum(x.magnitudes.numel() for x in found)
 
@@ -128,21 +147,23 @@ def cubic_ramp(step: int, total_steps: int, sparsity: float, end_fraction: float
 
 @dataclass
 class DecayController:
-    """Proportional control of the thresholds' weight decay toward :func:`cubic_ramp` (see the
-    module doc): λ_s = λ_ref · exp(gain · (τ(t) − ŝ)), clamped.
+    """Holds the overall threshold sparsity ŝ in a band around :func:`cubic_ramp` by rescaling
+    the thresholds, and steers their weight decay toward it inside the band (see the module doc).
 
-    ``trace`` records (step, target, sparsity, decay) at every update, for plots.
+    ``trace`` records (step, target τ, ŝ measured, ŝ after any rescale, decay set) at every
+    update, for plots. ``reference`` is λ_ref, the group's decay when control starts.
     """
 
     sparsity: float
     total_steps: int
     end_fraction: float = 0.6
-    every: int = 5
+    every: int = 1
     gain: float = 60.0
     min_decay: float = 1e-6
     max_decay: float = 0.5
-    trace: list[tuple[int, float, float, float]] = field(default_factory=list)
-    reference: float | None = None  # λ_ref: the group's decay when control starts
+    tolerance: float = 0.01
+    trace: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    reference: float | None = None
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
@@ -152,23 +173,54 @@ class DecayController:
         check_real(self.gain, "gain", 0.0)
         check_real(self.min_decay, "min_decay", 0.0)
         check_real(self.max_decay, "max_decay", self.min_decay)
+        check_real(self.tolerance, "tolerance", 0.0, 1.0)
 
     @property
     def ramp_end(self) -> int:
-        """The step f·T where the ramp reaches S (the first exact correction)."""
+        """The step f·T where the ramp reaches S and the band closes around S."""
         return max(1, round(self.end_fraction * self.total_steps))
 
-    def update(self, model: nn.Module, group: dict, step: int) -> None:
-        """At every ``every``-th step: measure, then set ``group["weight_decay"]``."""
-        if step % self.every:
-            return
+    def band(self, step: int) -> tuple[float, float, float]:
+        """(lowest, target, highest) sparsity allowed after ``step`` (the last step allows only
+        the target: :meth:`update` always rescales there)."""
+        target = cubic_ramp(step, self.total_steps, self.sparsity, self.end_fraction)
+        low = target - self.tolerance if step >= self.ramp_end else 0.0
+        return low, target, target + self.tolerance
+
+    def update(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> float | None:
+        """Measure ŝ, rescale into the band, set the thresholds' decay; returns the rescale factor
+        c, or None when ŝ was in the band. Runs every ``every``-th step, and at the last, where it
+        always rescales to S exactly.
+
+        The thresholds' group is looked up in ``optimizer`` every time: loading an optimizer
+        state (resuming) replaces the group dicts, so a kept reference would go stale.
+        """
+        if step % self.every and step != self.total_steps:
+            return None
+        found = _sites_or_raise(model)
+        group = threshold_group(optimizer, [x.s for x in found])
         if self.reference is None:
             self.reference = max(group.get("weight_decay", 0.0), self.min_decay)
-        target = cubic_ramp(step, self.total_steps, self.sparsity, self.end_fraction)
-        now = threshold_sparsity(model)
-        decay = self.reference * math.exp(self.gain * (target - now))
+        (low, target, high), now = self.band(step), _sparsity(found)
+        factor, held = None, now
+        if step == self.total_steps or not low <= now <= high:
+            factor = hit_target(model, target)
+            for x in found:  # the momentum that carried s out of the band must not do it again
+                optimizer.state.pop(x.s, None)
+            held = _sparsity(found)
+        decay = self.reference * math.exp(self.gain * (target - held))
         group["weight_decay"] = decay = min(self.max_decay, max(self.min_decay, decay))
-        self.trace.append((step, target, now, decay))
+        self.trace.append((step, target, now, held, decay))
+        return factor
+
+    def state_dict(self) -> dict:
+        """Everything the controller evolves (λ_ref and the trace), as plain data."""
+        return {"reference": self.reference, "trace": [list(t) for t in self.trace]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.reference = state.get("reference")
+        self.trace = [(int(t[0]), *map(float, t[1:])) for t in state.get("trace", [])]
 
 
 def threshold_group(optimizer: torch.optim.Optimizer, thresholds: list[nn.Parameter]) -> dict:
