@@ -21,6 +21,11 @@ order its N:M groups run along — and X the (samples × columns) matrix of its 
   gets H_cc = 1 and its weights are set to 0 (they contribute nothing on the calibration data), as
   in the public code; the returned mask counts them as pruned. (:func:`sparsegpt`)
 
+- **Least-squares refit** (:func:`refit`; ours, not from either paper): given a keep-mask, each
+  output row's kept weights and a free bias are fitted by least squares to target
+  pre-activations on the calibration inputs — the control that separates *which* weights a method
+  keeps from the *values* it gives them (SIS refits both the survivors and the bias).
+
 The OBS recursion is sequential over columns: column c's update depends on every column before it.
 Each step is one rank-1 update of all rows at once (a vectorised (rows × B) operation); the Python
 loop runs over the columns of a block, never over single weights.
@@ -229,6 +234,97 @@ def reconstruction_error(inputs: torch.Tensor, weight: torch.Tensor, pruned: tor
     )
 
 
+REFIT_ELEMENTS = 1 << 24  # refit: at most this many Gram entries per chunk of rows (128 MiB)
+
+
+@torch.no_grad()
+def refit(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    keep: torch.Tensor,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    damp: float = 0.0,
+    max_elements: int = REFIT_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Least-squares refit of one layer on a fixed keep-mask: ``(new weight, new bias)``.
+
+    For every output row r, with K_r its kept columns, minimise over (w_K, b_r)
+
+        ‖X_K w_K + b_r·1 − T_r‖² + λ‖w_K − w⁰_K‖²,    λ = ``damp`` · mean diag(X̃ᵀX̃),
+
+    where X (samples × columns) are the calibration inputs, T (samples × rows) the target
+    pre-activations and w⁰ = ``weight``; pruned entries are 0. The bias is free (not damped):
+    centring X and T (X̃, T̃) removes it exactly, b_r = T̄_r − x̄_Kᵀ w_K, and the normal equations
+    (X̃_KᵀX̃_K + λI) w_K = X̃_KᵀT̃_r + λ w⁰_K are solved in float64 by Cholesky. ``damp = 0`` is plain
+    least squares; ``damp > 0`` (a ridge toward the current weights, ours) keeps the system
+    positive definite when kept inputs are constant or collinear on the calibration data.
+    ``bias=None``: a layer without a bias, refitted with no intercept (X and T not centred).
+
+    Vectorised over rows: each row's kept columns are gathered from one Gram matrix into a
+    (rows × k × k) batch padded with the identity (k: the most kept columns in the chunk; rows are
+    sorted by kept count so the padding stays small), chunked so that a chunk holds at most
+    ``max_elements`` entries. A row that keeps nothing gets w = 0 and b_r = T̄_r (the bias-only fit).
+    """
+    check_tensor(inputs, "inputs", dims=(2,), floating=True)
+    _check_layer(weight, inputs.shape[1])
+    check_tensor(target, "target", dims=(2,), floating=True)
+    check_tensor(keep, "keep", dims=(2,))
+    if keep.dtype != torch.bool or keep.shape != weight.shape:
+        raise ValueError(
+            f"keep must be a bool mask of the weight's shape {tuple(weight.shape)} "
+            f"(got {keep.dtype}, {tuple(keep.shape)})"
+        )
+    rows, columns = weight.shape
+    if tuple(target.shape) != (inputs.shape[0], rows):
+        raise ValueError(
+            f"target has shape {tuple(target.shape)}; it must be (samples, rows) = "
+            f"{(inputs.shape[0], rows)}: one target pre-activation per sample and output row"
+        )
+    if bias is not None:
+        check_tensor(bias, "bias", dims=(1,))
+        if bias.shape[0] != rows:
+            raise ValueError(f"bias has {bias.shape[0]} entries; the weight has {rows} rows")
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs hold no calibration sample (0 rows)")
+    damp = check_real(damp, "damp", minimum=0.0)
+    max_elements = check_int(max_elements, "max_elements", minimum=1)
+    x, t, w0 = inputs.double(), target.double(), weight.detach().double()
+    x_mean = x.mean(dim=0) if bias is not None else torch.zeros_like(x[0])
+    t_mean = t.mean(dim=0) if bias is not None else torch.zeros_like(t[0])
+    x, t = x - x_mean, t - t_mean
+    gram, cross = x.T @ x, x.T @ t  # (columns × columns), (columns × rows)
+    lam = damp * float(gram.diagonal().mean()) if columns else 0.0
+    counts = keep.sum(dim=1)
+    order = torch.argsort(counts, descending=True, stable=True)
+    kept_first = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept columns first
+    new = torch.zeros_like(w0)
+    start = 0
+    while start < rows and int(counts[order[start]]) > 0:
+        k = int(counts[order[start]])
+        chunk = order[start : start + max(1, max_elements // (k * k))]
+        valid = torch.arange(k, device=keep.device)[None, :] < counts[chunk][:, None]
+        index = torch.where(valid, kept_first[chunk, :k], 0)  # (c × k) column indices
+        both = valid[:, :, None] & valid[:, None, :]
+        a = torch.where(both, gram[index[:, :, None], index[:, None, :]], 0.0)
+        a.diagonal(dim1=1, dim2=2).add_(torch.where(valid, lam, 1.0))  # identity on the padding
+        rhs = cross[index, chunk[:, None]] + lam * w0[chunk[:, None], index]
+        rhs = torch.where(valid, rhs, 0.0)
+        factor, info = torch.linalg.cholesky_ex(a)
+        if bool((info != 0).any()):
+            bad = chunk[info != 0][:5].tolist()
+            raise ValueError(
+                f"the kept inputs of rows {bad} are linearly dependent on the calibration data "
+                "(an input constant over every sample, or fewer samples than kept weights): use "
+                "damp > 0 or more calibration samples"
+            )
+        solution = torch.cholesky_solve(rhs[:, :, None], factor)[:, :, 0]
+        new[chunk[:, None].expand_as(index)[valid], index[valid]] = solution[valid]
+        start += chunk.shape[0]
+    new_bias = None if bias is None else (t_mean - new @ x_mean).to(bias.dtype)
+    return new.to(weight.dtype), new_bias
+
+
 __all__ = [
     "BLOCK",
     "DAMP",
@@ -238,6 +334,8 @@ __all__ = [
     "inverse_factor",
     "nm_keep",
     "reconstruction_error",
+    "refit",
+    "REFIT_ELEMENTS",
     "row_keep",
     "sparsegpt",
     "wanda_keep",

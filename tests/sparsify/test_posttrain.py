@@ -178,3 +178,102 @@ def test_wanda_compared_across_the_layer_is_magnitude_when_every_input_has_the_s
     assert int((~same).sum()) == 36 and not (same.sum(1) == 6).all()  # rows differ: one threshold
     with pytest.raises(ValueError, match="group"):
         pt.wanda_keep(w, torch.ones(12), sparsity=0.5, group="column")
+
+
+# ---- the least-squares refit on a fixed mask
+
+
+def lstsq_rows(w, keep, x, t, damp=0.0, intercept=True):
+    """The refit written out row by row with torch.linalg.lstsq on [X_K, 1] (and, for damp > 0,
+    the ridge rows √λ·I with right-hand side √λ·w⁰_K stacked under it)."""
+    xc = x - x.mean(0) if intercept else x
+    lam = damp * float((xc.T @ xc).diagonal().mean())
+    new, bias = torch.zeros_like(w), torch.zeros(w.shape[0], dtype=w.dtype)
+    for r in range(w.shape[0]):
+        cols = torch.nonzero(keep[r]).squeeze(1)
+        design = torch.cat([x[:, cols], torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
+        if not intercept:
+            design = design[:, :-1]
+        rhs = t[:, r]
+        if damp > 0:
+            ridge = torch.zeros(len(cols), design.shape[1], dtype=x.dtype)
+            ridge[:, : len(cols)] = lam**0.5 * torch.eye(len(cols), dtype=x.dtype)
+            design = torch.cat([design, ridge])
+            rhs = torch.cat([rhs, lam**0.5 * w[r, cols]])
+        solution = torch.linalg.lstsq(design, rhs[:, None], driver="gelsd").solution[:, 0]
+        new[r, cols] = solution[: len(cols)]
+        if intercept:
+            bias[r] = solution[-1]
+    return new, bias
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 9),
+    st.integers(1, 12),
+    st.floats(0.0, 0.9),
+    st.sampled_from([0.0, 0.1]),
+    st.integers(0, 2**31 - 1),
+)
+def test_refit_matches_lstsq_row_by_row(rows, columns, sparsity, damp, seed):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.float64
+    w = torch.randn(rows, columns, generator=g, dtype=d)
+    x = torch.randn(3 * columns + 5, columns, generator=g, dtype=d) + 0.5
+    t = torch.randn(x.shape[0], rows, generator=g, dtype=d)
+    keep = torch.rand(rows, columns, generator=g) >= sparsity
+    new, bias = pt.refit(w, torch.zeros(rows, dtype=d), keep, x, t, damp=damp, max_elements=7)
+    ref_w, ref_b = lstsq_rows(w, keep, x, t, damp)
+    assert torch.allclose(new, ref_w, atol=1e-8) and torch.allclose(bias, ref_b, atol=1e-8)
+    assert not bool(new[~keep].any())  # pruned entries stay exactly 0
+    no_w, no_b = pt.refit(w, None, keep, x, t, damp=damp)
+    assert no_b is None
+    assert torch.allclose(no_w, lstsq_rows(w, keep, x, t, damp, intercept=False)[0], atol=1e-8)
+
+
+def test_refit_with_nothing_kept_fits_the_bias_alone():
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(4, 6, generator=g), torch.randn(30, 6, generator=g)
+    t = torch.randn(30, 4, generator=g) + torch.tensor([1.0, -2.0, 0.0, 3.0])
+    keep = torch.zeros(4, 6, dtype=torch.bool)
+    keep[2] = True  # one row keeps everything, the others nothing
+    new, bias = pt.refit(w, torch.zeros(4), keep, x, t)
+    assert not bool(new[[0, 1, 3]].any())
+    assert torch.allclose(bias[[0, 1, 3]], t.mean(0)[[0, 1, 3]], atol=1e-6)
+    ref_w, ref_b = lstsq_rows(w.double(), keep, x.double(), t.double())
+    assert torch.allclose(new[2].double(), ref_w[2], atol=1e-5)
+    assert torch.allclose(bias[2].double(), ref_b[2], atol=1e-5)
+    assert new.dtype == w.dtype and bias.dtype == torch.float32
+    empty, only_bias = pt.refit(w, torch.zeros(4), torch.zeros_like(keep), x, t)
+    assert not bool(empty.any()) and torch.allclose(only_bias, t.mean(0), atol=1e-6)
+
+
+def test_refit_reproduces_a_layer_whose_kept_weights_generate_the_targets():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(20, 50, generator=g, dtype=torch.float64)
+    keep = torch.rand(20, 50, generator=g) > 0.7
+    x = torch.randn(200, 50, generator=g, dtype=torch.float64)
+    b = torch.randn(20, generator=g, dtype=torch.float64)
+    t = x @ (w * keep).T + b
+    new, bias = pt.refit(torch.randn(20, 50, dtype=torch.float64), b * 0, keep, x, t)
+    assert torch.allclose(new, w * keep, atol=1e-9) and torch.allclose(bias, b, atol=1e-9)
+
+
+def test_refit_refuses_bad_input_by_name():
+    w, x, t = torch.randn(3, 4), torch.randn(10, 4), torch.randn(10, 3)
+    keep = torch.ones(3, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="keep"):
+        pt.refit(w, None, keep.float(), x, t)
+    with pytest.raises(ValueError, match="target"):
+        pt.refit(w, None, keep, x, t[:, :2])
+    with pytest.raises(ValueError, match="bias"):
+        pt.refit(w, torch.zeros(2), keep, x, t)
+    with pytest.raises(ValueError, match="columns"):
+        pt.refit(w, None, keep, x[:, :3], t)
+    with pytest.raises(ValueError, match="damp"):
+        pt.refit(w, None, keep, x, t, damp=-1.0)
+    dead = x.clone()
+    dead[:, 1] = 2.0  # constant input: its centred column is 0, the system singular
+    with pytest.raises(ValueError, match="damp > 0"):
+        pt.refit(w, torch.zeros(3), keep, dead, t)
+    assert pt.refit(w, torch.zeros(3), keep, dead, t, damp=0.01)[0].isfinite().all()
