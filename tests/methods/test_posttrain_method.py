@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sparsitylab import methods, reparam, runner
 from sparsitylab.methods.posttrain import LayerMagnitude, SparseGPT, Wanda
 from sparsitylab.sparsify import posttrain as rules
-from sparsitylab.sparsify.masks import nm_mask
+from sparsitylab.sparsify.masks import nm_mask, topk_mask
 
 
 def loader_of(x: torch.Tensor, batch: int = 16) -> DataLoader:
@@ -155,3 +155,75 @@ def test_an_empty_or_short_calibration_loader_is_named():
         Wanda(0.5, images=16).calibrate(mlp(), loader_of(torch.randn(0, 8)))
     with pytest.raises(ValueError, match="could not run on example_input"):
         Wanda(0.5, images=4).calibrate(mlp(), loader_of(torch.randn(8, 5)))
+
+
+def test_refit_pass_fits_each_layer_to_the_dense_pre_activations_on_pruned_inputs():
+    """refit=True written out: per layer, the magnitude mask at that layer's sparsity, then the
+    kept weights and the bias refitted to the dense layer's output, on inputs through the layers
+    already pruned and refitted."""
+    model, x = mlp(), torch.randn(64, 8)
+    sparsities = {"0": 0.25, "2": 0.5, "4": 0.75}
+    dense, expected = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            layer = expected[i]
+            inputs = expected[:i](x)
+            target = dense[: i + 1](x)
+            keep = topk_mask(layer.weight, sparsities[str(i)])
+            w, b = rules.refit(layer.weight * keep, layer.bias, keep, inputs, target, damp=0.01)
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    method = LayerMagnitude(sparsities, images=64, refit=True)
+    method.calibrate(model, loader_of(x))
+    for i in (0, 2, 4):
+        torch.testing.assert_close(model[i].weight, expected[i].weight, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model[i].bias, expected[i].bias, rtol=1e-5, atol=1e-6)
+    assert [round(r.sparsity, 2) for r in method.reports] == [0.25, 0.5, 0.75]
+    for report in method.reports:  # the refit never does worse than the masked dense weights
+        before, after = report.target_error
+        assert after <= before + 1e-7
+    plain = LayerMagnitude(sparsities, images=64)
+    unrefitted = mlp()
+    plain.calibrate(unrefitted, loader_of(x))
+    assert all(r.target_error is None for r in plain.reports)
+    torch.testing.assert_close(unrefitted[0].bias, dense[0].bias)  # no refit: biases untouched
+
+
+def test_per_layer_sparsity_must_name_the_pass_layers():
+    with pytest.raises(ValueError, match="unknown layers"):
+        LayerMagnitude({"0": 0.5, "9": 0.5}, images=16).calibrate(
+            mlp(), loader_of(torch.randn(16, 8))
+        )
+    with pytest.raises(ValueError, match="no entry for layer '2'"):
+        LayerMagnitude({"0": 0.5, "4": 0.5}, images=16).calibrate(
+            mlp(), loader_of(torch.randn(16, 8))
+        )
+    with pytest.raises(ValueError, match=r"sparsity\['0'\]"):
+        LayerMagnitude({"0": 1.5})
+    with pytest.raises(TypeError, match="refit"):
+        LayerMagnitude(0.5, refit=1)
+    with pytest.raises(ValueError, match="refit_damp"):
+        LayerMagnitude(0.5, refit=True, refit_damp=-1.0)
+
+
+def test_refit_pass_on_a_conv_model_leaves_the_model_unchanged_on_failure():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3)
+    )
+    x = torch.randn(24, 2, 5, 5)
+    method = LayerMagnitude(0.5, images=24, refit=True)  # fc: 50 kept > 24 samples: damped
+    before = copy.deepcopy(model)
+    method.calibrate(model, loader_of(x))
+    with torch.no_grad():  # refitting every layer keeps the outputs close
+        dense_out, out = before(x), model(x)
+    assert float((out - dense_out).square().mean()) < float(dense_out.square().mean())
+    assert [r.target_error[1] <= r.target_error[0] + 1e-7 for r in method.reports] == [True] * 2
+    failing = copy.deepcopy(before)
+    constant = torch.ones(24, 2, 5, 5)  # every input constant: the undamped refit is singular
+    with pytest.raises(ValueError, match="layer '0'"):
+        LayerMagnitude(0.5, images=24, refit=True, refit_damp=0.0).calibrate(
+            failing, loader_of(constant)
+        )
+    for a, b in zip(failing.parameters(), before.parameters()):
+        torch.testing.assert_close(a, b)
