@@ -22,6 +22,9 @@ reconstruction (the paper's layer order and data flow could not be read), on any
 4. The budget: η = Θ(W_dense) + ``eta`` · Θ(0), with Θ(0) the all-zero layer's distance —
    scale free, and feasible (the dense weights satisfy it) even when x comes from the sparsified
    network, where the dense weights no longer give Θ = 0. ``eta``: one number, or layer → number.
+   ``sparsity`` (one number, or layer → number) asks instead for the tolerance at which each
+   layer reaches that sparsity (:func:`~sparsitylab.sparsify.sis.solve_to_sparsity`; ours, to
+   compare SIS with another method at equal per-layer sparsities); η is then reported, not set.
 
 The zeros are exact and held by fixed masks, so training afterwards (optional fine-tuning) keeps
 them; ``finalize`` bakes the masks into an ordinary model.
@@ -44,7 +47,7 @@ from torch.utils.data import DataLoader
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
 from ..graph.tracer import call
-from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta
+from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta, solve_to_sparsity
 from . import register
 from .base import Method
 from .sis_steps import (
@@ -95,6 +98,7 @@ class SIS(Method):
     or "dense" (where each layer's inputs come from). last: activation of the last layer
     ("softmax" or "identity"). max_rows: im2col rows per conv problem (seeded subset above it).
     bias: "free" (the default: biases are refitted, not penalised) or "fixed" (kept as trained).
+    sparsity: per-layer target sparsities instead of ``eta`` (module docstring, 4; FISTA only).
     """
 
     name: ClassVar[str] = "sis"
@@ -112,6 +116,7 @@ class SIS(Method):
         tol: float = 1e-4,
         max_iter: int = 500,
         seed: int = 0,
+        sparsity: float | Mapping[str, float] | None = None,
     ):
         self.eta = (
             {str(k): check_real(v, f"eta[{k!r}]", minimum=0.0) for k, v in eta.items()}
@@ -127,18 +132,24 @@ class SIS(Method):
         self.tol = check_real(tol, "tol", minimum=0.0)
         self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.seed = check_int(seed, "seed")
+        self.sparsity = (
+            {str(k): check_real(v, f"sparsity[{k!r}]", 0.0, 1.0) for k, v in sparsity.items()}
+            if isinstance(sparsity, Mapping)
+            else None
+            if sparsity is None
+            else check_real(sparsity, "sparsity", 0.0, 1.0)
+        )
+        if self.sparsity is not None and self.solver != "fista":
+            raise ValueError("sparsity= searches FISTA's penalty; it needs solver='fista'")
         self.reports: list[LayerReport] = []
         self.solutions: dict[str, Any] = {}  # layer → its solver Solution (with history)
         self.skipped: dict[str, str] = {}  # layer → why it stays dense
 
     def relative_eta(self, layer: str) -> float:
-        if isinstance(self.eta, Mapping):
-            if layer not in self.eta:
-                raise ValueError(
-                    f"eta has no entry for layer {layer!r}; it names {sorted(self.eta)}"
-                )
-            return self.eta[layer]
-        return self.eta
+        return _entry(self.eta, layer, "eta")
+
+    def target_sparsity(self, layer: str) -> float | None:
+        return None if self.sparsity is None else _entry(self.sparsity, layer, "sparsity")
 
     @torch.no_grad()
     def calibrate(self, model: nn.Module, loader: DataLoader) -> None:
@@ -151,14 +162,18 @@ class SIS(Method):
                 "the model has no Linear, Conv1D or Conv2d layer SIS can sparsify "
                 f"({'; '.join(f'{k}: {v}' for k, v in self.skipped.items())})"
             )
-        if isinstance(self.eta, Mapping):
-            unknown = set(self.eta) - {s.name for s in chain}
-            if unknown:
-                raise ValueError(
-                    f"eta names unknown layers {sorted(unknown)}; layers: {[s.name for s in chain]}"
-                )
-            for step in chain:  # before any layer changes
-                self.relative_eta(step.name)
+        for what, value in (("eta", self.eta), ("sparsity", self.sparsity)):
+            if what == "eta" and self.sparsity is not None:
+                continue  # eta is not used
+            if isinstance(value, Mapping):
+                unknown = set(value) - {s.name for s in chain}
+                if unknown:
+                    raise ValueError(
+                        f"{what} names unknown layers {sorted(unknown)}; layers: "
+                        f"{[s.name for s in chain]}"
+                    )
+                for step in chain:  # before any layer changes
+                    _entry(value, step.name, what)
         check_plain(chain, "SIS")
         was_training = model.training
         model.eval()
@@ -201,17 +216,17 @@ class SIS(Method):
         targets = problem.y
         theta_dense = problem.theta(problem.apply(w, problem.centred_bias(w, b)))
         theta_zero = problem.zero_theta()
-        # ρ = 0 on a layer the dense weights reproduce exactly gives η = 0, which solve_to_eta
-        # refuses (exact reproduction): Θ within float rounding counts as met
-        eta = theta_dense + self.relative_eta(step.name) * theta_zero or problem.rounding
-        if self.solver == "fista":
-            s = solve_to_eta(
-                problem, None, step.activation, w, b, eta, tol=self.tol, max_iter=self.max_iter
-            )
+        target = self.target_sparsity(step.name)
+        kwargs = {"tol": self.tol, "max_iter": self.max_iter}
+        if target is not None:  # the tolerance at which this layer reaches the target sparsity
+            s = solve_to_sparsity(problem, None, step.activation, w, b, target, **kwargs)
+            eta = s.eta
         else:
-            s = primal_dual(
-                problem, None, step.activation, w, b, eta, tol=self.tol, max_iter=self.max_iter
-            )
+            # ρ = 0 on a layer the dense weights reproduce exactly gives η = 0, which solve_to_eta
+            # refuses (exact reproduction): Θ within float rounding counts as met
+            eta = theta_dense + self.relative_eta(step.name) * theta_zero or problem.rounding
+            solve = solve_to_eta if self.solver == "fista" else primal_dual
+            s = solve(problem, None, step.activation, w, b, eta, **kwargs)
         write_back(step, s.weight, s.bias, scale)
         outputs = activate(step.activation, torch.addmm(s.bias, inputs, s.weight.T))
         error = float((outputs - targets).square().sum())
@@ -232,6 +247,15 @@ class SIS(Method):
             s.converged,
             s.solver,
         )
+
+
+def _entry(value: float | Mapping[str, float], layer: str, what: str) -> float:
+    """One number for every layer, or ``layer``'s entry of a mapping."""
+    if not isinstance(value, Mapping):
+        return value
+    if layer not in value:
+        raise ValueError(f"{what} has no entry for layer {layer!r}; it names {sorted(value)}")
+    return value[layer]
 
 
 class _Captured(Exception):

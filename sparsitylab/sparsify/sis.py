@@ -229,6 +229,82 @@ def solve_to_eta(
     return best
 
 
+def solve_to_sparsity(
+    x: torch.Tensor | LayerProblem,
+    y: torch.Tensor | None,
+    activation: str,
+    w0: torch.Tensor,
+    b0: torch.Tensor,
+    sparsity: float,
+    *,
+    within: float = 0.005,
+    steps: int = 12,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    chunk: int = 8192,
+) -> Solution:
+    """The penalised solution whose sparsity is within ``within`` of ``sparsity`` (ours).
+
+    The sparsity of FISTA's penalised minimiser rises with η′, so η′ is bracketed (factors of 10)
+    and bisected in log space, up to ``steps`` solves after the bracket, every solve warm-started
+    from the closest one so far; the closest solution found is returned (``converged`` says
+    whether it is within ``within``). A minimiser of ‖W‖₁ + Θ/(2η′) also minimises ‖W‖₁ subject to
+    Θ ≤ η for η = its own Θ (Lagrange duality, the problem being convex), so the result is SIS's
+    solution at that tolerance: ``eta`` is set to its Θ. This is how SIS is run at another
+    method's per-layer sparsities, to compare the two at equal layer sparsities.
+    """
+    problem = _as_problem(x, y, activation, chunk)
+    problem.check_weights(w0, b0)
+    target = check_real(sparsity, "sparsity", minimum=0.0, maximum=1.0)
+    within = check_real(within, "within", minimum=0.0)
+    steps = check_int(steps, "steps", minimum=0)
+    history: list[dict[str, float]] = []
+    best: Solution | None = None
+
+    def attempt(penalty: float) -> Solution:
+        nonlocal best
+        start_w, start_b = (w0, b0) if best is None else (best.weight, best.bias)
+        s = fista(problem, None, activation, start_w, start_b, penalty, tol=tol, max_iter=max_iter)
+        offset = history[-1]["iteration"] if history else 0
+        history.extend(
+            {**r, "iteration": offset + r["iteration"], "penalty": penalty} for r in s.history
+        )
+        if best is None or abs(s.sparsity - target) < abs(best.sparsity - target):
+            best = s
+        return s
+
+    # the same first guess as solve_to_eta's, for η = 1 % of Θ(0)
+    scale = max(problem.y.shape[1] * problem.x.shape[1], 1) ** 0.5
+    penalty = math.sqrt(0.01 * max(problem.theta_zero, 1e-30)) * problem.norm_w / scale
+    lo = hi = None
+    for _ in range(30):
+        s = attempt(penalty)
+        if abs(s.sparsity - target) <= within:
+            break
+        if s.sparsity < target:
+            lo = penalty
+            if hi is not None:
+                break
+            penalty *= 10
+        else:
+            hi = penalty
+            if lo is not None:
+                break
+            penalty /= 10
+    for _ in range(steps if lo is not None and hi is not None else 0):
+        if abs(best.sparsity - target) <= within:
+            break
+        penalty = math.sqrt(lo * hi)
+        s = attempt(penalty)
+        if s.sparsity < target:
+            lo = penalty
+        else:
+            hi = penalty
+    best.eta, best.history, best.iterations = best.theta, history, len(history) - 1
+    best.converged = abs(best.sparsity - target) <= within
+    return best
+
+
 # ---- Chambolle–Pock on the constrained form
 
 
@@ -315,6 +391,7 @@ __all__ = [
     "project_ball",
     "soft_threshold",
     "solve_to_eta",
+    "solve_to_sparsity",
     "targets",
     "theta",
 ]

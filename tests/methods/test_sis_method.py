@@ -500,3 +500,24 @@ def test_incomplete_eta_mapping_fails_before_changing_the_model(trained_state, d
     with pytest.raises(ValueError, match="no entry for layer 'fc2'"):
         SIS({"fc1": 0.1}, images=IMAGES).calibrate(model, calibration(digits_split[0])[0])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_per_layer_target_sparsities(trained_state, digits_split):
+    model = trained(trained_state)
+    targets = {"fc1": 0.7, "fc2": 0.4, "fc3": 0.2}
+    method = SIS(sparsity=targets, images=IMAGES)
+    method.calibrate(model, calibration(digits_split[0])[0])
+    for r in method.reports:
+        assert abs(zero_share(model, r.layer) - targets[r.layer]) <= 0.01, r
+        assert r.eta == r.theta  # the tolerance at which the layer reaches its target
+        assert r.output_error <= r.theta * (1 + 1e-4) + 1e-6
+    with pytest.raises(ValueError, match="solver='fista'"):
+        SIS(sparsity=0.5, solver="primal-dual")
+    with pytest.raises(ValueError, match="no entry for layer 'fc2'"):
+        SIS(sparsity={"fc1": 0.5, "fc3": 0.5}, images=IMAGES).calibrate(
+            trained(trained_state), calibration(digits_split[0])[0]
+        )
+    with pytest.raises(ValueError, match="unknown layers"):
+        SIS(sparsity={"fc9": 0.5}, images=IMAGES).calibrate(
+            trained(trained_state), calibration(digits_split[0])[0]
+        )

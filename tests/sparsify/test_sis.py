@@ -586,3 +586,33 @@ def test_solve_to_eta_zero_on_a_float32_layer_is_feasible():
     problem = LayerProblem(x, torch.relu(x @ w.T + b), "relu")
     tight = 1e-9 * problem.zero_theta()  # below the dense weights' Θ = 1.2e-8 of rounding
     assert solve_to_eta(problem, None, "relu", w, b, tight).feasible
+
+
+# --- solve_to_sparsity ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_solve_to_sparsity_hits_the_target_and_solves_sis_at_its_own_theta(activation):
+    problem, w, b = layer(3, activation, k=60, d=20, n=10)
+    for target in (0.3, 0.6):
+        s = sis.solve_to_sparsity(problem, None, activation, w, b, target, within=0.02)
+        assert s.converged and abs(s.sparsity - target) <= 0.02
+        assert s.eta == s.theta and s.feasible
+        assert s.iterations == len(s.history) - 1
+        # at η = its Θ, solve_to_eta finds the same optimum, up to its slack window (it may stop
+        # at Θ ≥ 0.98 η): no smaller ℓ1 norm, and within 5 %
+        by_eta = solve_to_eta(problem, None, activation, w, b, s.theta * (1 + 1e-9))
+        l1, l1_eta = float(s.weight.abs().sum()), float(by_eta.weight.abs().sum())
+        assert l1_eta * 0.95 <= l1 <= l1_eta * (1 + 1e-3)
+
+
+def test_solve_to_sparsity_extremes_and_bad_input():
+    problem, w, b = layer(2, "relu", k=40, d=10, n=5)
+    everything = sis.solve_to_sparsity(problem, None, "relu", w, b, 1.0)
+    assert everything.sparsity == 1.0 and everything.converged
+    nothing = sis.solve_to_sparsity(problem, None, "relu", w, b, 0.0)
+    assert nothing.sparsity == 0.0 and nothing.converged
+    with pytest.raises(ValueError, match="sparsity"):
+        sis.solve_to_sparsity(problem, None, "relu", w, b, 1.5)
+    with pytest.raises(ValueError, match="within"):
+        sis.solve_to_sparsity(problem, None, "relu", w, b, 0.5, within=-0.1)
