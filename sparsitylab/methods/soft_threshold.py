@@ -107,7 +107,8 @@ class ThresholdMethod(Method):
     optimizer steps of training, which the controller's ramp needs. In target mode
     ``controller.trace`` holds the sparsity after every step and ``corrections`` (step, factor c)
     every rescale of the thresholds; the last, at ``total_steps``, is the final exact one.
-    Both, and the controller's reference decay, are in :meth:`state_dict` (resuming is exact).
+    Both, the controller's reference decay and its held thresholds are in :meth:`state_dict`
+    (resuming is exact).
     """
 
     def __init__(

@@ -1,43 +1,48 @@
 """Target-sparsity mode for STR and STR-BN: reach a requested overall sparsity S exactly.
 
-Neither STR nor STR-BN has one (STR's users ask for it: RAIVNLab/STR issue #14). From the papers:
-the operator S_g(W, s) = sign(W)·ReLU(|W| − g(s)), g = sigmoid, and that the sparsity emerges from
-the weight decay λ_s on the thresholds s, which pulls s toward 0 and so raises g(s). Everything
-below is our construction (derived — not from the papers). It leaves the per-layer allocation to
-STR and controls only the overall sparsity ŝ, against the cubic ramp of Zhu & Gupta over the first
-fraction f (``end_fraction``) of the T optimizer steps::
+Neither STR nor STR-BN has one (STR's users ask for it: RAIVNLab/STR issue #14). From STR: the
+operator S_g(W, s) = sign(W)·ReLU(|W| − g(s)), g = sigmoid, and (read from its code) that the
+sparsity emerges from the weight decay λ_s on the thresholds s, which pulls s toward 0 and so
+raises g(s). Everything below is our construction (derived — not from the papers). It leaves the
+per-layer allocation to STR and controls only the overall sparsity ŝ, against the cubic ramp of
+Zhu & Gupta over the first fraction f (``end_fraction``) of the T optimizer steps::
 
     τ(t) = S · (1 − (1 − min(1, t / (f·T)))³)
 
-:class:`DecayController`, after every optimizer step (every ``every``-th):
+:class:`DecayController`, after every optimizer step:
 
-1. **A band on ŝ, enforced by rescaling.** Before f·T the ceiling is τ(t) + ``tolerance``; from
-   f·T on, ŝ is held in S ± ``tolerance``; after the last step it is S exactly. Outside the band,
-   :func:`hit_target` rescales every threshold to τ(t) and the thresholds' optimizer state
-   (momentum) is dropped. This is what keeps the network alive: λ_s only sets the *speed* of s,
-   and with momentum s arrives far too fast from s_init = −100 (g′(s) ≈ 0 there, so nothing but
-   decay, at the clamp ``max_decay`` while ŝ lags, moves it); it used to cross the few units of
-   s where the weights sit in one step and go on to g(s) ≈ 1: 100 % of the weights pruned,
-   ∂L/∂s = 0, no way back (digits, 3-conv CNN: from ŝ = 0.4 to 1 at step 17). Now it is cut
-   back to the ramp on the step it overshoots. Lagging behind the ramp is allowed until f·T (it
-   only prunes later; the rescale at f·T then prunes the lag at once, with training after);
-   from f·T on the band holds ŝ near S, so that the final rescale, which has no training after
-   it, moves at most ``tolerance`` of the values (with ``every`` = 1). Like :func:`hit_target`
-   it raises ``ValueError`` when S needs a threshold ≥ 1.
-2. **A proportional controller on λ_s inside the band**::
+1. **A ceiling, enforced by rescaling.** Whenever ŝ > τ(t) + ``tolerance``, :func:`hit_target`
+   rescales every threshold to τ(t) and the thresholds' optimizer state (momentum) is dropped.
+   This is what keeps the network alive: λ_s only sets the *speed* of s, and from s_init = −100
+   (g′(s) ≈ 0 there, so nothing but decay moves s; the decay sits at the clamp ``max_decay``
+   while ŝ lags) momentum brings s far too fast. It used to cross the few units of s where the
+   weights sit in one step and go on to g(s) ≈ 1: 100 % of the weights pruned, ∂L/∂s = 0, no
+   way back (digits, 3-conv CNN: ŝ from 0.4 to 1 at step 17). Now it is cut back to the ramp on
+   the step it overshoots. Lagging behind the ramp is allowed (it only prunes later).
+2. **A proportional controller on λ_s** below the ceiling::
 
        λ_s = λ_ref · exp(gain · (τ(t) − ŝ)),   clamped to [min_decay, max_decay],
 
    λ_ref the group's own decay. Behind the target λ_s grows and s rises faster; ahead of it
-   λ_s falls below λ_ref and the loss gradient, which wants the weights back, lowers s. Between
-   rescales STR's own dynamics (loss gradient against decay, per layer) move the thresholds.
+   λ_s falls below λ_ref and the loss gradient, which wants the weights back, lowers s. In
+   between, STR's own dynamics (loss gradient against decay, per layer) move the thresholds.
+3. **An exact rescale to S at the ramp's end, then the thresholds hold.** Whatever ŝ lags is
+   pruned at f·T at once, with the remaining (1 − f)·T steps to train after it. From then on
+   the controller writes the thresholds back after every step (the optimizer's step on s is
+   undone; a ceiling rescale, if the weights shrink that far, sets new ones): left free, the loss
+   gradient pulled them down (digits, S = 0.95: ŝ from 0.95 to 0.87 in 20 steps) and the last
+   rescale had to cut the difference with no training after it. Held, ŝ only drifts as the
+   weights move, and the **final exact rescale** after the last step (kept: it makes ŝ = S
+   exactly) moves that drift: under 1 point on our digits runs, mostly un-pruning weights that
+   shrank below their threshold (c slightly below 1).
 
 Each rescale multiplies every threshold by one common factor c, g_l ← c·g_l, with c between the
 k-th and (k+1)-th smallest ratio |w_i| / g_l(i), k = round(τ·N): exactly k of the N thresholded
 values then fall at or below their threshold (ties aside), and the ratios between the layers'
-thresholds — the learned budget's shape — are kept. The method records every rescale as
-(step, c) in ``corrections``; the last one (step T) is the final exact correction, with no
-training after it. One pass over the weights' magnitudes per step, no extra training runs.
+thresholds — the learned budget's shape — are kept. c measures thresholds, not weights: the
+method records every rescale as (step, c) in ``corrections`` (the last, at step T, is the final
+one) and ``trace`` has ŝ before and after each. One pass over the weights' magnitudes per step,
+no extra training runs.
 
 A *site* is one threshold parameter s (one value per layer, or per output channel) with the
 magnitudes it thresholds: the un-thresholded weight of a :class:`SoftThreshold`, or the γ of an
@@ -147,29 +152,30 @@ def cubic_ramp(step: int, total_steps: int, sparsity: float, end_fraction: float
 
 @dataclass
 class DecayController:
-    """Holds the overall threshold sparsity ŝ in a band around :func:`cubic_ramp` by rescaling
-    the thresholds, and steers their weight decay toward it inside the band (see the module doc).
+    """Keeps the overall threshold sparsity ŝ at or below :func:`cubic_ramp` by rescaling the
+    thresholds, steers their weight decay toward the ramp, and holds them from the ramp's end on
+    (see the module doc).
 
-    ``trace`` records (step, target τ, ŝ measured, ŝ after any rescale, decay set) at every
-    update, for plots. ``reference`` is λ_ref, the group's decay when control starts.
+    ``trace`` records (step, target τ, ŝ measured, ŝ after any rescale, decay set) after every
+    step, for plots. ``reference`` is λ_ref, the group's decay when control starts; ``held`` the
+    thresholds s fixed at the ramp's end (plain lists, for checkpoints).
     """
 
     sparsity: float
     total_steps: int
     end_fraction: float = 0.6
-    every: int = 1
     gain: float = 60.0
     min_decay: float = 1e-6
     max_decay: float = 0.5
     tolerance: float = 0.01
     trace: list[tuple[int, float, float, float, float]] = field(default_factory=list)
     reference: float | None = None
+    held: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
         check_int(self.total_steps, "total_steps", minimum=1)
         check_real(self.end_fraction, "end_fraction", 0.0, 1.0)
-        check_int(self.every, "every", minimum=1)
         check_real(self.gain, "gain", 0.0)
         check_real(self.min_decay, "min_decay", 0.0)
         check_real(self.max_decay, "max_decay", self.min_decay)
@@ -177,49 +183,51 @@ class DecayController:
 
     @property
     def ramp_end(self) -> int:
-        """The step f·T where the ramp reaches S and the band closes around S."""
+        """The step f·T where the ramp reaches S: the exact rescale, then the thresholds hold."""
         return max(1, round(self.end_fraction * self.total_steps))
 
-    def band(self, step: int) -> tuple[float, float, float]:
-        """(lowest, target, highest) sparsity allowed after ``step`` (the last step allows only
-        the target: :meth:`update` always rescales there)."""
-        target = cubic_ramp(step, self.total_steps, self.sparsity, self.end_fraction)
-        low = target - self.tolerance if step >= self.ramp_end else 0.0
-        return low, target, target + self.tolerance
+    def target(self, step: int) -> float:
+        """τ(step), the ramp's sparsity after ``step``."""
+        return cubic_ramp(step, self.total_steps, self.sparsity, self.end_fraction)
 
+    @torch.no_grad()
     def update(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> float | None:
-        """Measure ŝ, rescale into the band, set the thresholds' decay; returns the rescale factor
-        c, or None when ŝ was in the band. Runs every ``every``-th step, and at the last, where it
-        always rescales to S exactly.
+        """After optimizer step ``step``: hold (from the ramp's end), measure ŝ, rescale when the
+        ceiling or the schedule asks, set the thresholds' decay. Returns the rescale factor c, or
+        None when there was no rescale.
 
         The thresholds' group is looked up in ``optimizer`` every time: loading an optimizer
         state (resuming) replaces the group dicts, so a kept reference would go stale.
         """
-        if step % self.every and step != self.total_steps:
-            return None
         found = _sites_or_raise(model)
         group = threshold_group(optimizer, [x.s for x in found])
         if self.reference is None:
             self.reference = max(group.get("weight_decay", 0.0), self.min_decay)
-        (low, target, high), now = self.band(step), _sparsity(found)
-        factor, held = None, now
-        if step == self.total_steps or not low <= now <= high:
+        if self.held is not None:  # undo the optimizer's step on s
+            for x, s in zip(found, self.held, strict=True):
+                x.s.copy_(torch.tensor(s, dtype=x.s.dtype).view_as(x.s))
+        target, now = self.target(step), _sparsity(found)
+        factor, after = None, now
+        if step in (self.ramp_end, self.total_steps) or now > target + self.tolerance:
             factor = hit_target(model, target)
-            for x in found:  # the momentum that carried s out of the band must not do it again
+            for x in found:  # the momentum that carried s past the ramp must not do it again
                 optimizer.state.pop(x.s, None)
-            held = _sparsity(found)
-        decay = self.reference * math.exp(self.gain * (target - held))
+            after = _sparsity(found)
+            if self.held is not None or step == self.ramp_end:
+                self.held = [x.s.flatten().tolist() for x in found]
+        decay = self.reference * math.exp(self.gain * (target - after))
         group["weight_decay"] = decay = min(self.max_decay, max(self.min_decay, decay))
-        self.trace.append((step, target, now, held, decay))
+        self.trace.append((step, target, now, after, decay))
         return factor
 
     def state_dict(self) -> dict:
-        """Everything the controller evolves (λ_ref and the trace), as plain data."""
-        return {"reference": self.reference, "trace": [list(t) for t in self.trace]}
+        """Everything the controller evolves (λ_ref, the held thresholds, the trace)."""
+        trace = [list(t) for t in self.trace]
+        return {"reference": self.reference, "held": self.held, "trace": trace}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.reference = state.get("reference")
+        self.reference, self.held = state.get("reference"), state.get("held")
         self.trace = [(int(t[0]), *map(float, t[1:])) for t in state.get("trace", [])]
 
 
