@@ -1,4 +1,4 @@
-"""Exercises for the chapter "Learned thresholds: STR and STR-BN".
+"""Exercises for the chapter "Learned thresholds: STR and a target-sparsity mode".
 
 Replace each ``raise NotImplementedError`` with your code, then grade your work with
 
@@ -11,7 +11,6 @@ call them here. Throughout, g(s) = sigmoid(s) is the threshold and g′(s) = g(s
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def soft_threshold(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -34,23 +33,9 @@ def threshold_grad(w: torch.Tensor, s: torch.Tensor, upstream: torch.Tensor) -> 
     raise NotImplementedError("exercise 2: write the gradient of the threshold")
 
 
-def str_bn_affine(
-    gamma: torch.Tensor, beta_hat: torch.Tensor, s: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exercise 3. The plain BatchNorm affine that an STR-BN layer computes with.
-
-    STR-BN writes BatchNorm as Y = γ̂ ⊙ (X̂ + β̂) with γ̂ = sign(γ) · ReLU(|γ| − g(s)). Return the pair
-    (weight γ̂, bias γ̂ ⊙ β̂), one entry per channel; a channel with γ̂ = 0 then outputs exactly 0.
+def pruned_at_init(w: torch.Tensor, s: float) -> float:
+    """Exercise 3. The share of a layer's weights that STR's threshold prunes before any training:
+    the fraction of entries with |W| ≤ g(s). (Chapter 4: with s_init = −5 and PyTorch's default
+    initialisation this is already 15–19 % of LeNet's large layers.) Return a Python float.
     """
-    raise NotImplementedError("exercise 3: write STR-BN's effective weight and bias")
-
-
-def groups_by_type(model: nn.Module, thresholds: list[nn.Parameter]) -> list[dict]:
-    """Exercise 4. Optimizer parameter groups for STR: a list of dicts, each with a "params" list.
-
-    One group holds exactly ``thresholds``, one the parameters of every BatchNorm module (any
-    ``nn.BatchNorm*d``) that are not thresholds, one every other trainable parameter; leave out a
-    group that would be empty. Every trainable parameter of ``model`` appears exactly once. Decide
-    by module type and by parameter identity, never by parameter or module name.
-    """
-    raise NotImplementedError("exercise 4: build the parameter groups by type")
+    raise NotImplementedError("exercise 3: count the weights at or below the threshold")

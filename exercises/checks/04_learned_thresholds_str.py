@@ -4,17 +4,12 @@ solved."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from sparsitylab import models
-from sparsitylab.methods.soft_threshold import STR, STRBN
-from sparsitylab.metrics import BATCHNORMS
-from sparsitylab.reparam.soft_threshold import SoftThreshold, threshold_parameters
-from sparsitylab.reparam.str_batchnorm import STRBatchNorm2d, to_batchnorm
+from sparsitylab.methods.soft_threshold import STR
+from sparsitylab.methods.target_sparsity import threshold_sparsity
+from sparsitylab.reparam.soft_threshold import SoftThreshold
 
 
 def _scalar(value) -> torch.Tensor:
@@ -53,83 +48,15 @@ def check_threshold_grad(student) -> None:
         )
 
 
-def check_str_bn_affine(student) -> None:
-    gamma, beta_hat = torch.tensor([0.9, -0.2, -0.7, 0.1]), torch.tensor([1.0, 2.0, 3.0, -4.0])
-    weight, bias = student.str_bn_affine(gamma, beta_hat, torch.tensor(0.0))  # g = 0.5
-    assert torch.allclose(weight, torch.tensor([0.4, 0.0, -0.2, 0.0])), "hand case: weight"
-    assert torch.allclose(bias, torch.tensor([0.4, 0.0, -0.6, 0.0])), "hand case: bias"
-    torch.manual_seed(0)
-    for s in (-2.0, -0.5):
-        bn = STRBatchNorm2d(16, s_init=s)
-        with torch.no_grad():
-            bn.weight.copy_(torch.randn(16) * torch.tensor([0.01, 1.0]).repeat(8))  # some pruned
-            bn.bias.copy_(3 * torch.randn(16))
-        plain = to_batchnorm(bn)
-        weight, bias = student.str_bn_affine(bn.weight.detach(), bn.bias.detach(), torch.tensor(s))
-        assert torch.allclose(weight, plain.weight), f"s={s}: weight differs from to_batchnorm"
-        assert torch.allclose(bias, plain.bias), f"s={s}: bias differs from to_batchnorm"
-        pruned = plain.weight == 0
-        assert pruned.any(), "the grader's γ should prune some channels"
-        assert (bias[pruned] == 0).all(), f"s={s}: pruned channels need bias exactly 0"
-        out = F.batch_norm(torch.randn(4, 16, 3, 3), None, None, weight, bias, training=True)
-        assert (out[:, pruned] == 0).all(), f"s={s}: a pruned channel must output exactly 0"
-
-
-def _misnamed() -> nn.Sequential:
-    """A model whose names lie about its module types, and with one frozen parameter."""
-    net = nn.Sequential(
-        OrderedDict(
-            [
-                ("bn1", nn.Conv2d(1, 4, 3, bias=False)),
-                ("threshold", nn.BatchNorm2d(4)),
-                ("flatten", nn.Flatten()),
-                ("s", nn.Linear(4, 2)),
-            ]
-        )
-    )
-    net.s.bias.requires_grad_(False)
-    return net
-
-
-def _ids(params) -> set[int]:
-    return {id(p) for p in params}
-
-
-def _check_groups(student, model: nn.Module, thresholds: list[nn.Parameter], label: str) -> None:
-    groups = student.groups_by_type(model, thresholds)
-    assert isinstance(groups, list) and all(
-        isinstance(g, dict) and "params" in g for g in groups
-    ), f"{label}: return a list of dicts with a 'params' entry"
-    placed = [id(p) for g in groups for p in g["params"]]
-    trainable = _ids(p for p in model.parameters() if p.requires_grad)
-    assert len(placed) == len(set(placed)), f"{label}: a parameter appears in two groups"
-    assert set(placed) == trainable, f"{label}: every trainable parameter, and only those, once"
-    try:
-        torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
-    except (TypeError, ValueError) as error:
-        raise AssertionError(f"{label}: torch.optim.SGD refuses the groups: {error}") from error
-    expected = {
-        "thresholds": _ids(thresholds),
-        "BatchNorm": {
-            id(p)
-            for m in model.modules()
-            if isinstance(m, BATCHNORMS)
-            for p in m.parameters(recurse=False)
-            if p.requires_grad and id(p) not in _ids(thresholds)
-        },
-    }
-    for kind, ids in expected.items():
-        group = [_ids(g["params"]) for g in groups if _ids(g["params"]) & ids]
-        assert group == [ids], f"{label}: one group must hold exactly the {kind} parameters"
-
-
-def check_groups_by_type(student) -> None:
-    resnet = STR().prepare(models.resnet20())
-    soft = [m.s for m in resnet.modules() if isinstance(m, SoftThreshold)]
-    assert _ids(threshold_parameters(resnet)) == _ids(soft)  # the library finds them by type too
-    _check_groups(student, resnet, threshold_parameters(resnet), "ResNet-20 with STR")
-    misnamed = STR().prepare(_misnamed())
-    _check_groups(student, misnamed, threshold_parameters(misnamed), "misleading names")
-    bn = STRBN().prepare(models.resnet20())  # each threshold s is also a BatchNorm parameter
-    thresholds = [m.s for m in bn.modules() if isinstance(m, STRBatchNorm2d)]
-    _check_groups(student, bn, thresholds, "ResNet-20 with STR-BN")
+def check_pruned_at_init(student) -> None:
+    w = torch.tensor([0.001, -0.002, 0.5, -0.7, 0.0067, 0.0068])
+    got = student.pruned_at_init(w, -5.0)  # g(−5) = 0.006693
+    assert isinstance(got, float), "return a Python float"
+    assert abs(got - 2 / 6) < 1e-6, f"hand case: 2 of 6 weights are at or below g(−5), got {got}"
+    for s in (-6.0, -5.0, -4.0):
+        torch.manual_seed(0)
+        layer = STR(s_init=s).prepare(nn.Sequential(nn.Linear(400, 120)))
+        expected = threshold_sparsity(layer)  # the library's count, on the same weights
+        weight = layer[0].parametrizations.weight.original.detach()
+        got = student.pruned_at_init(weight, s)
+        assert abs(got - expected) < 1e-6, f"s={s}: {got} vs the library's {expected}"
