@@ -33,6 +33,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from . import modes
 from ._checks import check_int
 from .frames import (
     MAX_FRAME_BYTES,
@@ -212,7 +213,27 @@ def explore(
             control.observe(redraw, names="value")
 
 
+QUICK_BANNER = (
+    '<div class="admonition warning"><p class="admonition-title">Quick mode</p><p>This chapter '
+    "ran with <code>SPARSITYLAB_QUICK=1</code>: tiny budgets (fewer images, epochs, seeds and "
+    "timing rounds) so that it finishes in about two minutes. Every number below, and every "
+    "sentence built from one, describes those tiny runs: rankings and gaps can differ from the "
+    "full-mode book, and a claim the full runs support may not hold here. Unset "
+    "<code>SPARSITYLAB_QUICK</code> to reproduce the book.</p></div>"
+)
+
+
+def mode_banner() -> None:
+    """Display a warning box at the top of a chapter run in quick mode (nothing in full mode), so
+    a student steered to quick mode does not read a quick number as the book's."""
+    if modes.is_quick():
+        from IPython.display import HTML, display
+
+        display(HTML(QUICK_BANNER))
+
+
 __all__ = [
+    "QUICK_BANNER",
     "MAX_FRAMES",
     "MAX_FRAME_BYTES",
     "MAX_FRAME_PIXELS",
@@ -221,5 +242,6 @@ __all__ = [
     "figure_png",
     "frame_grid_html",
     "frame_slider_html",
+    "mode_banner",
     "png_size",
 ]

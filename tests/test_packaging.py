@@ -122,7 +122,7 @@ LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 # Narrower rules on top of the layers.
 MAY_IMPORT = {
     "frames": {"_checks"},
-    "widgets": {"_checks", "frames"},
+    "widgets": {"_checks", "frames", "modes"},
     # deploy never imports reparam or methods
     "deploy": {
         "_checks",

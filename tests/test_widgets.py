@@ -191,3 +191,15 @@ def test_numeric_knobs_become_sliders_with_readable_labels():
     assert slider.__class__.__name__ == "SelectionSlider" and slider.options[0][0] == "0.5"
     menu = widgets._control("layer", ["fc1", "fc2"], "fc2")
     assert menu.__class__.__name__ == "Dropdown" and menu.value == "fc2"
+
+
+def test_mode_banner_warns_in_quick_mode_only(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setenv("SPARSITYLAB_QUICK", "0")
+    widgets.mode_banner()
+    assert shown == []
+    monkeypatch.setenv("SPARSITYLAB_QUICK", "1")
+    widgets.mode_banner()
+    (banner,) = shown
+    assert "Quick mode" in banner.data and "SPARSITYLAB_QUICK" in banner.data
