@@ -1,5 +1,6 @@
 """Hierarchical block masks (HBsNN §2.3): disjoint levels, exact per-level counts, cumulative
-sparsity, the hierarchy rule, the paper's figure, and the retained-top-k statistic."""
+sparsity, the hierarchy rule, the paper's figure, the retained-top-k statistic and which of its
+values are guaranteed by construction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from sparsitylab.gemm import gemm_view
 from sparsitylab.sparsify.hierarchical import (
     check_levels,
+    guaranteed_top,
     hierarchical_masks,
     parse_config,
     retained_top,
@@ -124,6 +126,82 @@ def test_two_levels_retain_the_top_weights_better_than_one():
     two = union(hierarchical_masks(w, parse_config("4x1/80+1x1/80")))
     top10_one, top10_two = retained_top(w, one, [0.1])[0], retained_top(w, two, [0.1])[0]
     assert top10_two == 1.0 > top10_one  # 20 % of single weights hold the whole top 10 %
+
+
+TOPS = [0.1, 0.2, 0.3, 0.4, 0.5, 1.0]
+
+
+@PROPERTY
+@given(weights_and_levels())
+def test_guaranteed_retention_is_always_met(case):
+    w, levels = case
+    keep = union(hierarchical_masks(w, levels))
+    flags, kept = guaranteed_top(levels, TOPS, w.numel()), retained_top(w, keep, TOPS)
+    for f, sure, share in zip(TOPS, flags, kept):
+        if sure and w.numel() > pruned_count(w.numel(), 1 - f):  # a non-empty top-f set
+            assert share == 1.0, (f, levels)
+
+
+def test_guaranteed_retention_of_the_papers_configurations():
+    """A trailing 1×1 level of density d guarantees every top-f with f ≤ d; nothing else does."""
+    expected = {
+        "4x1/60": [False] * 4,
+        "4x1/63+1x1/97": [False] * 4,
+        "4x1/65+1x1/95": [False] * 4,
+        "4x1/70+1x1/90": [True, False, False, False],
+        "4x1/80+1x1/80": [True, True, False, False],
+        "8x8/80+1x1/80": [True, True, False, False],
+        "1x1/60": [True] * 4,
+        "1x1/90+1x1/90": [True, True, False, False],  # two 1×1 levels: their densities add
+    }
+    for config, flags in expected.items():
+        assert guaranteed_top(parse_config(config), [0.1, 0.2, 0.3, 0.4], 500 * 800) == flags
+    assert guaranteed_top(parse_config("4x1/60"), [0.0], 10) == [True]  # an empty top set
+
+
+def test_a_fine_level_short_of_the_top_set_can_lose_part_of_it():
+    """Not guaranteed is not a promise of a loss, but a loss can happen: the top 25 % are one
+    large entry in each 4×1 block (column); the coarse level keeps the two columns with the larger
+    sums, and a 1×1 level of one entry rescues only one of the other two."""
+    w = torch.tensor([[3.0, 2.9, 2.8, 2.7]]).repeat(4, 1)
+    w[1:, :2], w[1:, 2:] = 0.1, 1.0
+    levels = [((4, 1), 0.5), ((1, 1), 15 / 16)]
+    keep = union(hierarchical_masks(w, levels))
+    assert guaranteed_top(levels, [0.25], w.numel()) == [False]
+    assert retained_top(w, keep, [0.25]) == [0.75]  # 2.9 is lost
+
+
+@PROPERTY
+@given(st.integers(0, 2**16), st.sampled_from([(4, 1), (2, 2), (8, 8)]), st.integers(1, 9))
+def test_moving_density_to_the_fine_level_never_loses_top_weights(seed, block, step):
+    """At one cumulative sparsity, a coarse level of fewer blocks plus a larger 1×1 level keeps at
+    least as much of every top-f set (derived: the coarse blocks are nested, and the extra single
+    entries are the largest of what is left)."""
+    torch.manual_seed(seed)
+    w = torch.randn(32, 64)
+    bh, bw = block
+    blocks = (32 // bh) * (64 // bw)
+    kept_before = None
+    for coarse_blocks in list(range(blocks // 2, 0, -step))[:5]:  # fewer and fewer coarse blocks
+        fine = w.numel() // 2 - coarse_blocks * bh * bw  # cumulative density 50 %
+        levels = [(block, 1 - coarse_blocks / blocks)]
+        if fine:
+            levels.append(((1, 1), 1 - fine / w.numel()))
+        masks = hierarchical_masks(w, levels)
+        assert int(union(masks).sum()) == w.numel() // 2
+        kept = retained_top(w, union(masks), TOPS)
+        if kept_before is not None:
+            assert all(a >= b for a, b in zip(kept, kept_before)), (block, coarse_blocks)
+        kept_before = kept
+
+
+def test_guaranteed_top_bad_inputs():
+    with pytest.raises(ValueError, match=r"fractions\[1\]"):
+        guaranteed_top(parse_config("1x1/60"), [0.1, 1.5], 100)
+    with pytest.raises(ValueError, match="numel"):
+        guaranteed_top(parse_config("1x1/60"), [0.1], 0)
+    with pytest.raises(TypeError, match="fractions"):
+        guaranteed_top(parse_config("1x1/60"), ["0.1"], 100)
 
 
 def test_conv_weights_flatten_k_by_crs():
