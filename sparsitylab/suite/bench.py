@@ -195,7 +195,8 @@ def run_model(
     result["runs"].append(record("dense-scratch", None, ctx.scratch, ctx))
     if timed:
         result["latency"]["dense"] = latency({"dense": ctx.dense.model}, settings, x)["dense"]
-    report(f"{model} seed {seed}: dense {100 * ctx.dense.test_acc:.2f} %")
+    report(f"{model} seed {seed}: dense (warm restart) {100 * ctx.dense.test_acc:.2f} %")
+    report(f"{model} seed {seed}: dense (one cosine) {100 * ctx.scratch.test_acc:.2f} %")
     save()
     for recipe in recipes:
         if model not in recipe.models:
