@@ -47,7 +47,14 @@ from torch.utils.data import DataLoader
 from .. import reparam
 from .._checks import check_choice, check_int, check_real
 from ..graph.tracer import call
-from ..sparsify.sis import LayerProblem, activate, primal_dual, solve_to_eta, solve_to_sparsity
+from ..sparsify.sis import (
+    LayerProblem,
+    Solution,
+    activate,
+    primal_dual,
+    solve_to_eta,
+    solve_to_sparsity,
+)
 from . import register
 from .base import Method
 from .sis_steps import (
@@ -222,11 +229,13 @@ class SIS(Method):
             s = solve_to_sparsity(problem, None, step.activation, w, b, target, **kwargs)
             eta = s.eta
         else:
-            # ρ = 0 on a layer the dense weights reproduce exactly gives η = 0, which solve_to_eta
-            # refuses (exact reproduction): Θ within float rounding counts as met
-            eta = theta_dense + self.relative_eta(step.name) * theta_zero or problem.rounding
-            solve = solve_to_eta if self.solver == "fista" else primal_dual
-            s = solve(problem, None, step.activation, w, b, eta, **kwargs)
+            eta = theta_dense + self.relative_eta(step.name) * theta_zero
+            if eta == 0:  # Θ = 0 asked of a layer that has it (ρ·Θ(0) = 0): the layer is kept as
+                # it is — solve_to_eta refuses the exact-reproduction problem η = 0
+                s = Solution(w.clone(), b.clone(), 0.0, 0.0, 0, True, "fista", [], None)
+            else:
+                solve = solve_to_eta if self.solver == "fista" else primal_dual
+                s = solve(problem, None, step.activation, w, b, eta, **kwargs)
         write_back(step, s.weight, s.bias, scale)
         outputs = activate(step.activation, torch.addmm(s.bias, inputs, s.weight.T))
         error = float((outputs - targets).square().sum())
