@@ -107,6 +107,20 @@ def fista(
     )
 
 
+def _first_penalty(problem: LayerProblem, eta: float) -> float:
+    """The penalty η′ to start a search for tolerance η at (derived): at the optimum the ℓ1
+    subgradient (entries ±1) balances ∇_W Θ/(2η′) = Rᵀ X̃ / η′ with ‖R‖² ≈ η."""
+    return math.sqrt(eta) * problem.norm_w / max(problem.y.shape[1] * problem.x.shape[1], 1) ** 0.5
+
+
+def _append_history(history: list[dict[str, float]], s: Solution, penalty: float) -> None:
+    """Append one solve's history, its iterations counted on from the previous solves'."""
+    offset = history[-1]["iteration"] if history else 0
+    history.extend(
+        {**r, "iteration": offset + r["iteration"], "penalty": penalty} for r in s.history
+    )
+
+
 def solve_to_eta(
     x: torch.Tensor | LayerProblem,
     y: torch.Tensor | None,
@@ -168,16 +182,10 @@ def solve_to_eta(
         s = fista(
             problem, None, activation, best.weight, best.bias, penalty, tol=tol, max_iter=max_iter
         )
-        offset = history[-1]["iteration"] if history else 0
-        history.extend(
-            {**r, "iteration": offset + r["iteration"], "penalty": penalty} for r in s.history
-        )
-        return s
+        _append_history(history, s, penalty)
 
     # At the optimum the ℓ1 subgradient (entries ±1) balances ∇_W Θ/(2η′) = Rᵀ X̃ / η′ with ‖R‖² ≈ η.
-    penalty = (
-        math.sqrt(eta) * problem.norm_w / max(problem.y.shape[1] * problem.x.shape[1], 1) ** 0.5
-    )
+    penalty = _first_penalty(problem, eta)
     lo = hi = None
     for _ in range(30):
         s = attempt(penalty, search_tol, search_iter)
@@ -265,17 +273,12 @@ def solve_to_sparsity(
         nonlocal best
         start_w, start_b = (w0, b0) if best is None else (best.weight, best.bias)
         s = fista(problem, None, activation, start_w, start_b, penalty, tol=tol, max_iter=max_iter)
-        offset = history[-1]["iteration"] if history else 0
-        history.extend(
-            {**r, "iteration": offset + r["iteration"], "penalty": penalty} for r in s.history
-        )
+        _append_history(history, s, penalty)
         if best is None or abs(s.sparsity - target) < abs(best.sparsity - target):
             best = s
         return s
 
-    # the same first guess as solve_to_eta's, for η = 1 % of Θ(0)
-    scale = max(problem.y.shape[1] * problem.x.shape[1], 1) ** 0.5
-    penalty = math.sqrt(0.01 * max(problem.theta_zero, 1e-30)) * problem.norm_w / scale
+    penalty = _first_penalty(problem, 0.01 * max(problem.theta_zero, 1e-30))  # η = 1 % of Θ(0)
     lo = hi = None
     for _ in range(30):
         s = attempt(penalty)
