@@ -183,8 +183,8 @@ def solve_to_eta(
             problem, None, activation, best.weight, best.bias, penalty, tol=tol, max_iter=max_iter
         )
         _append_history(history, s, penalty)
+        return s
 
-    # At the optimum the ℓ1 subgradient (entries ±1) balances ∇_W Θ/(2η′) = Rᵀ X̃ / η′ with ‖R‖² ≈ η.
     penalty = _first_penalty(problem, eta)
     lo = hi = None
     for _ in range(30):
