@@ -91,6 +91,15 @@ def mean(value: float) -> float:
     return float(tensor.item()) / world_size()
 
 
+def mean_tensor_(tensor: torch.Tensor) -> torch.Tensor:
+    """Replace ``tensor`` by its mean over the ranks, in place (unchanged in one process); returns
+    it. Growth methods rank each rank's own dense gradient, which must agree across ranks."""
+    if is_distributed():
+        dist.all_reduce(tensor)
+        tensor.div_(world_size())
+    return tensor
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (picklable objects)."""
     if not is_distributed():
@@ -137,6 +146,7 @@ __all__ = [
     "is_distributed",
     "is_main",
     "launched",
+    "mean_tensor_",
     "mean",
     "rank",
     "teardown",

@@ -44,6 +44,7 @@ def build(name: str, **options: Any) -> Method:
 from . import (  # noqa: E402  (each module registers its methods)
     channels,
     dense,
+    growth,
     hbs,
     magnitude,
     nm,
@@ -61,6 +62,7 @@ __all__ = [
     "build",
     "channels",
     "dense",
+    "growth",
     "hbs",
     "magnitude",
     "nm",

@@ -8,6 +8,7 @@
 - ``str_batchnorm`` STR-BN: BatchNorm with γ̂ = sign(γ)·ReLU(|γ| − sigmoid(s)), bias γ̂ ⊙ β̂
 - ``nm``          W_eff = W ⊙ E(W), an N:M mask recomputed every forward, with the STE / SR-STE
   backward
+- ``tap``         :class:`GradientTap`: the dense gradient ∂L/∂W_eff of masked weights (growth)
 """
 
 from . import nm, soft_threshold, str_batchnorm
@@ -25,10 +26,12 @@ from .base import (
 from .fixed_mask import FixedMask, apply_masks, get_masks, is_masked, remove_masks
 from .nm import NMMask
 from .soft_threshold import SoftThreshold
+from .tap import GradientTap
 
 __all__ = [
     "FixedMask",
     "Found",
+    "GradientTap",
     "NMMask",
     "Reparametrization",
     "SoftThreshold",
