@@ -25,9 +25,9 @@ def test_hbs_levels_reach_the_target_sparsity(target):
 
 
 def test_every_recipe_is_named_once_and_applies_to_a_model():
-    keys = [r.key for r in suite.RECIPES]
+    keys = [r.key for r in suite.RECIPES + suite.GROWTH_RECIPES]
     assert len(keys) == len(set(keys)) and set(suite.RECIPE) == set(keys)
-    for recipe in suite.RECIPES:
+    for recipe in suite.RECIPES + suite.GROWTH_RECIPES:
         assert set(recipe.models) <= set(suite.MODELS) and recipe.targets
         assert recipe.family in ("unstructured", "N:M", "structured")
     assert suite.count_runs(["lenet5"], suite.RECIPES) == 2 + sum(
@@ -82,6 +82,17 @@ def test_every_run_started_from_the_model_its_recipe_names(lenet_result):
     assert len(set(start_of.values())) == 4
     for run in result["runs"]:
         assert run["start_fingerprint"] == start_of[run["start"]], run["key"]
+
+
+def test_growth_recipes_train_from_the_initialisation_at_their_exact_sparsity():
+    recipes = [suite.RECIPE[k] for k in ("static-sparse", "rigl")]
+    result = suite.run_model("lenet5", 2, TINY, recipes, None, report=lambda line: None)
+    runs = {(r["key"], r["target"]): r for r in result["runs"]}
+    for key in ("static-sparse", "rigl"):
+        for target in (0.9, 0.95):
+            assert runs[key, target]["start_fingerprint"] == result["init_fingerprint"]
+            assert runs[key, target]["sparsity"] == pytest.approx(target, abs=0.005)
+    assert suite.recipes.update_interval(316) == 10 and suite.recipes.update_interval(8) == 1
 
 
 def test_post_training_recipes_start_from_the_dense_baseline_and_are_not_retrained(tmp_path):

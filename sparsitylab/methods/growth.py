@@ -285,10 +285,23 @@ class StaticSparse(DynamicSparse):
 @register
 class SET(DynamicSparse):
     """Sparse Evolutionary Training: drop the ζ smallest-|w| active weights, regrow as many at
-    uniformly random inactive positions; ζ constant (the paper's 0.3 after each epoch: pass
-    ``update_every=len(train_loader)``)."""
+    uniformly random inactive positions; ζ = 0.3 constant, updates until the end of training (the
+    paper updates after each epoch: pass ``update_every=len(train_loader)``)."""
 
     name = "set"
+
+    def __init__(
+        self,
+        sparsity: float,
+        total_steps: int,
+        update_every: int = 100,
+        drop_fraction: float = 0.3,
+        end_fraction: float = 1.0,
+        **options: Any,
+    ):
+        super().__init__(
+            sparsity, total_steps, update_every, drop_fraction, end_fraction, **options
+        )
 
     def fraction_at(self, step: int) -> float:
         return self.drop_fraction if step < self.end_step else 0.0

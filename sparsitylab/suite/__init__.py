@@ -42,6 +42,7 @@ from .bench import count_runs, main, record, run_model
 from .forms import check_forms, deployable_forms, latency
 from .recipes import (
     BATCHES,
+    GROWTH_RECIPES,
     MODELS,
     QUICK,
     RECIPE,
@@ -71,6 +72,7 @@ __all__ = [
     "BATCHES",
     "MODELS",
     "QUICK",
+    "GROWTH_RECIPES",
     "RECIPE",
     "RECIPES",
     "Context",

@@ -22,9 +22,11 @@ from ..timing import cpu_model
 from ..train import seed_everything
 from .forms import check_forms, deployable_forms, latency
 from .recipes import (
+    GROWTH_RECIPES,
     MODELS,
     QUICK,
     RECIPE,
+    RECIPES,
     Context,
     Recipe,
     Settings,
@@ -243,7 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--models", default=",".join(MODELS), type=lambda t: _names(t, MODELS, "--models")
     )
     parser.add_argument(
-        "--methods", default=",".join(RECIPE), type=lambda t: _names(t, list(RECIPE), "--methods")
+        "--methods",
+        default=",".join(r.key for r in RECIPES),
+        type=lambda t: _names(t, list(RECIPE), "--methods"),
+        help="comma-separated recipe keys (default: the side-by-side chapter's; the growth "
+        "chapter's: " + ",".join(r.key for r in GROWTH_RECIPES) + ")",
     )
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeds 0 … N-1")
     parser.add_argument("--first-seed", type=int, default=0, help="start at this seed")

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import data, models, runner
 from ..methods import Method
+from ..methods.growth import SET, SNFS, DynamicSparse, RigL, StaticSparse
 from ..methods.hbs import HierarchicalBlockPruning, step_decay
 from ..methods.magnitude import gradual, one_shot
 from ..methods.nm import ASP, NMSparsity
@@ -291,6 +292,27 @@ def _slimming(ctx: Context, macs: float):
     return run, method
 
 
+def update_interval(steps: int) -> int:
+    """RigL's ΔT for a budget of ``steps``: about 24 updates before T_end = 75 % of training
+    (RigL's ImageNet runs: ΔT = 100 of 32 000 steps; ΔT = 100 here would allow two updates)."""
+    return max(1, round(0.75 * steps / 24))
+
+
+def _growth(kind: type[DynamicSparse]) -> Trainer:
+    """A growth method from a random ERK mask for ``pre + post`` epochs (chapter 10): RigL (and
+    the static control) update every :func:`update_interval` steps; SET and SNFS once per epoch
+    until the end, as their papers and code do."""
+
+    def train(ctx: Context, target: float):
+        epochs = ctx.settings.pre + ctx.settings.post
+        steps = epochs * ctx.steps
+        every = ctx.steps if kind in (SET, SNFS) else update_interval(steps)
+        method = kind(target, total_steps=steps, update_every=every, seed=ctx.seed)
+        return ctx.run(method, ctx.fresh(), epochs), method
+
+    return train
+
+
 UNSTRUCTURED = ("weight sparsity", (0.8, 0.9))
 POSTTRAIN = ("weight sparsity", (0.5, 0.8))  # no retraining: 90 % leaves nothing to compare
 RECIPES: tuple[Recipe, ...] = (
@@ -328,4 +350,16 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("slimming", "Network Slimming", "structured", "MACs fraction", (0.7, 0.5),
            "pretrained", _slimming, models=("convnet_bn",), forms=("masked", "compacted")),
 )  # fmt: skip
-RECIPE = {r.key: r for r in RECIPES}
+GROWTH = ("weight sparsity", (0.9, 0.95))
+# Chapter 10's comparison (``bench methods --methods growth --out data/growth``): not yet rows of
+# the side-by-side chapter, whose files (data/results) hold only RECIPES.
+GROWTH_RECIPES: tuple[Recipe, ...] = (
+    Recipe("static-sparse", "static sparse (random ERK mask)", "unstructured", *GROWTH, "scratch",
+           _growth(StaticSparse)),
+    Recipe("set", "SET", "unstructured", *GROWTH, "scratch", _growth(SET)),
+    Recipe("rigl", "RigL", "unstructured", *GROWTH, "scratch", _growth(RigL)),
+    Recipe("snfs", "SNFS (sparse momentum)", "unstructured", *GROWTH, "scratch", _growth(SNFS)),
+    Recipe("gmp-erk", "gradual magnitude (cubic, ERK)", "unstructured", *GROWTH, "scratch",
+           _gradual("erk")),
+)  # fmt: skip
+RECIPE = {r.key: r for r in RECIPES + GROWTH_RECIPES}
