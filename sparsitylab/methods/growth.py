@@ -381,6 +381,15 @@ class SNFS(DynamicSparse):
     def grow_scores(self, name: str, weight: torch.Tensor, grads: dict) -> torch.Tensor:
         return self._momentum(name, weight).abs()
 
+    def step_flops(self, sparse_forward: float, dense_forward: float) -> float:
+        """The momentum needs the dense gradient at every step until the last update:
+        2 f_S + f_D per step then, 3 f_S after (the RigL paper's accounting of SNFS)."""
+        if not self.update_steps():
+            return 3 * sparse_forward
+        dense_part = min(1.0, (self.last_update_step + 1) / self.total_steps)
+        dense_step = 2 * sparse_forward + dense_forward
+        return dense_part * dense_step + (1 - dense_part) * 3 * sparse_forward
+
     def _momentum(self, name: str, like: torch.Tensor) -> torch.Tensor:
         if name not in self.momentum:
             raise ValueError(

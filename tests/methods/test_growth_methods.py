@@ -130,6 +130,8 @@ def test_rigl_at_update_steps_counts_one_dense_gradient_in_its_flops():
     assert method.update_steps() == list(range(100, 750, 100))
     assert method.step_flops(1.0, 10.0) == pytest.approx(0.993 * 3 + 0.007 * 12)
     assert StaticSparse(0.9, total_steps=1000).step_flops(1.0, 10.0) == 3.0
+    snfs = SNFS(0.9, total_steps=1000, update_every=100)  # dense gradients until step 900
+    assert snfs.step_flops(1.0, 10.0) == pytest.approx(0.901 * 12 + 0.099 * 3)
 
 
 @pytest.mark.parametrize(
