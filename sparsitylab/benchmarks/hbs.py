@@ -7,20 +7,28 @@ of hierarchical masks.
    timed round-robin. Written to ``--json`` (default ``data/irf_cpu.json``) with CPU name, threads,
    torch version and date, for the chapter's predictions.
 2. The two-level mask 4x1/63 + 1x1/97 of a 4096×4096 weight against one ``block_mask`` call with
-   the first level's and with the last level's block shape.
+   the first level's and with the last level's block shape (the goal: two levels ≤ 2× one 4x1
+   ``block_mask``), and the previous implementations side by side: the remainder written out level
+   by level and one ``kthvalue`` over all scores (no sampled bracket). Every fast mask is checked
+   equal to its previous one first. ``--masks-only`` re-measures just this part and updates
+   ``mask_*`` in the existing ``--json``, keeping the irf grid the chapter reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from ..deploy.perfmodel import irf_record, measure_irf
 from ..files import atomic_write_json
+from ..gemm import from_gemm_view, gemm_view
 from ..sparsify.hierarchical import hierarchical_masks, parse_config
-from ..sparsify.masks import block_mask
+from ..sparsify.masks import _keep_exact, block_mask, pruned_count
 from ..timing import cpu_name, interleaved, threads
 from . import positive_int
 
@@ -28,17 +36,85 @@ BLOCKS = [(1, 1), (4, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99]
 
 
+TWO = "hierarchical_masks 4x1/63 + 1x1/97"
+WIDE, FINE = "block_mask 4x1/60 (one level)", "block_mask 1x1/60 (one level)"
+TWO_BEFORE = "previous hierarchical_masks (remainder written out, kthvalue over all)"
+WIDE_BEFORE = "previous block_mask 4x1/60 (kthvalue over all blocks)"
+
+
+def previous_block_keep(magnitudes: torch.Tensor, block: tuple[int, int], sparsity: float):
+    """Baseline: one level as first implemented, one ``kthvalue`` over every block sum."""
+    rows, cols = magnitudes.shape
+    bh, bw = block
+    grid = magnitudes.reshape(rows // bh, bh, cols // bw, bw)
+    sums = (magnitudes if (bh, bw) == (1, 1) else grid.sum(dim=(1, 3))).reshape(-1)
+    keep = _keep_exact(sums, pruned_count(sums.numel(), sparsity))
+    return keep.reshape(rows // bh, 1, cols // bw, 1).expand(grid.shape).reshape(rows, cols)
+
+
+def previous_hierarchical_masks(w: torch.Tensor, levels) -> list[torch.Tensor]:
+    """Baseline: I_{k+1} = I_k with M_k set to 0, written out; each level ranked in full."""
+    remainder = gemm_view(w).abs()
+    taken = torch.zeros(remainder.shape, dtype=torch.bool)
+    out = []
+    for block, sparsity in levels:
+        keep = previous_block_keep(remainder, block, sparsity) & ~taken
+        out.append(from_gemm_view(keep, w.shape))
+        remainder = remainder.masked_fill(keep, 0.0)
+        taken |= keep
+    return out
+
+
 def mask_task(size: int, repeats: int) -> dict[str, float]:
-    """Median ms: the two-level HBS mask vs single block_mask calls on a size×size weight."""
+    """Median ms: the two-level HBS mask vs single block_mask calls on a size×size weight, and the
+    previous implementations (checked equal first)."""
     torch.manual_seed(0)
     w = torch.randn(size, size)
     levels = parse_config("4x1/63+1x1/97")
+    fast, before = hierarchical_masks(w, levels), previous_hierarchical_masks(w, levels)
+    wide_before = previous_block_keep(w.abs(), (4, 1), 0.6)
+    if not all(map(torch.equal, fast, before)) or not torch.equal(
+        block_mask(w, (4, 1), 0.6), wide_before
+    ):
+        raise AssertionError("a mask differs from its previous implementation")
     calls = {
-        "hierarchical_masks 4x1/63 + 1x1/97": lambda: hierarchical_masks(w, levels),
-        "block_mask 4x1/60 (one level)": lambda: block_mask(w, (4, 1), 0.6),
-        "block_mask 1x1/60 (one level)": lambda: block_mask(w, (1, 1), 0.6),
+        TWO: lambda: hierarchical_masks(w, levels),
+        WIDE: lambda: block_mask(w, (4, 1), 0.6),
+        FINE: lambda: block_mask(w, (1, 1), 0.6),
+        TWO_BEFORE: lambda: previous_hierarchical_masks(w, levels),
+        WIDE_BEFORE: lambda: previous_block_keep(w.abs(), (4, 1), 0.6),
     }
     return {name: t.median * 1e3 for name, t in interleaved(calls, repeats, warmup=1).items()}
+
+
+def report_masks(size: int, repeats: int) -> dict:
+    """Run :func:`mask_task`, print it with its ratios, return the ``mask_*`` fields of the JSON."""
+    masks = mask_task(size, repeats)
+    print(f"\n[2] masks of a {size}² weight (median ms)")
+    for name, ms in masks.items():
+        print(f"  {name:<72} {ms:9.1f} ms")
+    ratios = {
+        "two levels / one 4x1 block_mask": masks[TWO] / masks[WIDE],
+        "two levels / one 1x1 block_mask": masks[TWO] / masks[FINE],
+        "previous two levels / previous one 4x1 block_mask": masks[TWO_BEFORE] / masks[WIDE_BEFORE],
+        "previous two levels / two levels": masks[TWO_BEFORE] / masks[TWO],
+    }
+    for name, ratio in ratios.items():
+        print(f"  {name:<52} {ratio:6.2f}×")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "mask_ms": masks,
+        "mask_ratio": ratios,
+        "mask_size": size,
+        "mask_repeats": repeats,
+        "mask_date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mask_load_average": load,
+        "mask_note": (
+            f"wall clock, medians of {repeats} interleaved rounds; 1-minute load average "
+            f"{load} on {os.cpu_count()} CPUs when they ended (this benchmark adds about 1; more "
+            "means other jobs shared the machine and every time above is inflated)"
+        ),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -53,11 +129,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=positive_int, default=15)
     parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--json", type=Path, default=Path("data/irf_cpu.json"))
+    parser.add_argument(
+        "--masks-only",
+        action="store_true",
+        help="time only the masks and update their fields in the existing --json",
+    )
     args = parser.parse_args(argv)
     if args.size % 16 or args.mask_size % 4:
         parser.error("--size must be a multiple of 16 and --mask-size of 4 (the block shapes)")
+    if args.masks_only and not args.json.is_file():
+        parser.error(f"--masks-only updates an existing --json; {args.json} does not exist")
     with threads(args.threads):
         print(f"sparsitylab bench hbs — torch {torch.__version__}, {cpu_name()}\n")
+        if args.masks_only:
+            record = json.loads(args.json.read_text())
+            record.update(report_masks(args.mask_size, max(3, args.repeats // 3)))
+            atomic_write_json(record, args.json)
+            print(f"\nupdated the mask fields of {args.json}")
+            return 0
         points = measure_irf(BLOCKS, SPARSITIES, (args.size, args.size), args.n, args.repeats)
         print(
             f"[1] irf = (t_dense / t_sparse) · density, {args.size}² · {args.size}×{args.n}, fp32"
@@ -67,15 +156,7 @@ def main(argv: list[str]) -> int:
             row = {p.sparsity: p.irf for p in points if p.block == block}
             print(f"  {block[0]}x{block[1]:<5}" + "".join(f"{row[s]:7.3f}" for s in SPARSITIES))
         record = irf_record(points, (args.size, args.size), args.n)
-        masks = mask_task(args.mask_size, max(3, args.repeats // 3))
-        record["mask_ms"] = masks
-        record["mask_size"] = args.mask_size
-        print(f"\n[2] masks of a {args.mask_size}² weight (median ms)")
-        for name, ms in masks.items():
-            print(f"  {name:<38} {ms:9.1f} ms")
-        two = masks["hierarchical_masks 4x1/63 + 1x1/97"]
-        wide, fine = masks["block_mask 4x1/60 (one level)"], masks["block_mask 1x1/60 (one level)"]
-        print(f"  two levels / one 4x1 block_mask {two / wide:.2f}×, / one 1x1 {two / fine:.2f}×")
+        record.update(report_masks(args.mask_size, max(3, args.repeats // 3)))
     atomic_write_json(record, args.json)
     print(
         f"\nwall clock, medians of interleaved rounds, {args.threads} thread(s); other processes "

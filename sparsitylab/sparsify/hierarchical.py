@@ -15,8 +15,9 @@ block shapes are hierarchical: (bh_{k+1}, bw_{k+1}) divides (bh_k, bw_k). Prunin
 The entries M_k takes are exactly zero in I_{k+1}, so a later level's blocks inside them score 0 and
 rank last; because block shapes nest, each later block lies wholly inside or wholly outside an
 earlier one. :func:`hierarchical_masks` returns one boolean mask per level, disjoint by
-construction; selection is :func:`~sparsitylab.sparsify.masks.mask_from_scores` (exact counts,
-ties by position), vectorised over blocks, looping only over levels.
+construction; selection is that of :func:`~sparsitylab.sparsify.masks.mask_from_scores` (exact
+counts, ties by position), vectorised over blocks, looping only over levels. I_k is never written
+out: a block's Σ over I_k is its Σ|w| or, inside a taken block, exactly 0 (:func:`_level_keep`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from .._checks import check_int, check_pair, check_real, check_sparsity, check_tensor
 from ..gemm import from_gemm_view, gemm_view
-from .masks import _check_weight, block_keep, mask_from_scores, pruned_count
+from .masks import _check_weight, _keep_flat, mask_from_scores, pruned_count
 
 Level = tuple[tuple[int, int], float]  # ((bh, bw), sparsity)
 
@@ -84,21 +85,45 @@ def hierarchical_masks(w: torch.Tensor, levels: Sequence[Level]) -> list[torch.T
     _check_weight(w)
     check_tensor(w, "w", dims=(2, 3, 4, 5))
     levels = check_levels(levels)
-    remainder = gemm_view(w.detach()).abs()  # I_k as magnitudes; taken entries become exact zeros
-    rows, cols = remainder.shape
+    magnitudes = gemm_view(w.detach()).abs()
+    rows, cols = magnitudes.shape
     if not fits(w.shape, levels):
         raise ValueError(
             f"block shape {levels[0][0]} does not tile the weight viewed as a {rows}×{cols} matrix "
             f"(from shape {tuple(w.shape)}); the first block shape must divide it"
         )
-    taken = torch.zeros(rows, cols, dtype=torch.bool, device=w.device)
+    alive = None  # entries no earlier level took (the others are 0 in the remainder I_k)
     result = []
-    for (bh, bw), sparsity in levels:
-        keep = block_keep(remainder, (bh, bw), sparsity) & ~taken
+    for k, (block, sparsity) in enumerate(levels):
+        keep = _level_keep(magnitudes, block, sparsity, alive)
         result.append(from_gemm_view(keep, w.shape))
-        remainder = remainder.masked_fill(keep, 0.0)  # I_{k+1} = I_k − M_k
-        taken |= keep
+        if k + 1 < len(levels):
+            alive = ~keep if alive is None else alive.bitwise_xor_(keep)  # keep ⊂ alive
     return result
+
+
+def _level_keep(
+    magnitudes: torch.Tensor,
+    block: tuple[int, int],
+    sparsity: float,
+    alive: torch.Tensor | None,
+) -> torch.Tensor:
+    """One level's element keep-mask: its (bh, bw) blocks ranked by Σ|remainder|, within ``alive``.
+
+    The remainder I_k is never written out. Because block shapes nest, a block of this level lies
+    wholly inside or wholly outside the entries earlier levels took, so its Σ over I_k is either its
+    Σ|w| (the same numbers summed in the same order) or exactly 0; the selection reads each block's
+    first entry of ``alive`` to tell which (``_keep_flat``'s ``alive``).
+    """
+    rows, cols = magnitudes.shape
+    bh, bw = block
+    grid = magnitudes.reshape(rows // bh, bh, cols // bw, bw)
+    sums = magnitudes if (bh, bw) == (1, 1) else grid.sum(dim=(1, 3))
+    live = None if alive is None else alive[::bh, ::bw].reshape(-1)
+    # a taken block scores 0; _keep_flat leaves it out even where the ranking reaches it
+    keep = _keep_flat(sums.reshape(-1), pruned_count(sums.numel(), sparsity), live)
+    keep = keep.reshape(rows // bh, cols // bw)
+    return keep[:, None, :, None].expand(grid.shape).reshape(rows, cols)
 
 
 def union(level_masks: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,9 @@ Conventions shared by all of them (introduced in Chapter 1, ``book/01_unstructur
   the **lower flat index is kept** (row-major order; for :func:`global_topk_masks`, the order of the
   tensors, then row-major within each).
 - Selection uses ``kthvalue`` (linear time) rather than a full sort; a plain threshold ``|w| > t``
-  would over-prune when scores tie at t, so ties at the threshold are resolved by position.
+  would over-prune when scores tie at t, so ties at the threshold are resolved by position. From
+  2¹⁸ scores on, a fixed-seed sample brackets the cut first and only the scores inside the bracket
+  are ranked (the same mask; ``sparsitylab bench hbs`` times it against ranking all of them).
 
 Primitives:
 
@@ -76,9 +78,36 @@ def pruned_count(numel: int, sparsity: float) -> int:
     return min(numel, math.floor(sparsity * numel + 0.5))
 
 
-def _keep_flat(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
+SAMPLED_MIN = 1 << 18  # from this many scores on, bracket the cut from a sample (below: kthvalue)
+SAMPLE = 1 << 16  # scores in that sample
+MARGIN_SIGMAS = 5.0  # the bracket spans ±5 binomial standard deviations of the cut's sample rank
+ONE_SIDED = 1 / 8  # a side this small (kept or pruned share) is ranked whole, saving a comparison
+
+
+def _keep_flat(
+    scores: torch.Tensor, n_prune: int, alive: torch.Tensor | None = None
+) -> torch.Tensor:
     """Keep-mask of a 1-D ``scores`` pruning exactly ``n_prune`` lowest (ties: higher index
-    pruned)."""
+    pruned). Where the optional boolean ``alive`` is False, the score counts as 0 (the remainder of
+    hierarchical pruning, without writing it out) and the entry is left out of the mask even when
+    the ranking keeps it (then fewer than ``numel − n_prune`` are kept).
+
+    Large inputs take :func:`_keep_bracketed`; it returns the same mask or, when its bracket misses,
+    None, and then (as for small inputs) :func:`_keep_exact` ranks every score.
+    """
+    n = scores.numel()
+    if 0 < n_prune < n and n >= SAMPLED_MIN:
+        keep = _keep_bracketed(scores, n_prune, alive)
+        if keep is not None:
+            return keep
+    if alive is None:
+        return _keep_exact(scores, n_prune)
+    zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
+    return _keep_exact(torch.where(alive, scores, zero), n_prune) & alive
+
+
+def _keep_exact(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """:func:`_keep_flat` by one ``kthvalue`` over all scores, then a tie pass by position."""
     n = scores.numel()
     if n_prune <= 0:
         return torch.ones(n, dtype=torch.bool, device=scores.device)
@@ -86,11 +115,70 @@ def _keep_flat(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
         return torch.zeros(n, dtype=torch.bool, device=scores.device)
     threshold = scores.kthvalue(n_prune).values  # the largest pruned score
     keep = scores > threshold
-    keep_tied = (n - n_prune) - int(keep.sum())  # how many scores equal to the threshold survive
+    keep_tied = (n - n_prune) - int(keep.count_nonzero())  # scores equal to it that survive
     if keep_tied > 0:  # only with ties: keep the first keep_tied of them in flat order
         tied = torch.nonzero(scores == threshold).squeeze(1)
         keep[tied[:keep_tied]] = True
     return keep
+
+
+def _bracket(
+    scores: torch.Tensor, n_prune: int, alive: torch.Tensor | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Scores ``lo ≤ hi`` that very likely enclose the cut (the n_prune-th and next smallest score),
+    read from a fixed-seed sample of ``SAMPLE`` scores; None for a side left open (a side holding
+    at most ``ONE_SIDED`` of the scores).
+
+    The cut's rank in the sample is binomial, so ranks ±``MARGIN_SIGMAS`` standard deviations around
+    its expectation miss it with probability below 1e-6; a miss costs time, not exactness.
+    """
+    n = scores.numel()
+    generator = torch.Generator(device=scores.device).manual_seed(0)  # the caller's RNG untouched
+    picks = torch.randint(n, (SAMPLE,), generator=generator, device=scores.device)
+    sample = scores[picks]
+    if alive is not None:
+        sample.masked_fill_(~alive[picks], 0)
+    p = n_prune / n
+    centre, margin = p * SAMPLE, MARGIN_SIGMAS * math.sqrt(SAMPLE * p * (1 - p)) + 2
+    lo_rank, hi_rank = math.floor(centre - margin), math.ceil(centre + margin)
+    lo = sample.kthvalue(lo_rank).values if lo_rank >= 1 and p > ONE_SIDED else None
+    hi = sample.kthvalue(hi_rank).values if hi_rank <= SAMPLE and p < 1 - ONE_SIDED else None
+    return lo, hi
+
+
+def _keep_bracketed(
+    scores: torch.Tensor, n_prune: int, alive: torch.Tensor | None
+) -> torch.Tensor | None:
+    """:func:`_keep_flat` without ranking every score: those above ``hi`` are kept, those below
+    ``lo`` pruned, and only the band [lo, hi] between them is ranked (``kthvalue``, ties by the
+    band's flat order); None when the band does not hold the cut.
+
+    Two comparisons and the band's ``nonzero`` (one of each when a side is open) instead of a
+    selection over all scores; entries not ``alive`` score 0, below any ``lo > 0``.
+    """
+    lo, hi = _bracket(scores, n_prune, alive)
+    if lo is None and hi is None:
+        return None  # a sample too small to bracket anything
+    if alive is not None and (lo is None or lo <= 0):
+        return None  # the cut may fall among the zeroed entries: rank them all
+    above = None if hi is None else scores > hi  # kept whatever the band holds
+    if lo is None:
+        band = ~above
+    else:
+        band = scores >= lo
+        if above is not None:
+            band ^= above  # above ⊂ {≥ lo}
+    if alive is not None:
+        band &= alive
+        if above is not None:
+            above &= alive
+    band_index = torch.nonzero(band).squeeze(1)  # ascending: the band in flat order
+    take = scores.numel() - n_prune - (0 if above is None else int(above.count_nonzero()))
+    if not 0 <= take <= band_index.numel():
+        return None  # the cut lies outside the band
+    ranked = _keep_exact(scores.index_select(0, band_index), band_index.numel() - take)
+    keep = band.index_fill_(0, band_index[~ranked], False)
+    return keep if above is None else keep.bitwise_or_(above)
 
 
 def mask_from_scores(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
