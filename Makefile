@@ -62,11 +62,13 @@ $(VENDOR): scripts/vendor/package.json scripts/vendor_assets.sh
 book: install system $(VENDOR)
 	bash scripts/book_cache.sh _build
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) scripts/book_times.py _build/.jupyter_cache
 	@echo "open _build/html/index.html (works offline)"
 
 book-quick: install system $(VENDOR)
 	bash scripts/book_cache.sh _build_quick/_build
 	SPARSITYLAB_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build_quick
+	$(PY) scripts/book_times.py _build_quick/_build/.jupyter_cache --limit 120
 	@echo "open _build_quick/_build/html/index.html (works offline)"
 
 lab: install system  # (--allow-root only when run as root, e.g. in a container)
