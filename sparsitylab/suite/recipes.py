@@ -125,8 +125,16 @@ class Context:
         **kwargs: Any,
     ) -> runner.Run:
         """One runner run with this context's loaders, LR, seed and BatchNorm recalibration; the
-        fingerprint of ``model`` (what the run really started from) is appended to ``starts``."""
+        fingerprint of ``model`` (what the run really started from) is appended to ``starts``.
+
+        The training loader's shuffle generator is re-seeded first, so every run of a file sees
+        the batches in the order a fresh loader gives — the same for every method, whatever ran
+        before it (without this, each run continued the previous run's sequence: the order
+        depended on the recipe's place in the list)."""
         self.starts.append(fingerprint(model))
+        generator = getattr(self.loaders.train, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(self.seed)
         return runner.run(
             method,
             model,
@@ -298,13 +306,14 @@ def update_interval(steps: int) -> int:
     return max(1, round(0.75 * steps / 24))
 
 
-def _growth(kind: type[DynamicSparse]) -> Trainer:
-    """A growth method from a random ERK mask for ``pre + post`` epochs (chapter 10): RigL (and
-    the static control) update every :func:`update_interval` steps; SET and SNFS once per epoch
-    until the end, as their papers and code do."""
+def _growth(kind: type[DynamicSparse], scale: int = 1) -> Trainer:
+    """A growth method from a random ERK mask for ``scale × (pre + post)`` epochs (chapter 10):
+    RigL (and the static control) update every :func:`update_interval` steps; SET and SNFS once
+    per epoch until the end, as their papers and code do. ``scale`` 2: the RigL paper's longer
+    runs (its RigL₂ₓ), which spend about gradual magnitude pruning's training FLOPs."""
 
     def train(ctx: Context, target: float):
-        epochs = ctx.settings.pre + ctx.settings.post
+        epochs = scale * (ctx.settings.pre + ctx.settings.post)
         steps = epochs * ctx.steps
         every = ctx.steps if kind in (SET, SNFS) else update_interval(steps)
         method = kind(target, total_steps=steps, update_every=every, seed=ctx.seed)
@@ -358,6 +367,8 @@ GROWTH_RECIPES: tuple[Recipe, ...] = (
            _growth(StaticSparse)),
     Recipe("set", "SET", "unstructured", *GROWTH, "scratch", _growth(SET)),
     Recipe("rigl", "RigL", "unstructured", *GROWTH, "scratch", _growth(RigL)),
+    Recipe("rigl-2x", "RigL, 2× steps", "unstructured", *GROWTH, "scratch",
+           _growth(RigL, scale=2)),
     Recipe("snfs", "SNFS (sparse momentum)", "unstructured", *GROWTH, "scratch", _growth(SNFS)),
     Recipe("gmp-erk", "gradual magnitude (cubic, ERK)", "unstructured", *GROWTH, "scratch",
            _gradual("erk")),
