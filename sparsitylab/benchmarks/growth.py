@@ -27,7 +27,8 @@ from torch import nn
 
 from .. import models
 from ..files import atomic_write_json
-from ..methods.growth import SET, SNFS, DynamicSparse, RigL, StaticSparse
+from ..methods.growth import SET, DynamicSparse, RigL, StaticSparse
+from ..methods.sparse_momentum import SNFS
 from ..timing import cpu_name, interleaved, threads
 from . import positive_int
 

@@ -52,6 +52,7 @@ from . import (  # noqa: E402  (each module registers its methods)
     sis,
     slimming,
     soft_threshold,
+    sparse_momentum,
     ssl,
     units,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "sis",
     "slimming",
     "soft_threshold",
+    "sparse_momentum",
     "ssl",
     "units",
 ]

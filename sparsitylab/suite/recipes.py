@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import data, models, runner
 from ..methods import Method
-from ..methods.growth import SET, SNFS, DynamicSparse, RigL, StaticSparse
+from ..methods.growth import SET, DynamicSparse, RigL, StaticSparse
 from ..methods.hbs import HierarchicalBlockPruning, step_decay
 from ..methods.magnitude import gradual, one_shot
 from ..methods.nm import ASP, NMSparsity
@@ -22,6 +22,7 @@ from ..methods.posttrain import LayerMagnitude, SparseGPT, Wanda
 from ..methods.sis import SIS
 from ..methods.slimming import NetworkSlimming, match_macs, slimmed
 from ..methods.soft_threshold import STR, STRBN
+from ..methods.sparse_momentum import SNFS
 from ..methods.ssl import SSL
 from ..train import SGD
 

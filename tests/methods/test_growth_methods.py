@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from sparsitylab import data, methods, models, reparam, runner, train
-from sparsitylab.methods.growth import SET, SNFS, RigL, StaticSparse
+from sparsitylab.methods.growth import SET, RigL, StaticSparse
+from sparsitylab.methods.sparse_momentum import SNFS
 from sparsitylab.sparsify.budgets import budget_sparsities
 from sparsitylab.sparsify.masks import pruned_count
 
