@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runs import fresh_digits
 
-from sparsitylab import data, lottery, models, reparam, runner, train
+from sparsitylab import lottery, models, reparam, runner, train
 from sparsitylab.methods.lottery import Ticket, layer_rates, prune_survivors, reinitialised
 from sparsitylab.sparsify.masks import pruned_count
-
-
-def digits() -> data.Loaders:
-    train_split, test_split = data.load_digits_split()
-    test = data.make_loader(test_split, 256)
-    return data.Loaders(data.make_loader(train_split, 64, shuffle=True), test, test)
 
 
 def mlp() -> torch.nn.Module:
@@ -64,7 +59,9 @@ def test_a_ticket_trains_its_mask_from_the_given_start():
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     masks = prune_survivors(model, None, layer_rates(["fc1", "fc2", "fc3"], 0.5))
     seen = FirstWeights()
-    run = lottery.retrain(model, digits(), masks, theta0, epochs=1, callbacks=[seen], **OPTIONS)
+    run = lottery.retrain(
+        model, fresh_digits(), masks, theta0, epochs=1, callbacks=[seen], **OPTIONS
+    )
     for name in ("fc1", "fc3"):
         expected = torch.where(masks[name], theta0[f"{name}.weight"], 0.0)
         assert torch.equal(seen.weights[name], expected)
@@ -74,17 +71,17 @@ def test_a_ticket_trains_its_mask_from_the_given_start():
 
 def test_the_rewind_snapshot_is_the_dense_run_after_k_steps():
     flat = dict(OPTIONS, scheduler=None)  # max_steps would shorten a cosine schedule
-    dense, theta_k = lottery.train_dense(mlp(), digits(), epochs=1, rewind_step=5, **flat)
-    short = runner.run("dense", mlp(), digits(), epochs=1, max_steps=5, **flat)
+    dense, theta_k = lottery.train_dense(mlp(), fresh_digits(), epochs=1, rewind_step=5, **flat)
+    short = runner.run("dense", mlp(), fresh_digits(), epochs=1, max_steps=5, **flat)
     assert all(torch.equal(theta_k[k], v) for k, v in short.trained.state_dict().items())
-    _, theta0 = lottery.train_dense(mlp(), digits(), epochs=1, **OPTIONS)
+    _, theta0 = lottery.train_dense(mlp(), fresh_digits(), epochs=1, **OPTIONS)
     assert all(torch.equal(theta0[k], v) for k, v in mlp().state_dict().items())
     with pytest.raises(ValueError, match="rewind_step=10000 is beyond"):
-        lottery.train_dense(mlp(), digits(), epochs=1, rewind_step=10_000, **OPTIONS)
+        lottery.train_dense(mlp(), fresh_digits(), epochs=1, rewind_step=10_000, **OPTIONS)
 
 
 def test_iterate_chains_rounds_to_the_compound_sparsity():
-    loaders = digits()
+    loaders = fresh_digits()
     dense, theta0 = lottery.train_dense(mlp(), loaders, epochs=1, **OPTIONS)
     rounds = lottery.iterate(dense, theta0, mlp(), loaders, rounds=2, epochs=1, rate=0.5,
                              **OPTIONS)  # fmt: skip

@@ -78,15 +78,15 @@ class DynamicSparse(Method):
 
     name: ClassVar[str] = ""
     uses_gradient: ClassVar[bool] = False  # whether updates read the dense gradient
-    anneal: ClassVar[str] = "cosine"
+    defaults: ClassVar[dict[str, float]] = {"drop_fraction": 0.3, "end_fraction": 0.75}
 
     def __init__(
         self,
         sparsity: float,
         total_steps: int,
         update_every: int = 100,
-        drop_fraction: float = 0.3,
-        end_fraction: float = 0.75,
+        drop_fraction: float | None = None,
+        end_fraction: float | None = None,
         budget: str = "erk",
         first_dense: bool = False,
         last_dense: bool = False,
@@ -96,6 +96,10 @@ class DynamicSparse(Method):
         self.sparsity = check_sparsity(sparsity)
         self.total_steps = check_int(total_steps, "total_steps", minimum=1)
         self.update_every = check_int(update_every, "update_every", minimum=1)
+        if drop_fraction is None:
+            drop_fraction = self.defaults["drop_fraction"]
+        if end_fraction is None:
+            end_fraction = self.defaults["end_fraction"]
         self.drop_fraction = check_real(drop_fraction, "drop_fraction", 0.0, 1.0, open_max=True)
         if self.drop_fraction == 0.0:
             raise ValueError(f"drop_fraction={drop_fraction!r} must be in (0, 1)")
@@ -289,19 +293,7 @@ class SET(DynamicSparse):
     paper updates after each epoch: pass ``update_every=len(train_loader)``)."""
 
     name = "set"
-
-    def __init__(
-        self,
-        sparsity: float,
-        total_steps: int,
-        update_every: int = 100,
-        drop_fraction: float = 0.3,
-        end_fraction: float = 1.0,
-        **options: Any,
-    ):
-        super().__init__(
-            sparsity, total_steps, update_every, drop_fraction, end_fraction, **options
-        )
+    defaults = {"drop_fraction": 0.3, "end_fraction": 1.0}
 
     def fraction_at(self, step: int) -> float:
         return self.drop_fraction if step < self.end_step else 0.0

@@ -31,18 +31,10 @@ class SNFS(DynamicSparse):
     name = "snfs"
     uses_gradient = True
 
-    def __init__(
-        self,
-        sparsity: float,
-        total_steps: int,
-        update_every: int = 100,
-        drop_fraction: float = 0.5,
-        end_fraction: float = 1.0,
-        **options: Any,
-    ):
-        super().__init__(
-            sparsity, total_steps, update_every, drop_fraction, end_fraction, **options
-        )
+    defaults = {"drop_fraction": 0.5, "end_fraction": 1.0}
+
+    def __init__(self, sparsity: float, total_steps: int, **options: Any):
+        super().__init__(sparsity, total_steps, **options)
         self.momentum: dict[str, torch.Tensor] = {}
         self.mu = 0.9
 

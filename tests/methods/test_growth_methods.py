@@ -10,21 +10,15 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from runs import Interrupt, StopAfter, fresh_digits
 
-from sparsitylab import data, methods, models, reparam, runner, train
+from sparsitylab import methods, models, reparam, runner, train
 from sparsitylab.methods.growth import SET, RigL, StaticSparse
 from sparsitylab.methods.sparse_momentum import SNFS
 from sparsitylab.sparsify.budgets import budget_sparsities
 from sparsitylab.sparsify.masks import pruned_count
 
 GROWING = {"set": SET, "rigl": RigL, "snfs": SNFS}
-
-
-def digits() -> data.Loaders:
-    """Fresh loaders (a fresh shuffle generator) for every run."""
-    train_split, test_split = data.load_digits_split()
-    test = data.make_loader(test_split, 256)
-    return data.Loaders(data.make_loader(train_split, 64, shuffle=True), test, test)
 
 
 def mlp() -> torch.nn.Module:
@@ -63,7 +57,7 @@ class Watch(train.Callback):
 
 @pytest.mark.parametrize("name", sorted(GROWING))
 def test_the_count_never_changes_and_regrown_weights_start_at_zero(name):
-    steps = 3 * len(digits().train)
+    steps = 3 * len(fresh_digits().train)
     method = GROWING[name](
         0.8, total_steps=steps, update_every=5, end_fraction=0.75, budget="uniform"
     )
@@ -73,7 +67,7 @@ def test_the_count_never_changes_and_regrown_weights_start_at_zero(name):
                                                            model.fc3.weight)
     )  # fmt: skip
     watch = Watch(method)
-    run = runner.run(method, model, digits(), epochs=3, callbacks=[watch], progress=False)
+    run = runner.run(method, model, fresh_digits(), epochs=3, callbacks=[watch], progress=False)
     assert set(watch.counts) == {expected}
     assert len(method.updates) == len(method.update_steps()) > 5
     assert all(u["flips"] > 0 for u in method.updates[:3])
@@ -82,7 +76,7 @@ def test_the_count_never_changes_and_regrown_weights_start_at_zero(name):
 
 
 def test_rigl_grows_where_an_independent_dense_gradient_is_largest():
-    model, loaders = mlp(), digits()
+    model, loaders = mlp(), fresh_digits()
     method = RigL(0.9, total_steps=100, update_every=1, budget="uniform")
     method.prepare(model)
     optimizer = train.SGD(lr=0.1)(model.parameters())
@@ -108,9 +102,9 @@ def test_rigl_grows_where_an_independent_dense_gradient_is_largest():
 
 
 def test_snfs_moves_density_between_layers_and_keeps_the_total():
-    steps = 3 * len(digits().train)
+    steps = 3 * len(fresh_digits().train)
     method = SNFS(0.8, total_steps=steps, update_every=5, budget="uniform")
-    runner.run(method, mlp(), digits(), epochs=3, progress=False)
+    runner.run(method, mlp(), fresh_digits(), epochs=3, progress=False)
     first, last = method.updates[0]["density"], method.updates[-1]["density"]
     assert max(abs(first[n] - last[n]) for n in first) > 0.02
     assert method.fraction_at(0) == pytest.approx(0.5)
@@ -170,28 +164,15 @@ def test_methods_are_registered():
     assert isinstance(method, RigL) and method.end_step == 37
 
 
-class Interrupt(Exception):
-    """Stands for a kill at the end of an epoch, before that epoch's checkpoint."""
-
-
-class StopAfter(train.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, model, epoch, record):
-        if epoch == self.epoch:
-            raise Interrupt
-
-
 @pytest.mark.parametrize("name", sorted(GROWING))
 def test_a_killed_run_resumes_bit_for_bit(tmp_path, name):
     epochs = 3
-    steps = epochs * len(digits().train)
+    steps = epochs * len(fresh_digits().train)
 
     def go(checkpoint, resume=False, callbacks=()):
         method = GROWING[name](0.8, total_steps=steps, update_every=7, budget="uniform", seed=5)
         run = runner.run(
-            method, mlp(), digits(), epochs=epochs, checkpoint=checkpoint, resume=resume,
+            method, mlp(), fresh_digits(), epochs=epochs, checkpoint=checkpoint, resume=resume,
             callbacks=callbacks, progress=False,
         )  # fmt: skip
         return run, method

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runs import Interrupt, StopAfter, fresh_digits
 
-from sparsitylab import data, metrics, models, runner, train
+from sparsitylab import metrics, models, runner, train
 from sparsitylab.methods.soft_threshold import STR, STRBN
 from sparsitylab.methods.target_sparsity import (
     DecayController,
@@ -234,26 +235,6 @@ def test_default_s_init_no_longer_collapses_and_tracks_the_ramp(digits, target, 
     assert max(record.worst.values()) <= target + 0.05
     assert run.test_acc > floor
     assert abs(run.sparsity - target) <= 0.005
-
-
-class Interrupt(Exception):
-    """Stands for a kill at the end of an epoch, before that epoch's checkpoint."""
-
-
-class StopAfter(train.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, model, epoch, record):
-        if epoch == self.epoch:
-            raise Interrupt
-
-
-def fresh_digits() -> data.Loaders:
-    """New loaders (a fresh shuffle generator) for every run."""
-    train_split, test_split = data.load_digits_split()
-    test = data.make_loader(test_split, 256)
-    return data.Loaders(data.make_loader(train_split, 64, shuffle=True), test, test)
 
 
 def str_bn_model() -> torch.nn.Module:
