@@ -100,12 +100,13 @@ class SIS(Method):
     images from the training loader.
 
     eta: relative budget (one number or layer → number), η = Θ(W_dense) + eta·Θ(0). images: how many
-    calibration images to draw from the loader (its first batches). solver: "fista" (penalised form
-    with a bisection on η′; Θ ≤ η guaranteed) or "primal-dual" (constrained form). inputs: "sparse"
-    or "dense" (where each layer's inputs come from). last: activation of the last layer
-    ("softmax" or "identity"). max_rows: im2col rows per conv problem (seeded subset above it).
-    bias: "free" (the default: biases are refitted, not penalised) or "fixed" (kept as trained).
-    sparsity: per-layer target sparsities instead of ``eta`` (module docstring, 4; FISTA only).
+    calibration images to draw from the loader (its first batches). solver: "fista"
+    (``solve_to_eta``: majorise–minimise, a bisection on FISTA's η′ near η = 0; Θ ≤ η guaranteed) or
+    "primal-dual" (constrained form). inputs: "sparse" or "dense" (where each layer's inputs come
+    from). last: activation of the last layer ("softmax" or "identity"). max_rows: im2col rows per
+    conv problem (seeded subset above it). bias: "free" (the default: biases are refitted, not
+    penalised) or "fixed" (kept as trained). sparsity: per-layer target sparsities instead of
+    ``eta`` (module docstring, 4; FISTA only).
     """
 
     name: ClassVar[str] = "sis"

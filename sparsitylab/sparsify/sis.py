@@ -1,4 +1,4 @@
-"""SIS's two convergent solvers for the per-layer problem (:mod:`.sis_problem`).
+"""SIS's convergent solvers for the per-layer problem (:mod:`.sis_problem`).
 
 SIS (Verma & Pesquet, "Sparsifying Networks via Subdifferential Inclusion", ICML 2021): per layer,
 
@@ -10,14 +10,15 @@ here, so ``sparsitylab.sparsify.sis`` is the one import for both).
 
 - :func:`fista` solves the penalised form ‖W‖₁ + Θ/(2η′) by FISTA (Beck & Teboulle) with function
   restarts and one step per block of the centred problem (:class:`LayerProblem`), each the inverse
-  Lipschitz constant of its block; it converges for any η′ > 0. :func:`solve_to_eta` searches η′
-  (Θ of the penalised solution is non-decreasing in η′) and returns the sparsest solution found
-  with Θ ≤ η — feasible by construction.
+  Lipschitz constant of its block; it converges for any η′ > 0.
+- :func:`solve_to_eta` meets a requested η by majorise–minimise on the Gram matrix X̃ᵀX̃
+  (:mod:`.sis_mm`, ours): every iterate has Θ ≤ η and ‖W‖₁ never rises. Near η = 0 it runs the
+  older search instead, a bisection over FISTA's η′ (:mod:`.sis_bisection`).
 - :func:`primal_dual` solves the constrained form directly by Chambolle–Pock with f = ‖W‖₁ (prox:
   soft-threshold) and g = the indicator of {U : d(U, C) ≤ √η} (projection: closed form); it
   converges when ‖σ^½ L T^½‖² < 1, which the step sizes enforce.
 
-Both stream X in row chunks (``chunk``): Θ and its gradient are sums over samples, so the chunked
+All stream X in row chunks (``chunk``): Θ and its gradient are sums over samples, so the chunked
 sums are the full-batch ones (the same iterates, memory O(chunk)); a stochastic variant, with its
 own convergence conditions, is not implemented.
 """
@@ -29,6 +30,7 @@ import math
 import torch
 
 from .._checks import check_int, check_real
+from .sis_mm import majorise_minimise
 from .sis_problem import (
     ACTIVATIONS,
     EPS,  # noqa: F401  (re-exported: the module's names before the split)
@@ -44,6 +46,12 @@ from .sis_problem import (
     targets,
     theta,
 )
+
+# η below this fraction of Θ(0) is "near exact reproduction": solve_to_eta then runs the FISTA
+# bisection (:mod:`.sis_bisection`), because the majoriser of :mod:`.sis_mm` holds every inactive
+# ReLU unit at its current pre-activation, which leaves almost no room when η ≈ 0 (measured: on
+# the LP test layer of tests/sparsify/test_sis.py it stalled at 1.4× the LP optimum's ‖W‖₁).
+NEAR_EXACT = 1e-3
 
 # ---- FISTA on the penalised form
 
@@ -129,27 +137,28 @@ def solve_to_eta(
     b0: torch.Tensor,
     eta: float,
     *,
-    steps: int = 6,
-    tol: float = 1e-6,
-    max_iter: int = 1000,
-    search_tol: float = 1e-3,
-    search_iter: int = 100,
-    refine: int = 6,
+    tol: float = 1e-3,
+    max_iter: int = 200,
     slack: float = 0.02,
+    searches: int = 4,
+    lasso_iter: int = 60,
+    lasso_tol: float = 1e-4,
     chunk: int = 8192,
 ) -> Solution:
-    """The sparsest penalised solution with Θ ≤ η found by a bisection over log η′.
+    """min ‖W‖₁ s.t. Θ ≤ η from a feasible warm start (w0, b0), by majorise–minimise (ours).
 
-    Θ of the penalised minimiser is non-decreasing in η′, so bracketing (factors of 10) and
-    ``steps`` bisections in log space find the η′ whose solution has Θ ≈ η; these searches are
-    loose (``search_tol``, ``search_iter``) and warm-started from the last feasible solution. Up to
-    ``refine`` accurate solves (``tol``, ``max_iter``) then move η′ by a secant in log–log until
-    (1 − ``slack``)·η ≤ Θ ≤ η. Only feasible solutions are kept, so the result has Θ ≤ η;
-    ``history`` concatenates every solve. Raises ``ValueError`` when even the warm start (w0, b0)
-    violates Θ ≤ η, and for η = 0: exact reproduction (a linear program for ReLU) is out of the
-    bisection's reach — every finite penalty leaves Θ > 0 — and the warm start it could return is
-    not the sparsest solution (on a test layer the LP optimum is far sparser); :func:`primal_dual`
-    solves η = 0 approximately.
+    Each outer step replaces Θ by a quadratic majoriser that needs only one adjoint and the d×d
+    Gram matrix X̃ᵀX̃, and minimises ‖W‖₁ under "majoriser ≤ η" by lasso solves on that Gram
+    matrix (:mod:`.sis_mm`: the derivation, the convergence argument, the parameters ``slack``,
+    ``searches``, ``lasso_iter``, ``lasso_tol``); the outer steps carry FISTA momentum, and a step
+    that would raise ‖W‖₁ or break Θ ≤ η restarts it. Every returned iterate has Θ ≤ η, checked on
+    the true Θ, and ‖W‖₁ never rises. Stops when ‖W‖₁ falls by less than ``tol`` (relative) in two
+    consecutive steps, or after ``max_iter`` steps; ``penalty`` is the η′ of the last lasso (the
+    penalised problem's weight at which the solution is stationary, up to the solve's accuracy).
+    Raises ``ValueError`` when even the warm start (w0, b0) violates Θ ≤ η, and for η = 0: exact
+    reproduction (a linear program for ReLU) has no strictly feasible point, and the warm start it
+    could return is not the sparsest solution (on a test layer the LP optimum is far sparser);
+    :func:`primal_dual` solves η = 0 approximately.
     """
     problem = _as_problem(x, y, activation, chunk)
     problem.check_weights(w0, b0)
@@ -160,81 +169,41 @@ def solve_to_eta(
             "finite penalty leaves Θ > 0) and the dense warm start does not solve (it is not the "
             "sparsest): give eta > 0, or use primal_dual(..., eta=0) for the exact problem"
         )
-    steps = check_int(steps, "steps", minimum=0)
+    tol = check_real(tol, "tol", minimum=0.0)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    slack = check_real(slack, "slack", minimum=0.0, maximum=1.0)
+    searches = check_int(searches, "searches", minimum=1)
+    lasso_iter = check_int(lasso_iter, "lasso_iter", minimum=1)
+    lasso_tol = check_real(lasso_tol, "lasso_tol", minimum=0.0)
     start_theta = problem.theta(problem.apply(w0, problem.centred_bias(w0, b0)))
     if start_theta > eta * (1 + 1e-6) + problem.rounding:
         raise ValueError(
             f"eta={eta:.6g} is below Θ={start_theta:.6g} of the warm start (w0, b0): every "
             "solution must improve on it; start from weights that satisfy Θ ≤ eta"
         )
-    best = Solution(
-        w0.clone(), b0.clone(), start_theta, eta, 0, True, "fista", [], None, problem.rounding
-    )
     zero = torch.zeros_like(w0)
     zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
     if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest
         return Solution(
             zero, b0.clone(), zero_theta, eta, 0, True, "fista", [], None, problem.rounding
         )
-    history: list[dict[str, float]] = []
+    if eta < NEAR_EXACT * problem.theta_zero:  # the majoriser pins the inactive units: stalls
+        from .sis_bisection import bisection_to_eta
 
-    def attempt(penalty: float, tol: float, max_iter: int) -> Solution:
-        s = fista(
-            problem, None, activation, best.weight, best.bias, penalty, tol=tol, max_iter=max_iter
-        )
-        _append_history(history, s, penalty)
-        return s
-
-    penalty = _first_penalty(problem, eta)
-    lo = hi = None
-    for _ in range(30):
-        s = attempt(penalty, search_tol, search_iter)
-        if s.theta <= eta:
-            lo, best = penalty, s
-            if hi is not None:
-                break
-            penalty *= 10
-        else:
-            hi = penalty
-            if lo is not None:
-                break
-            penalty /= 10
-    if lo is None:
-        raise ValueError(
-            f"no penalty reached Θ ≤ eta={eta:.6g}: the problem is numerically infeasible"
-        )
-    for _ in range(steps if hi is not None else 0):
-        penalty = math.sqrt(lo * hi)
-        s = attempt(penalty, search_tol, search_iter)
-        if s.theta <= eta:
-            lo, best = penalty, s
-        else:
-            hi = penalty
-    # Refine with accurate solves: the loose searches misjudge Θ(η′) by tens of percent, so move η′
-    # by a secant on log Θ against log η′ (slope 1 for the first step), aiming at the middle of the
-    # window [(1 − slack)·η, η], kept inside the bracket of accurate solves; keep the best feasible.
-    penalty, converged, lo_accurate, hi_accurate, last = lo, False, None, None, None
-    for _ in range(refine):
-        s = attempt(penalty, tol, max_iter)
-        if s.theta <= eta:
-            lo_accurate, best, converged = penalty, s, s.converged
-            if s.theta >= (1 - slack) * eta:
-                break
-        else:
-            hi_accurate = penalty
-        point = (math.log(penalty), math.log(max(s.theta, 1e-300)))
-        slope = 1.0
-        if last is not None and point[0] != last[0]:
-            slope = min(max((point[1] - last[1]) / (point[0] - last[0]), 0.3), 3.0)
-        last = point
-        proposal = penalty * ((1 - slack / 2) * eta / max(s.theta, 1e-300)) ** (1 / slope)
-        bracketed = lo_accurate is not None and hi_accurate is not None
-        if bracketed and not lo_accurate < proposal < hi_accurate:  # stay inside the bracket
-            proposal = math.sqrt(lo_accurate * hi_accurate)
-        penalty = proposal
-    best.eta, best.history, best.iterations = eta, history, len(history) - 1
-    best.converged = converged
-    return best
+        return bisection_to_eta(problem, None, activation, w0, b0, eta)
+    return majorise_minimise(
+        problem,
+        w0,
+        b0,
+        eta,
+        _first_penalty(problem, eta),
+        tol=tol,
+        max_iter=max_iter,
+        slack=slack,
+        searches=searches,
+        lasso_iter=lasso_iter,
+        lasso_tol=lasso_tol,
+    )
 
 
 def solve_to_sparsity(

@@ -96,8 +96,12 @@ def spectral_norm(x: torch.Tensor) -> float:
     """‖X‖₂ from the largest eigenvalue of the d×d Gram matrix XᵀX, in float64, with a 1e-6
     relative margin so that a step 1/‖X‖² stays admissible. (Power iteration, the first version,
     fell 1.8 % short on a clustered spectrum: too short a step bound is a convergence bug.)"""
-    gram = (x.T @ x).double()
-    return (1 + 1e-6) * math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
+    return gram_norm(x.T @ x)
+
+
+def gram_norm(gram: torch.Tensor) -> float:
+    """‖X‖₂ from a Gram matrix XᵀX (:func:`spectral_norm`)."""
+    return (1 + 1e-6) * math.sqrt(max(float(torch.linalg.eigvalsh(gram.double())[-1]), 0.0))
 
 
 class LayerProblem:
@@ -145,7 +149,8 @@ class LayerProblem:
         self.y = y
         self.t = targets(y, activation) if target is None else target
         self.samples = x.shape[0]
-        self.norm_w = spectral_norm(self.x)
+        self.gram = self.x.T @ self.x  # d×d; the majorise–minimise solver works on it
+        self.norm_w = gram_norm(self.gram)
         self.norm_b = math.sqrt(self.samples) if free_bias else math.inf  # step 0: b never moves
         self.theta_zero = self.theta(torch.zeros_like(y))
         self.rounding = 1e-12 * max(self.theta_zero, 1.0)  # Θ this small is float rounding
@@ -273,6 +278,7 @@ __all__ = [
     "activate",
     "project",
     "soft_threshold",
+    "gram_norm",
     "spectral_norm",
     "targets",
     "theta",

@@ -309,7 +309,7 @@ def test_calibrate_reports_feasible_budgets_and_exact_zeros(trained_state, digit
         assert r.theta <= r.eta * (1 + 1e-6)
         assert r.eta == pytest.approx(r.theta_dense + 0.05 * r.theta_zero)
         assert r.output_error <= r.theta * (1 + 1e-4) + 1e-6  # the bound Θ on the output error
-        assert r.rows == IMAGES and r.solver == "fista"
+        assert r.rows == IMAGES and r.solver == "majorise-minimise"
         assert r.shape == tuple(getattr(model, r.layer).weight.shape)
         assert zero_share(model, r.layer) == r.sparsity
         assert set(r.row()) >= {"layer", "eta", "theta", "sparsity", "converged"}
