@@ -129,6 +129,40 @@ def _append_history(history: list[dict[str, float]], s: Solution, penalty: float
     )
 
 
+def check_eta(eta: float) -> float:
+    """η as a finite real ≥ 0, refusing η = 0 (exact reproduction) for the solvers to a
+    tolerance."""
+    eta = check_real(eta, "eta", minimum=0.0)
+    if eta == 0:
+        raise ValueError(
+            "eta=0 asks for exact reproduction, which the penalised bisection cannot reach (every "
+            "finite penalty leaves Θ > 0) and the dense warm start does not solve (it is not the "
+            "sparsest): give eta > 0, or use primal_dual(..., eta=0) for the exact problem"
+        )
+    return eta
+
+
+def feasible_start(
+    problem: LayerProblem, w0: torch.Tensor, b0: torch.Tensor, eta: float
+) -> tuple[float, Solution | None]:
+    """Θ of the warm start (``ValueError`` when it violates Θ ≤ η), and the all-zero solution
+    when W = 0 already meets η (then it is the sparsest), else None."""
+    start_theta = problem.theta(problem.apply(w0, problem.centred_bias(w0, b0)))
+    if start_theta > eta * (1 + 1e-6) + problem.rounding:
+        raise ValueError(
+            f"eta={eta:.6g} is below Θ={start_theta:.6g} of the warm start (w0, b0): every "
+            "solution must improve on it; start from weights that satisfy Θ ≤ eta"
+        )
+    zero = torch.zeros_like(w0)
+    zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
+    if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest
+        solution = Solution(
+            zero, b0.clone(), zero_theta, eta, 0, True, "fista", [], None, problem.rounding
+        )
+        return start_theta, solution
+    return start_theta, None
+
+
 def solve_to_eta(
     x: torch.Tensor | LayerProblem,
     y: torch.Tensor | None,
@@ -162,31 +196,16 @@ def solve_to_eta(
     """
     problem = _as_problem(x, y, activation, chunk)
     problem.check_weights(w0, b0)
-    eta = check_real(eta, "eta", minimum=0.0)
-    if eta == 0:
-        raise ValueError(
-            "eta=0 asks for exact reproduction, which the penalised bisection cannot reach (every "
-            "finite penalty leaves Θ > 0) and the dense warm start does not solve (it is not the "
-            "sparsest): give eta > 0, or use primal_dual(..., eta=0) for the exact problem"
-        )
+    eta = check_eta(eta)
     tol = check_real(tol, "tol", minimum=0.0)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     slack = check_real(slack, "slack", minimum=0.0, maximum=1.0)
     searches = check_int(searches, "searches", minimum=1)
     lasso_iter = check_int(lasso_iter, "lasso_iter", minimum=1)
     lasso_tol = check_real(lasso_tol, "lasso_tol", minimum=0.0)
-    start_theta = problem.theta(problem.apply(w0, problem.centred_bias(w0, b0)))
-    if start_theta > eta * (1 + 1e-6) + problem.rounding:
-        raise ValueError(
-            f"eta={eta:.6g} is below Θ={start_theta:.6g} of the warm start (w0, b0): every "
-            "solution must improve on it; start from weights that satisfy Θ ≤ eta"
-        )
-    zero = torch.zeros_like(w0)
-    zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
-    if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest
-        return Solution(
-            zero, b0.clone(), zero_theta, eta, 0, True, "fista", [], None, problem.rounding
-        )
+    start_theta, zero = feasible_start(problem, w0, b0, eta)
+    if zero is not None:
+        return zero
     if eta < NEAR_EXACT * problem.theta_zero:  # the majoriser pins the inactive units: stalls
         from .sis_bisection import bisection_to_eta
 

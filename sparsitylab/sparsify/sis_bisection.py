@@ -8,8 +8,17 @@ import math
 
 import torch
 
-from .._checks import check_int, check_real
-from .sis import LayerProblem, Solution, _append_history, _as_problem, _first_penalty, fista
+from .._checks import check_int
+from .sis import (
+    LayerProblem,
+    Solution,
+    _append_history,
+    _as_problem,
+    _first_penalty,
+    check_eta,
+    feasible_start,
+    fista,
+)
 
 
 def bisection_to_eta(
@@ -44,29 +53,14 @@ def bisection_to_eta(
     """
     problem = _as_problem(x, y, activation, chunk)
     problem.check_weights(w0, b0)
-    eta = check_real(eta, "eta", minimum=0.0)
-    if eta == 0:
-        raise ValueError(
-            "eta=0 asks for exact reproduction, which the penalised bisection cannot reach (every "
-            "finite penalty leaves Θ > 0) and the dense warm start does not solve (it is not the "
-            "sparsest): give eta > 0, or use primal_dual(..., eta=0) for the exact problem"
-        )
+    eta = check_eta(eta)
     steps = check_int(steps, "steps", minimum=0)
-    start_theta = problem.theta(problem.apply(w0, problem.centred_bias(w0, b0)))
-    if start_theta > eta * (1 + 1e-6) + problem.rounding:
-        raise ValueError(
-            f"eta={eta:.6g} is below Θ={start_theta:.6g} of the warm start (w0, b0): every "
-            "solution must improve on it; start from weights that satisfy Θ ≤ eta"
-        )
+    start_theta, zero = feasible_start(problem, w0, b0, eta)
     best = Solution(
         w0.clone(), b0.clone(), start_theta, eta, 0, True, "fista", [], None, problem.rounding
     )
-    zero = torch.zeros_like(w0)
-    zero_theta = problem.theta(problem.apply(zero, problem.centred_bias(zero, b0)))
-    if problem.norm_w == 0 or zero_theta <= eta:  # W = 0 is feasible, so it is the sparsest
-        return Solution(
-            zero, b0.clone(), zero_theta, eta, 0, True, "fista", [], None, problem.rounding
-        )
+    if zero is not None:
+        return zero
     history: list[dict[str, float]] = []
 
     def attempt(penalty: float, tol: float, max_iter: int) -> Solution:
