@@ -16,7 +16,6 @@ layer at half the rate by default). Introduced in Chapter 10 (``book/10_growth``
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +113,7 @@ def iterate(
     trained, masks = dense.trained, None
     for r in range(1, rounds + 1):
         masks = prune_survivors(trained, masks, rates, scope)
-        run = retrain(model, loaders, masks, start, epochs=epochs, **copy.copy(options))
+        run = retrain(model, loaders, masks, start, epochs=epochs, **options)
         out.append(Round(r, run.sparsity, run.test_acc, masks, run))
         trained = run.trained
     return out

@@ -14,6 +14,7 @@ the dense run, instead. The control: the same mask from a fresh random initialis
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,8 +69,6 @@ def prune_survivors(
 def reinitialised(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """The weights of a fresh initialisation of ``model``'s architecture (every module's own
     ``reset_parameters``, under ``seed``): the random re-initialisation control."""
-    import copy
-
     fresh = copy.deepcopy(model)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
