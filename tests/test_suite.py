@@ -84,6 +84,15 @@ def test_every_run_started_from_the_model_its_recipe_names(lenet_result):
         assert run["start_fingerprint"] == start_of[run["start"]], run["key"]
 
 
+def test_every_run_of_a_file_sees_the_batches_in_a_fresh_loaders_order():
+    ctx = suite.Context("lenet5", 3, TINY, suite.build_loaders(TINY, 3))
+    first = ctx.run("dense", ctx.fresh(), 1)
+    second = ctx.run("dense", ctx.fresh(), 1)  # the same run again, after the first consumed
+    assert first.test_acc == second.test_acc  # batches from the loader's generator
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_growth_recipes_train_from_the_initialisation_at_their_exact_sparsity():
     recipes = [suite.RECIPE[k] for k in ("static-sparse", "rigl")]
     result = suite.run_model("lenet5", 2, TINY, recipes, None, report=lambda line: None)

@@ -128,11 +128,14 @@ class Context:
         """One runner run with this context's loaders, LR, seed and BatchNorm recalibration; the
         fingerprint of ``model`` (what the run really started from) is appended to ``starts``.
 
-        Known confound, fixed on the branch that regenerates data/results: the runs of one file
-        share the training loader's shuffle generator, so a run's batch order depends on the
-        recipes that ran before it. Chapter 8 re-runs recipes and checks them against the stored
-        files, so the fix lands together with the regenerated files."""
+        The training loader's shuffle generator is re-seeded first, so every run of a file sees
+        the batches in the order a fresh loader gives — the same for every method, whatever ran
+        before it (without this, each run continued the previous run's sequence: the order
+        depended on the recipe's place in the list)."""
         self.starts.append(fingerprint(model))
+        generator = getattr(self.loaders.train, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(self.seed)
         return runner.run(
             method,
             model,
