@@ -333,6 +333,10 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("erk", "gradual magnitude (cubic, ERK)", "unstructured", *UNSTRUCTURED, "scratch",
            _gradual("erk")),
     Recipe("str", "STR", "unstructured", *UNSTRUCTURED, "scratch", _str),
+    Recipe("static-sparse", "static sparse (random ERK mask)", "unstructured", "weight sparsity",
+           (0.8, 0.9, 0.95), "scratch", _growth(StaticSparse)),
+    Recipe("rigl", "RigL", "unstructured", "weight sparsity", (0.8, 0.9, 0.95), "scratch",
+           _growth(RigL)),
     Recipe("hbs", "HBS (4x1 + 1x1)", "unstructured", *UNSTRUCTURED, "pretrained", _hbs,
            forms=("masked", "CSR", "HBS")),
     Recipe("sis", "SIS (no retraining)", "unstructured", "ρ (relative η)", (0.01, 0.03), "dense",
@@ -361,13 +365,11 @@ RECIPES: tuple[Recipe, ...] = (
            "pretrained", _slimming, models=("convnet_bn",), forms=("masked", "compacted")),
 )  # fmt: skip
 GROWTH = ("weight sparsity", (0.9, 0.95))
-# Chapter 10's comparison (``bench methods --methods growth --out data/growth``): not yet rows of
-# the side-by-side chapter, whose files (data/results) hold only RECIPES.
+# Chapter 10's other rows: with static-sparse, rigl and the dense controls they make its
+# comparison (``bench methods --methods static-sparse,set,rigl,rigl-2x,snfs,gmp-erk --out
+# data/growth``); the side-by-side chapter's files (data/results) hold RECIPES only.
 GROWTH_RECIPES: tuple[Recipe, ...] = (
-    Recipe("static-sparse", "static sparse (random ERK mask)", "unstructured", *GROWTH, "scratch",
-           _growth(StaticSparse)),
     Recipe("set", "SET", "unstructured", *GROWTH, "scratch", _growth(SET)),
-    Recipe("rigl", "RigL", "unstructured", *GROWTH, "scratch", _growth(RigL)),
     Recipe("rigl-2x", "RigL, 2× steps", "unstructured", *GROWTH, "scratch",
            _growth(RigL, scale=2)),
     Recipe("snfs", "SNFS (sparse momentum)", "unstructured", *GROWTH, "scratch", _growth(SNFS)),
