@@ -7,7 +7,9 @@ number generators (Python, NumPy, torch, CUDA, and any ``torch.Generator`` such 
 shuffle generator), and your extras (step, epoch, history). A process killed while writing leaves
 the previous checkpoint intact. :func:`load_checkpoint` restores all of it from
 ``torch.load(weights_only=True)``: build the model (a plain one; masks are rebuilt by class) and the
-optimizer *after* it, then pass both.
+optimizer *after* it, then pass both. :class:`StageCheckpointer` is how the runner uses them: one
+checkpoint per epoch of a stage, and the stage, epoch and history as its extras
+(:func:`read_checkpoint_extra`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 from . import reparam
 from .files import atomic_save
 from .methods import Method
+from .train import Checkpointer
 
 FORMAT = "sparsitylab.checkpoint/1"
 
@@ -110,4 +113,69 @@ def load_checkpoint(
     return saved["extra"]
 
 
-__all__ = ["FORMAT", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+# ----------------------------------------------------------------------------- the runner's stages
+
+
+class StageCheckpointer(Checkpointer):
+    """Saves one stage's checkpoint after every epoch; resumes the stage the checkpoint holds."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        stage: str,
+        model: nn.Module,
+        method: Method,
+        generators: dict[str, torch.Generator],
+        records: list[dict],
+        trained: dict[str, Any] | None,
+        resume: bool,
+        write: bool = True,
+    ):
+        self.write = write
+        self.path, self.stage, self.model, self.method = path, stage, model, method
+        self.generators, self.records, self.trained, self.resume = (
+            generators,
+            records,
+            trained,
+            resume,
+        )
+
+    def restore(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, int]:
+        if not self.resume:
+            return 0, 0
+        extra = load_checkpoint(
+            self.path, self.model, optimizer, scheduler, self.method, self.generators
+        )
+        return int(extra["epoch"]), int(extra["step"])
+
+    def save(
+        self, epoch: int, step: int, optimizer: Any, scheduler: Any, record: dict[str, float]
+    ) -> None:
+        self.records.append({**record, "stage": self.stage})
+        if not self.write:
+            return
+        extra = {"stage": self.stage, "epoch": epoch, "step": step, "history": self.records}
+        if self.trained is not None:
+            extra["trained"] = self.trained
+        save_checkpoint(
+            self.path, self.model, optimizer, scheduler, self.method, self.generators, extra
+        )
+
+
+def read_checkpoint_extra(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain data (stage, epoch, step, history) of a checkpoint the runner wrote."""
+    saved = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a sparsitylab checkpoint")
+    return saved["extra"]
+
+
+__all__ = [
+    "FORMAT",
+    "StageCheckpointer",
+    "load_checkpoint",
+    "read_checkpoint_extra",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]

@@ -39,13 +39,13 @@ from torch.utils.data import DataLoader
 from . import checkpoints, methods, reparam
 from ._checks import check_int
 from .callbacks import LogSparsity
+from .checkpoints import read_checkpoint_extra
 from .coverage import COVERED, parameter_names
 from .methods import Method
 from .metrics import count_macs, count_nonzeros, count_parameters, layer_sparsity, sparsity
 from .train import (
     SGD,
     Callback,
-    Checkpointer,
     History,
     evaluate,
     fit,
@@ -165,60 +165,6 @@ class _Stage(Callback):
 
     def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
         record["stage"] = self.stage
-
-
-class _StageCheckpointer(Checkpointer):
-    """Saves one stage's checkpoint after every epoch; resumes the stage the checkpoint holds."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        stage: str,
-        model: nn.Module,
-        method: Method,
-        generators: dict[str, torch.Generator],
-        records: list[dict],
-        trained: dict[str, Any] | None,
-        resume: bool,
-        write: bool = True,
-    ):
-        self.write = write
-        self.path, self.stage, self.model, self.method = path, stage, model, method
-        self.generators, self.records, self.trained, self.resume = (
-            generators,
-            records,
-            trained,
-            resume,
-        )
-
-    def restore(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, int]:
-        if not self.resume:
-            return 0, 0
-        extra = checkpoints.load_checkpoint(
-            self.path, self.model, optimizer, scheduler, self.method, self.generators
-        )
-        return int(extra["epoch"]), int(extra["step"])
-
-    def save(
-        self, epoch: int, step: int, optimizer: Any, scheduler: Any, record: dict[str, float]
-    ) -> None:
-        self.records.append({**record, "stage": self.stage})
-        if not self.write:
-            return
-        extra = {"stage": self.stage, "epoch": epoch, "step": step, "history": self.records}
-        if self.trained is not None:
-            extra["trained"] = self.trained
-        checkpoints.save_checkpoint(
-            self.path, self.model, optimizer, scheduler, self.method, self.generators, extra
-        )
-
-
-def read_checkpoint_extra(path: str | os.PathLike) -> dict[str, Any]:
-    """The plain data (stage, epoch, step, history) of a checkpoint the runner wrote."""
-    saved = torch.load(path, weights_only=True, map_location="cpu")
-    if not isinstance(saved, dict) or saved.get("format") != checkpoints.FORMAT:
-        raise ValueError(f"{path} is not a sparsitylab checkpoint")
-    return saved["extra"]
 
 
 def _generator(loader: DataLoader | None) -> bool:
@@ -351,7 +297,7 @@ def run(
             checkpoints.load_checkpoint(checkpoint, model, method=method, restore_rng=False)
             history.records = list(saved["history"])
         keeper = (
-            _StageCheckpointer(
+            checkpoints.StageCheckpointer(
                 checkpoint,
                 stage,
                 model,

@@ -107,8 +107,18 @@ def test_every_notebook_is_in_the_toc():
 # (sparsitylab/x/).
 LAYERS = [
     {"_checks", "modes"},
-    {"timing", "gemm", "frames", "files", "distributed", "graph", "coverage", "significance"},
-    {"data", "models", "metrics", "widgets"},
+    {
+        "timing",
+        "gemm",
+        "frames",
+        "files",
+        "distributed",
+        "graph",
+        "coverage",
+        "significance",
+        "config",
+    },
+    {"data", "models", "metrics", "widgets", "evaluation"},
     {"train"},
     {"callbacks"},
     {"sparsify"},

@@ -16,17 +16,14 @@ in ``fmt`` (the im2col patches of a conv in the format's column order).
 ``plan(fmt, n)`` prepares a product once (converted arrays, chosen kernel, launch shape) and
 returns ``run(B) -> C`` — plans are what benchmarks time. ``spmm(fmt, B)`` is the one-shot form.
 Kernel sources are package data (``sparsitylab.kernels``), read with ``importlib.resources``
-so an installed package finds them too.
+so an installed package finds them too; :mod:`.cuda` loads and compiles them.
 """
 
 from __future__ import annotations
 
-import importlib.resources
-import re
 import warnings
 from collections.abc import Callable
-from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,80 +31,10 @@ from torch import nn
 
 from .._checks import check_int
 from ..gemm import im2col
-from .formats import BSR, CSR, HBS, Compacted, Sparse24, from_array, to_array
+from .cuda import Backend, CupyBackend, default_backend, gpu_available, load_source
+from .formats import BSR, CSR, HBS, Compacted, Sparse24
 
 Format = CSR | BSR | HBS | Sparse24 | Compacted
-_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
-
-
-def load_source(name: str) -> str:
-    """Text of ``kernels/<name>`` with local ``#include "x.cuh"`` lines replaced by the header text.
-
-    Inlining keeps CuPy's compile cache honest: its key ignores headers found through ``-I``.
-    """
-    folder = importlib.resources.files("sparsitylab.kernels")
-    path = folder.joinpath(name)
-    if not path.is_file():
-        available = sorted(p.name for p in folder.iterdir() if p.name.endswith((".cu", ".cuh")))
-        raise ValueError(f"kernel source {name!r} not found; available: {available}")
-    return _INCLUDE.sub(lambda m: load_source(m.group(1)), path.read_text())
-
-
-class Backend(Protocol):
-    """What the launch code needs: an array module, array exchange, and compiled kernels."""
-
-    xp: Any
-
-    def array(self, t: torch.Tensor) -> Any: ...
-    def tensor(self, a: Any) -> torch.Tensor: ...
-    def function(
-        self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()
-    ) -> Callable: ...
-
-
-class CupyBackend:
-    """Kernels compiled by CuPy/NVRTC on the current GPU; arrays exchanged via DLPack."""
-
-    def __init__(self) -> None:
-        import cupy
-
-        self.xp = cupy
-
-    def array(self, t: torch.Tensor) -> Any:
-        return to_array(t, self.xp)
-
-    def tensor(self, a: Any) -> torch.Tensor:
-        return from_array(a) if torch.cuda.is_available() else torch.from_numpy(self.xp.asnumpy(a))
-
-    def function(
-        self, source: str, name: str, defines: tuple[tuple[str, int], ...] = ()
-    ) -> Callable:
-        return _cupy_function(source, name, defines)
-
-
-@cache
-def _cupy_function(source: str, name: str, defines: tuple[tuple[str, int], ...]) -> Callable:
-    import cupy
-
-    options = ("-std=c++17", *(f"-D{k}={v}" for k, v in defines))
-    return cupy.RawModule(code=load_source(source), options=options).get_function(name)
-
-
-def gpu_available() -> bool:
-    """True when CuPy imports and sees a CUDA device."""
-    try:
-        import cupy
-    except ImportError:
-        return False
-    try:
-        return bool(cupy.cuda.is_available())
-    except (RuntimeError, OSError):  # a broken driver install reports as "no GPU", never as a crash
-        return False
-
-
-def default_backend() -> Backend | None:
-    """A :class:`CupyBackend` when a GPU is usable, else ``None`` (the CPU paths)."""
-    return CupyBackend() if gpu_available() else None
 
 
 def _blocks(total: int, per_block: int) -> int:

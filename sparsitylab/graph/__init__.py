@@ -9,7 +9,8 @@
 :mod:`~sparsitylab.graph.tracer` records the model's ATen ops; :mod:`~sparsitylab.graph.rules`
 (with :mod:`~sparsitylab.graph.moves`, :mod:`~sparsitylab.graph.pointwise`,
 :mod:`~sparsitylab.graph.contract` and :mod:`~sparsitylab.graph.norms`) says how each op couples
-the units of its operands; :mod:`~sparsitylab.graph.graph` turns that into groups.
+the units of its operands; :mod:`~sparsitylab.graph.graph` turns that into groups, and
+:mod:`~sparsitylab.graph.report` writes them as text.
 """
 
 from .graph import Boundary, ChannelGroup, Graph, KeptGroup, Member, explain, input_error, trace

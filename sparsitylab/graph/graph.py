@@ -15,7 +15,6 @@ kept units with their reasons, and the boundaries.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from .labels import PIN
+from .report import explain_graph
 from .tracer import Trace, Tracer, run_trace
 
 ROLE_ORDER = ("produces", "passes", "reads", "scales", "shifts", "stats")
@@ -357,38 +357,6 @@ def _shapes(example: Any) -> str:
     if isinstance(example, (tuple, list)):
         return "(" + ", ".join(_shapes(v) for v in example) + ")"
     return type(example).__name__
-
-
-def _table(rows: Iterable[tuple[str, ...]]) -> list[str]:
-    rows = list(rows)
-    if not rows:
-        return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-
-
-def explain_graph(graph: Graph) -> str:
-    """The graph as text: prunable groups, what is kept whole and why, the boundaries."""
-    lines = [
-        f"{graph.model}: {graph.ops} ATen ops traced in {graph.seconds:.2f} s; "
-        f"{len(graph.groups)} prunable groups ({sum(g.size for g in graph.groups)} units), "
-        f"{len(graph.kept)} kept whole, {len(graph.boundaries)} boundaries",
-        "",
-        "Prunable groups (units removed together across every member):",
-    ]
-    lines += _table(
-        (g.name, f"{g.size} {'heads' if g.heads else 'units'}", g.describe()) for g in graph.groups
-    ) or ["  (none)"]
-    lines += ["", "Kept whole:"]
-    lines += _table((k.name, f"{k.units} units", "; ".join(k.reasons)) for k in graph.kept) or [
-        "  (nothing)"
-    ]
-    if graph.boundaries:
-        lines += ["", "Boundaries (everything crossing them is kept):"]
-        lines += [f"  {b.where}: {b.reason}" for b in graph.boundaries]
-    if graph.notes:
-        lines += ["", "Notes:"] + [f"  {n}" for n in graph.notes]
-    return "\n".join(lines)
 
 
 def explain(model: nn.Module, example_input: Any) -> str:
