@@ -1,16 +1,22 @@
 """Benchmarks run by ``sparsitylab bench NAME``: one module per benchmark, each with ``main(argv)``.
 
 Benchmarks print ratios measured side by side in one run and may write JSON to ``data/``. Their
-flags use the argument types below, so a bad value is one line on stderr and exit code 2 (argparse).
+flags use the argument types below, so a bad value is one line on stderr and exit code 2 (argparse);
+:func:`announce` prints the first line every benchmark prints and :func:`record_header` starts the
+JSON record every benchmark writes (which benchmark, when, where, on how many threads, which torch).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import torch
+
 from .._checks import check_int, check_real, check_sparsity
+from ..timing import cpu_name
 
 
 def _argument_type(convert: Callable[[str], Any], check: Callable[[Any], Any], name: str):
@@ -37,4 +43,30 @@ positive_int = _argument_type(int, lambda v: check_int(v, "value", minimum=1), "
 positive_real = _argument_type(float, _positive, "positive number")
 sparsity_value = _argument_type(float, check_sparsity, "sparsity in [0, 1)")
 
-__all__ = ["positive_int", "positive_real", "sparsity_value"]
+
+def announce(name: str) -> str:
+    """Print ``sparsitylab bench NAME — torch …, <cpu>`` and return the CPU's description (call it
+    inside the benchmark's thread setting, which the description includes)."""
+    where = cpu_name()
+    print(f"sparsitylab bench {name} — torch {torch.__version__}, {where}\n")
+    return where
+
+
+def record_header(name: str, where: str, threads: int) -> dict[str, Any]:
+    """The fields every benchmark's JSON record starts with."""
+    return {
+        "benchmark": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": where,
+        "threads": threads,
+        "torch": torch.__version__,
+    }
+
+
+__all__ = [
+    "announce",
+    "positive_int",
+    "positive_real",
+    "record_header",
+    "sparsity_value",
+]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -29,8 +28,8 @@ from .. import models
 from ..files import atomic_write_json
 from ..methods.growth import SET, DynamicSparse, RigL, StaticSparse
 from ..methods.sparse_momentum import SNFS
-from ..timing import cpu_name, interleaved, threads
-from . import positive_int
+from ..timing import interleaved, threads
+from . import announce, positive_int, record_header
 
 GOAL = 1.15  # per epoch at ΔT = 100, against the static (fixed-mask) run
 SPARSITY = 0.9
@@ -149,8 +148,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     with threads(args.threads):
-        where = cpu_name()
-        print(f"sparsitylab bench growth — torch {torch.__version__}, {where}\n")
+        where = announce("growth")
         if args.clock == "thread" and args.threads != 1:
             raise ValueError("--clock thread measures one thread: use --threads 1 or --clock wall")
         results = measure(args.batch, args.repeats, args.interval, args.clock)
@@ -160,11 +158,7 @@ def main(argv: list[str]) -> int:
         f"timed round-robin, {args.clock} clock, {args.threads} thread(s)."
     )
     record = {
-        "benchmark": "growth",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": where,
-        "threads": args.threads,
-        "torch": torch.__version__,
+        **record_header("growth", where, args.threads),
         "batch": args.batch,
         "repeats": args.repeats,
         "interval": args.interval,

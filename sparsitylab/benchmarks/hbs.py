@@ -29,8 +29,8 @@ from ..files import atomic_write_json
 from ..gemm import from_gemm_view, gemm_view
 from ..sparsify.hierarchical import hierarchical_masks, parse_config
 from ..sparsify.masks import _keep_exact, block_mask, pruned_count
-from ..timing import cpu_name, interleaved, threads
-from . import positive_int
+from ..timing import interleaved, threads
+from . import announce, positive_int
 
 BLOCKS = [(1, 1), (4, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99]
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
     if args.masks_only and not args.json.is_file():
         parser.error(f"--masks-only updates an existing --json; {args.json} does not exist")
     with threads(args.threads):
-        print(f"sparsitylab bench hbs — torch {torch.__version__}, {cpu_name()}\n")
+        announce("hbs")
         if args.masks_only:
             record = json.loads(args.json.read_text())
             record.update(report_masks(args.mask_size, max(3, args.repeats // 3)))

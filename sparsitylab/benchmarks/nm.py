@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -26,8 +25,8 @@ from .. import models, reparam
 from ..files import atomic_write_json
 from ..methods.nm import NMSparsity
 from ..sparsify.masks import nm_mask
-from ..timing import cpu_name, interleaved, threads
-from . import positive_int
+from ..timing import interleaved, threads
+from . import announce, positive_int, record_header
 
 
 def argsort_nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -118,8 +117,7 @@ def main(argv: list[str]) -> int:
     if args.size % 4:
         parser.error(f"--size {args.size} must be a multiple of 4 (2:4 groups)")
     with threads(args.threads):
-        where = cpu_name()
-        print(f"sparsitylab bench nm — torch {torch.__version__}, {where}\n")
+        where = announce("nm")
         masks = mask_task(args.size, args.repeats)
         print(
             f"[1] 2:4 mask of a {args.size}×{args.size} weight (median ms; ratio = argsort / this)"
@@ -138,11 +136,7 @@ def main(argv: list[str]) -> int:
     )
     if args.json:
         record = {
-            "benchmark": "nm",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "cpu": where,
-            "threads": args.threads,
-            "torch": torch.__version__,
+            **record_header("nm", where, args.threads),
             "size": args.size,
             "batch": args.batch,
             "repeats": args.repeats,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -24,8 +23,8 @@ import torch
 from ..files import atomic_write_json
 from ..sparsify.sis import LayerProblem, fista, primal_dual, solve_to_eta
 from ..sparsify.sis_bisection import bisection_to_eta
-from ..timing import cpu_name, threads
-from . import positive_int, positive_real
+from ..timing import threads
+from . import announce, positive_int, positive_real, record_header
 
 
 def layer(
@@ -111,8 +110,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     with threads(args.threads):
-        where = cpu_name()
-        print(f"sparsitylab bench sis — torch {torch.__version__}, {where}\n")
+        where = announce("sis")
         rows = run(args.data, args.samples, args.rho)
     print(f"784×500 ReLU layer ({args.data}), {args.samples} samples, η = {args.rho}·Θ(0)")
     for r in rows:
@@ -123,11 +121,7 @@ def main(argv: list[str]) -> int:
     print("\nwall clock, one run each; other processes on the machine add noise.")
     if args.json is not None:
         record = {
-            "benchmark": "sis",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "cpu": where,
-            "threads": args.threads,
-            "torch": torch.__version__,
+            **record_header("sis", where, args.threads),
             "data": args.data,
             "samples": args.samples,
             "rho": args.rho,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -22,8 +21,8 @@ from .. import models
 from ..files import atomic_write_json
 from ..methods.base import Method
 from ..methods.soft_threshold import STR, STRBN
-from ..timing import cpu_name, interleaved, threads
-from . import positive_int
+from ..timing import interleaved, threads
+from . import announce, positive_int, record_header
 from .nm import training_step
 
 GOAL = 1.3  # method step / dense step
@@ -98,8 +97,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     with threads(args.threads):
-        where = cpu_name()
-        print(f"sparsitylab bench str — torch {torch.__version__}, {where}\n")
+        where = announce("str")
         steps = ratios(step_task(args.batch, args.repeats))
     print_table(steps, args.batch)
     print(
@@ -107,11 +105,7 @@ def main(argv: list[str]) -> int:
         f"{args.threads} thread(s); other processes on the machine add noise."
     )
     record = {
-        "benchmark": "str",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": where,
-        "threads": args.threads,
-        "torch": torch.__version__,
+        **record_header("str", where, args.threads),
         "batch": args.batch,
         "repeats": args.repeats,
         "s_init": S_INIT,
