@@ -1,9 +1,10 @@
 """Lottery tickets, driven over the runner: iterative magnitude pruning with the survivors reset to
-θ₀ (Frankle & Carbin 2019) or rewound to θ_k (Frankle et al. 2020), and the controls.
+W₀ (Frankle & Carbin 2019) or rewound to W_t (Frankle et al. 2020; the papers' θ₀ and θ_k),
+and the controls.
 
 ::
 
-    dense, start = lottery.train_dense(model, loaders, epochs=2, rewind_step=0)  # start = θ₀
+    dense, start = lottery.train_dense(model, loaders, epochs=2, rewind_step=0)  # start = W₀
     rounds = lottery.iterate(dense, start, model, loaders, rounds=3, epochs=2, rate=0.2)
     control = lottery.retrain(model, loaders, rounds[-1].masks, reinitialised(model, seed=1),
                               epochs=2)                                # same mask, new weights
@@ -63,8 +64,8 @@ class Snapshot(Callback):
 def train_dense(
     model: nn.Module, loaders: Any, *, epochs: int, rewind_step: int = 0, **options: Any
 ) -> tuple[runner.Run, dict[str, torch.Tensor]]:
-    """Train ``model`` densely; return the run and θ_k, its weights after ``rewind_step`` steps
-    (θ₀ for 0). ``options`` go to :func:`sparsitylab.runner.run`."""
+    """Train ``model`` densely; return the run and W_t, its weights after t = ``rewind_step`` steps
+    (W₀ for 0). ``options`` go to :func:`sparsitylab.runner.run`."""
     snapshot = Snapshot(rewind_step)
     callbacks = [*options.pop("callbacks", ()), snapshot]
     dense = runner.run("dense", model, loaders, epochs=epochs, callbacks=callbacks, **options)

@@ -3,9 +3,10 @@ masked network from chosen weights.
 
 Frankle & Carbin (ICLR 2019, https://arxiv.org/abs/1803.03635): train → prune p % of each layer's
 surviving weights by |w| (20 % in their small networks, the output layer at half that rate) →
-reset the survivors to their initial values θ₀ → repeat. Rewinding (Frankle, Dziugaite, Roy &
-Carbin, ICML 2020, https://arxiv.org/abs/1912.05671) resets to θ_k, the weights after k steps of
-the dense run, instead. The control: the same mask from a fresh random initialisation.
+reset the survivors to their initial values W₀ → repeat. Rewinding (Frankle, Dziugaite, Roy &
+Carbin, ICML 2020, https://arxiv.org/abs/1912.05671) resets to W_t, the weights after t steps of
+the dense run, instead (the papers write θ₀ and θ_k; the book writes W for the weights, t for
+the step). The control: the same mask from a fresh random initialisation.
 
 - :func:`prune_survivors` — one pruning round (exact counts; pruned weights never come back);
 - :class:`Ticket` — a method whose ``prepare`` loads the start weights and applies the mask; the
@@ -83,7 +84,7 @@ def reinitialised(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
 
 class Ticket(Method):
     """Train ``masks`` (layer name → keep-mask) from the weights ``start`` (a plain model's
-    ``state_dict``: θ₀, θ_k or a re-initialisation); the masks stay fixed (pruned weights exactly
+    ``state_dict``: W₀, W_t or a re-initialisation); the masks stay fixed (pruned weights exactly
     zero)."""
 
     name = "ticket"
