@@ -1,9 +1,10 @@
 """Sparsity-inducing penalties and the steps that make their zeros exact.
 
 SSL's objective (Wen et al., NIPS 2016, https://arxiv.org/abs/1608.03665), in the book's notation
-(τ a group *type* — filter, channel, shape, neuron, depth —, g one group of it)::
+(the loss L, L_D for the paper's E, E_D; τ a group *type* — filter, channel, shape, neuron,
+depth —, g one group of it)::
 
-    E(W) = E_D(W) + λ·R(W) + Σ_τ λ_τ Σ_l R_τ(W^(l)),     R_τ(W^(l)) = Σ_g ‖w^(g)‖₂
+    L(W) = L_D(W) + λ·R(W) + Σ_τ λ_τ Σ_l R_τ(W^(l)),     R_τ(W^(l)) = Σ_g ‖w^(g)‖₂
 
 R is a non-structured term (ℓ2 = weight decay, or ℓ1 for the unstructured baseline) and R_τ the
 group lasso over the groups of one type (:mod:`sparsitylab.sparsify.groups`). SGD on R_τ adds
@@ -11,10 +12,10 @@ group lasso over the groups of one type (:mod:`sparsitylab.sparsify.groups`). SG
 
 - :func:`zero_small_` — the paper's practice: after **every** update set |w| < 1e-4 to 0;
 - :func:`prox_group_` — the proximal step of group lasso (block soft-threshold, derived — not from
-  the paper), w^(g) ← max(0, 1 − θ/‖w^(g)‖) · w^(g), which zeroes a whole group at once when
-  ‖w^(g)‖ ≤ θ. For plain SGD the threshold is θ = η·λ_τ; under heavy-ball momentum μ SSL uses
-  θ = η·λ_τ/(1 − μ) (:meth:`sparsitylab.methods.ssl.SSL.prox_step_size`), ten times η·λ_τ at
-  μ = 0.9. These functions take θ as given.
+  the paper), w^(g) ← max(0, 1 − θ_τ/‖w^(g)‖) · w^(g), which zeroes a whole group at once when
+  ‖w^(g)‖ ≤ θ_τ. For plain SGD the threshold is θ_τ = η·λ_τ; under heavy-ball momentum μ SSL uses
+  θ_τ = η·λ_τ/(1 − μ) (:meth:`sparsitylab.methods.ssl.SSL.prox_step_size`), ten times η·λ_τ at
+  μ = 0.9. These functions take θ_τ as given.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def prox_group_(
     coupling: Coupling | None = None,
 ) -> None:
     """Block soft-threshold every group of ``kind``: w^(g) ← max(0, 1 − step/‖w^(g)‖) · w^(g).
-    ``step`` is the threshold θ: η·λ_τ for plain SGD, η·λ_τ/(1 − μ) as SSL calls it under
+    ``step`` is the threshold θ_τ: η·λ_τ for plain SGD, η·λ_τ/(1 − μ) as SSL calls it under
     momentum μ."""
     check_real(step, "step", minimum=0.0)
     modules = select_layers(model, kind, layers, coupling)
