@@ -1,47 +1,48 @@
 """Target-sparsity mode for STR and STR-BN: reach a requested overall sparsity S exactly.
 
 Neither STR nor STR-BN has one (STR's users ask for it: RAIVNLab/STR issue #14). From STR: the
-operator S_g(W, s) = sign(W)·ReLU(|W| − g(s)), g = sigmoid, and (read from its code) that the
-sparsity emerges from the weight decay λ_s on the thresholds s, which pulls s toward 0 and so
-raises g(s). Everything below is our construction (derived — not from the papers). It leaves the
-per-layer allocation to STR and controls only the overall sparsity ŝ, against the cubic ramp of
-Zhu & Gupta over the first fraction f (``end_fraction``) of the T optimizer steps::
+operator 𝒮_g(W, s) = sign(W)·ReLU(|W| − g(s)) (the paper's S_g), g = sigmoid, and (read from its
+code) that the sparsity emerges from the weight decay λ_s on the thresholds s, which pulls s
+toward 0 and so raises g(s). Everything below is our construction (derived — not from the
+papers). It leaves the per-layer allocation to STR and controls only the overall sparsity Ŝ,
+against the cubic ramp of Zhu & Gupta over the first fraction f (``end_fraction``) of the T
+optimizer steps::
 
-    τ(t) = S · (1 − (1 − min(1, t / (f·T)))³)
+    s_t = S · (1 − (1 − min(1, t / (f·T)))³)
 
 :class:`DecayController`, after every optimizer step:
 
-1. **A ceiling, enforced by rescaling.** Whenever ŝ > τ(t) + ``tolerance``, :func:`hit_target`
-   rescales every threshold to τ(t) and the thresholds' optimizer state (momentum) is dropped.
+1. **A ceiling, enforced by rescaling.** Whenever Ŝ > s_t + ``tolerance``, :func:`hit_target`
+   rescales every threshold to s_t and the thresholds' optimizer state (momentum) is dropped.
    This is what keeps the network alive: λ_s only sets the *speed* of s, and from s_init = −100
    (g′(s) ≈ 0 there, so nothing but decay moves s; the decay sits at the clamp ``max_decay``
-   while ŝ lags) momentum brings s far too fast. It used to cross the few units of s where the
+   while Ŝ lags) momentum brings s far too fast. It used to cross the few units of s where the
    weights sit in one step and go on to g(s) ≈ 1: 100 % of the weights pruned, ∂L/∂s = 0, no
-   way back (digits, 3-conv CNN: ŝ from 0.4 to 1 at step 17). Now it is cut back to the ramp on
+   way back (digits, 3-conv CNN: Ŝ from 0.4 to 1 at step 17). Now it is cut back to the ramp on
    the step it overshoots. Lagging behind the ramp is allowed (it only prunes later).
 2. **A proportional controller on λ_s** below the ceiling::
 
-       λ_s = λ_ref · exp(gain · (τ(t) − ŝ)),   clamped to [min_decay, max_decay],
+       λ_s = λ_ref · exp(gain · (s_t − Ŝ)),   clamped to [min_decay, max_decay],
 
    λ_ref the group's own decay. Behind the target λ_s grows and s rises faster; ahead of it
    λ_s falls below λ_ref and the loss gradient, which wants the weights back, lowers s. In
    between, STR's own dynamics (loss gradient against decay, per layer) move the thresholds.
-3. **An exact rescale to S at the ramp's end, then the thresholds hold.** Whatever ŝ lags is
+3. **An exact rescale to S at the ramp's end, then the thresholds hold.** Whatever Ŝ lags is
    pruned at f·T at once, with the remaining (1 − f)·T steps to train after it. From then on
    the controller writes the thresholds back after every step (the optimizer's step on s is
    undone; a ceiling rescale, if the weights shrink that far, sets new ones): left free, the loss
-   gradient pulled them down (digits, S = 0.95: ŝ from 0.95 to 0.87 in 20 steps) and the last
-   rescale had to cut the difference with no training after it. Held, ŝ only drifts as the
-   weights move, and the **final exact rescale** after the last step (kept: it makes ŝ = S
+   gradient pulled them down (digits, S = 0.95: Ŝ from 0.95 to 0.87 in 20 steps) and the last
+   rescale had to cut the difference with no training after it. Held, Ŝ only drifts as the
+   weights move, and the **final exact rescale** after the last step (kept: it makes Ŝ = S
    exactly) moves that drift: under 1 point on our digits runs, mostly un-pruning weights that
-   shrank below their threshold (c slightly below 1).
+   shrank below their threshold (κ slightly below 1).
 
-Each rescale multiplies every threshold by one common factor c, g_l ← c·g_l, with c between the
-k-th and (k+1)-th smallest ratio |w_i| / g_l(i), k = round(τ·N): exactly k of the N thresholded
-values then fall at or below their threshold (ties aside), and the ratios between the layers'
-thresholds — the learned budget's shape — are kept. c measures thresholds, not weights: the
-method records every rescale as (step, c) in ``corrections`` (the last, at step T, is the final
-one) and ``trace`` has ŝ before and after each. One pass over the weights' magnitudes per step,
+Each rescale multiplies every threshold by one common factor κ, g_l ← κ·g_l, with κ between the
+k-th and (k+1)-th smallest ratio |w_i| / g_l(i), k = round(s_t · Σ_l N_l): exactly k of the Σ_l N_l
+thresholded values then fall at or below their threshold (ties aside), and the ratios between the
+layers' thresholds — the learned budget's shape — are kept. κ measures thresholds, not weights:
+the method records every rescale as (step, κ) in ``corrections`` (the last, at step T, is the final
+one) and ``trace`` has Ŝ before and after each. One pass over the weights' magnitudes per step,
 no extra training runs.
 
 A *site* is one threshold parameter s (one value per layer, or per output channel) with the
@@ -115,9 +116,9 @@ def _sparsity(found: list[Site]) -> float:
 
 @torch.no_grad()
 def hit_target(model: nn.Module, sparsity: float) -> float:
-    """Scale every threshold by one factor c so that round(S·N) values are pruned; returns c.
+    """Scale every threshold by one factor κ so that round(S·N) values are pruned; returns κ.
 
-    In place on the ``s`` parameters (s ← logit(c·sigmoid(s))). ``ValueError`` when the target
+    In place on the ``s`` parameters (s ← logit(κ·sigmoid(s))). ``ValueError`` when the target
     would need a threshold ≥ 1 (sigmoid cannot reach it) or the model has no thresholds.
     """
     sparsity = check_sparsity(sparsity)
@@ -145,18 +146,18 @@ def hit_target(model: nn.Module, sparsity: float) -> float:
 
 
 def cubic_ramp(step: int, total_steps: int, sparsity: float, end_fraction: float) -> float:
-    """τ(t) = S·(1 − (1 − min(1, t / (f·T)))³): Zhu & Gupta's ramp from 0 to S, held after f·T."""
+    """s_t = S·(1 − (1 − min(1, t / (f·T)))³): Zhu & Gupta's ramp from 0 to S, held after f·T."""
     progress = min(1.0, step / max(1.0, end_fraction * total_steps))
     return sparsity * (1.0 - (1.0 - progress) ** 3)
 
 
 @dataclass
 class DecayController:
-    """Keeps the overall threshold sparsity ŝ at or below :func:`cubic_ramp` by rescaling the
+    """Keeps the overall threshold sparsity Ŝ at or below :func:`cubic_ramp` by rescaling the
     thresholds, steers their weight decay toward the ramp, and holds them from the ramp's end on
     (see the module doc).
 
-    ``trace`` records (step, target τ, ŝ measured, ŝ after any rescale, decay set) after every
+    ``trace`` records (step, target s_t, Ŝ measured, Ŝ after any rescale, decay set) after every
     step, for plots. ``reference`` is λ_ref, the group's decay when control starts; ``held`` the
     thresholds s fixed at the ramp's end (plain lists, for checkpoints).
     """
@@ -187,13 +188,13 @@ class DecayController:
         return max(1, round(self.end_fraction * self.total_steps))
 
     def target(self, step: int) -> float:
-        """τ(step), the ramp's sparsity after ``step``."""
+        """s_t at ``step``, the ramp's sparsity after ``step``."""
         return cubic_ramp(step, self.total_steps, self.sparsity, self.end_fraction)
 
     @torch.no_grad()
     def update(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> float | None:
-        """After optimizer step ``step``: hold (from the ramp's end), measure ŝ, rescale when the
-        ceiling or the schedule asks, set the thresholds' decay. Returns the rescale factor c, or
+        """After optimizer step ``step``: hold (from the ramp's end), measure Ŝ, rescale when the
+        ceiling or the schedule asks, set the thresholds' decay. Returns the rescale factor κ, or
         None when there was no rescale.
 
         The thresholds' group is looked up in ``optimizer`` every time: loading an optimizer
