@@ -56,12 +56,19 @@ class Model:
     step (module docstring), with θ₀ = ‖R_k‖² − ‖g_b‖²/K its value at W_k (bias already moved)."""
 
     def __init__(self, problem: LayerProblem, w: torch.Tensor, grad: torch.Tensor, theta0: float):
-        self.gram, self.lipschitz = problem.gram, problem.norm_w**2
+        self.gram, self.x, self.lipschitz = problem.gram, problem.x, problem.norm_w**2
         self.centre, self.grad, self.theta0 = w, grad, theta0
+        # Δ G = (Δ X̃ᵀ) X̃ costs 2·outputs·K·d against outputs·d² through G: fewer samples than
+        # half the inputs (a small calibration set) make the factored product the cheaper one.
+        self.factored = 2 * problem.samples < problem.x.shape[1]
+
+    def curvature(self, delta: torch.Tensor) -> torch.Tensor:
+        """Δ G, the gradient of ½tr(Δ G Δᵀ), through G or through its factor X̃ (same value)."""
+        return (delta @ self.x.T) @ self.x if self.factored else delta @ self.gram
 
     def value(self, w: torch.Tensor) -> float:
         delta = w - self.centre
-        return self.theta0 + float((delta * (2 * self.grad + delta @ self.gram)).sum())
+        return self.theta0 + float((delta * (2 * self.grad + self.curvature(delta))).sum())
 
     def lasso(
         self, penalty: float, start: torch.Tensor, max_iter: int, tol: float
@@ -75,11 +82,13 @@ class Model:
         while count < max_iter:
             count += 1
             next_momentum = (1 + math.sqrt(1 + 4 * momentum**2)) / 2
-            v = w + ((momentum - 1) / next_momentum) * (w - prev)
-            new = soft_threshold(v - step * (self.grad + (v - self.centre) @ self.gram), threshold)
-            if float(((v - new) * (new - w)).sum()) > 0:  # gradient restart
+            v = torch.add(w, w - prev, alpha=(momentum - 1) / next_momentum)
+            descent = self.curvature(v - self.centre).add_(self.grad)
+            new = soft_threshold(torch.add(v, descent, alpha=-step), threshold)
+            moved = new - w
+            if float(torch.vdot((v - new).flatten(), moved.flatten())) > 0:  # gradient restart
                 next_momentum = 1.0
-            change = float((new - w).norm()) / max(float(new.norm()), 1e-30)
+            change = float(moved.norm()) / max(float(new.norm()), 1e-30)
             prev, w, momentum = w, new, next_momentum
             if change < tol:
                 break

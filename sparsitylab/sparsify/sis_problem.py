@@ -224,7 +224,10 @@ class LayerProblem:
 
 
 def soft_threshold(w: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """prox of t‖·‖₁: sign(w)·max(|w| − t, 0), with exact zeros."""
+    """prox of t‖·‖₁: sign(w)·max(|w| − t, 0), with exact zeros. A scalar t takes torch's fused
+    ``softshrink`` (the same values, one pass instead of five); a tensor t the formula."""
+    if isinstance(t, (int, float)):
+        return torch.nn.functional.softshrink(w, t)
     return torch.sign(w) * (w.abs() - t).clamp_min(0.0)
 
 
