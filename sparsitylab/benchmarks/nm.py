@@ -1,7 +1,8 @@
 """``sparsitylab bench nm``: the cost of N:M training, side by side with its baselines.
 
 1. The 2:4 mask of a 4096×4096 weight, which STE / SR-STE recompute on every forward: the library's
-   pairwise-rank selection (:func:`sparsitylab.sparsify.masks.nm_mask`) against a stable
+   selection (:func:`sparsitylab.sparsify.masks.nm_mask`; a compiled C loop,
+   :mod:`sparsitylab.sparsify.native`, and its PyTorch pairwise-rank path) against a stable
    ``argsort`` per group (the previous implementation) and a per-group ``torch.topk``, with one
    pass of ``torch.abs`` into a preallocated buffer as the memory-traffic floor (every mask reads
    the weight once). All masks are checked against the argsort one.
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from .. import models, reparam
 from ..files import atomic_write_json
 from ..methods.nm import NMSparsity
+from ..sparsify import native
 from ..sparsify.masks import nm_mask
 from ..timing import interleaved, threads
 from . import announce, positive_int, record_header
@@ -63,20 +65,30 @@ def training_step(
     return step
 
 
+def torch_path_nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """The library's nm_mask with the compiled loop switched off: its PyTorch pairwise ranks."""
+    with native.disabled():
+        return nm_mask(w, n, m)
+
+
 def mask_task(size: int, repeats: int) -> dict[str, float]:
     """Median ms of each mask contender on a size×size weight (masks checked first)."""
     torch.manual_seed(0)
     w = torch.randn(size, size)
     reference = argsort_nm_mask(w, 2, 4)
-    if not torch.equal(nm_mask(w, 2, 4), reference):
-        raise AssertionError("nm_mask differs from the argsort reference")
+    if not native.available():
+        raise RuntimeError("the compiled selection is not available here (no C compiler?)")
+    for mask in (nm_mask, torch_path_nm_mask):
+        if not torch.equal(mask(w, 2, 4), reference):
+            raise AssertionError(f"{mask.__name__} differs from the argsort reference")
     if not (topk_nm_mask(w, 2, 4).reshape(-1, 4).sum(-1) == 2).all():
         raise AssertionError("the topk baseline does not keep 2 of 4")
     floor = torch.empty_like(w)
     calls = {
         "argsort per group (previous nm_mask)": lambda: argsort_nm_mask(w, 2, 4),
         "torch.topk per group": lambda: topk_nm_mask(w, 2, 4),
-        "sparsitylab nm_mask (pairwise ranks)": lambda: nm_mask(w, 2, 4),
+        "sparsitylab nm_mask, PyTorch path (pairwise ranks)": lambda: torch_path_nm_mask(w, 2, 4),
+        "sparsitylab nm_mask (compiled C loop)": lambda: nm_mask(w, 2, 4),
         "floor: torch.abs into a buffer (1 pass)": lambda: torch.abs(w, out=floor),
     }
     return {name: t.median * 1e3 for name, t in interleaved(calls, repeats, warmup=1).items()}

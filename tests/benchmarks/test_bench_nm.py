@@ -16,6 +16,7 @@ def test_baselines_agree_with_nm_mask():
     w = torch.randn(16, 32)
     assert torch.equal(bench.argsort_nm_mask(w, 2, 4), nm_mask(w, 2, 4))
     assert torch.equal(bench.topk_nm_mask(w, 2, 4), nm_mask(w, 2, 4))  # tie-free weights
+    assert torch.equal(bench.torch_path_nm_mask(w, 2, 4), nm_mask(w, 2, 4))
 
 
 def test_tiny_run_writes_json(tmp_path, capsys):
@@ -24,4 +25,5 @@ def test_tiny_run_writes_json(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert set(record["step_ms"]) == {"MLP", "LeNet", "ConvNet-BN"}
     assert set(record["step_ms"]["MLP"]) == {"dense", "SR-STE", "STE"}
-    assert "pairwise ranks" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pairwise ranks" in out and "compiled C loop" in out

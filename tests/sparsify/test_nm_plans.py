@@ -3,6 +3,9 @@ the C_in policies, and the eligibility report on the book's models (hand-checked
 
 from __future__ import annotations
 
+import math
+import shutil
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsitylab import models
-from sparsitylab.sparsify import masks
+from sparsitylab.sparsify import masks, native
 from sparsitylab.sparsify.masks import nm_mask, top_n_per_group
 from sparsitylab.sparsify.nm import asp_eligible, eligibility, layer_plan, model_masks, plan
 
@@ -24,24 +27,61 @@ def sorted_keep(groups: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros(groups.shape, dtype=torch.bool).scatter_(-1, order[:, :n], True)
 
 
+def select(groups: torch.Tensor, n: int, path: str, chunk: int = masks.GROUP_CHUNK) -> torch.Tensor:
+    """top_n_per_group through one path: the compiled C loop, or PyTorch's (native switched off)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(masks, "GROUP_CHUNK", chunk)
+        patch.setenv("SPARSITYLAB_NATIVE", "1" if path == "native" else "0")
+        return top_n_per_group(groups, n)
+
+
+def test_the_compiled_selection_is_built_where_there_is_a_c_compiler():
+    """Else every "native" case below would silently test the PyTorch path twice."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here")
+    assert native.available()
+
+
 @PROPERTY
 @given(
     st.sampled_from([(1, 2), (1, 4), (2, 4), (3, 4), (4, 8), (2, 8), (5, 16), (9, 20)]),
     st.integers(0, 40),
     st.sampled_from([3, 7, 1 << 16]),  # chunk sizes: groups straddle chunk boundaries
+    st.sampled_from(["native", "torch"]),
     st.data(),
 )
-def test_pairwise_ranks_equal_a_stable_sort_with_ties(nm, count, chunk, data):
+def test_pairwise_ranks_equal_a_stable_sort_with_ties(nm, count, chunk, path, data):
     n, m = nm
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     values = data.draw(
-        hnp.arrays(np.float32, (count, m), elements=st.integers(-2, 2).map(float))
+        hnp.arrays(dtype, (count, m), elements=st.integers(-2, 2).map(float))
     )  # many exact ties, and ±x ties in magnitude
     groups = torch.from_numpy(values)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(masks, "GROUP_CHUNK", chunk)
-        keep = top_n_per_group(groups, n)
+    keep = select(groups, n, path, chunk)
     assert torch.equal(keep, sorted_keep(groups, n))
     assert (keep.sum(-1) == n).all()
+
+
+@PROPERTY
+@given(
+    st.sampled_from([(1, 4), (2, 4), (2, 8), (7, 16)]),
+    st.integers(0, 30),
+    st.data(),
+)
+def test_the_compiled_selection_ranks_nan_inf_and_signed_zero_as_pytorch_does(nm, count, data):
+    n, m = nm
+    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 1e-45]
+    values = data.draw(hnp.arrays(np.float32, (count, m), elements=st.sampled_from(special)))
+    groups = torch.from_numpy(values)
+    assert torch.equal(select(groups, n, "native"), select(groups, n, "torch", chunk=5))
+
+
+def test_the_compiled_selection_reads_strided_groups():
+    torch.manual_seed(0)
+    base = torch.randn(64, 8)
+    strided = base.t().reshape(-1, 4)[::2]  # a copy of a transposed view, every other row
+    assert torch.equal(select(base[:, ::2], 2, "native"), select(base[:, ::2], 2, "torch"))
+    assert torch.equal(select(strided, 2, "native"), sorted_keep(strided, 2))
 
 
 def test_pairwise_ranks_handle_fp16_and_bf16_like_fp32():
