@@ -9,8 +9,9 @@ of hierarchical masks.
 2. The two-level mask 4x1/63 + 1x1/97 of a 4096×4096 weight against one ``block_mask`` call with
    the first level's and with the last level's block shape (the goal: two levels ≤ 2× one 4x1
    ``block_mask``), and the previous implementations side by side: the remainder written out level
-   by level and one ``kthvalue`` over all scores (no sampled bracket). Every fast mask is checked
-   equal to its previous one first. ``--masks-only`` re-measures just this part and updates
+   by level and one ``kthvalue`` over all scores (no sampled bracket), and the current masks with
+   the compiled band pass switched off (the PyTorch path). Every fast mask is checked equal to its
+   previous one first. ``--masks-only`` re-measures just this part and updates
    ``mask_*`` in the existing ``--json``, keeping the irf grid the chapter reads.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import torch
 from ..deploy.perfmodel import irf_record, measure_irf
 from ..files import atomic_write_json
 from ..gemm import from_gemm_view, gemm_view
+from ..sparsify import native
 from ..sparsify.hierarchical import hierarchical_masks, parse_config
 from ..sparsify.masks import _keep_exact, block_mask, pruned_count
 from ..timing import interleaved, threads
@@ -40,6 +43,18 @@ TWO = "hierarchical_masks 4x1/63 + 1x1/97"
 WIDE, FINE = "block_mask 4x1/60 (one level)", "block_mask 1x1/60 (one level)"
 TWO_BEFORE = "previous hierarchical_masks (remainder written out, kthvalue over all)"
 WIDE_BEFORE = "previous block_mask 4x1/60 (kthvalue over all blocks)"
+TWO_TORCH = "hierarchical_masks 4x1/63 + 1x1/97, PyTorch path (no compiled band pass)"
+WIDE_TORCH = "block_mask 4x1/60, PyTorch path (no compiled band pass)"
+
+
+def torch_path(mask: Callable[[], object]) -> Callable[[], object]:
+    """``mask`` with the compiled band pass switched off (:mod:`sparsitylab.sparsify.native`)."""
+
+    def call():
+        with native.disabled():
+            return mask()
+
+    return call
 
 
 def previous_block_keep(magnitudes: torch.Tensor, block: tuple[int, int], sparsity: float):
@@ -73,9 +88,11 @@ def mask_task(size: int, repeats: int) -> dict[str, float]:
     levels = parse_config("4x1/63+1x1/97")
     fast, before = hierarchical_masks(w, levels), previous_hierarchical_masks(w, levels)
     wide_before = previous_block_keep(w.abs(), (4, 1), 0.6)
-    if not all(map(torch.equal, fast, before)) or not torch.equal(
-        block_mask(w, (4, 1), 0.6), wide_before
-    ):
+    with native.disabled():
+        fast_torch = hierarchical_masks(w, levels)
+    if not all(map(torch.equal, fast, before)) or not all(map(torch.equal, fast_torch, before)):
+        raise AssertionError("a hierarchical mask differs from its previous implementation")
+    if not torch.equal(block_mask(w, (4, 1), 0.6), wide_before):
         raise AssertionError("a mask differs from its previous implementation")
     calls = {
         TWO: lambda: hierarchical_masks(w, levels),
@@ -83,6 +100,8 @@ def mask_task(size: int, repeats: int) -> dict[str, float]:
         FINE: lambda: block_mask(w, (1, 1), 0.6),
         TWO_BEFORE: lambda: previous_hierarchical_masks(w, levels),
         WIDE_BEFORE: lambda: previous_block_keep(w.abs(), (4, 1), 0.6),
+        TWO_TORCH: torch_path(lambda: hierarchical_masks(w, levels)),
+        WIDE_TORCH: torch_path(lambda: block_mask(w, (4, 1), 0.6)),
     }
     return {name: t.median * 1e3 for name, t in interleaved(calls, repeats, warmup=1).items()}
 
@@ -98,6 +117,7 @@ def report_masks(size: int, repeats: int) -> dict:
         "two levels / one 1x1 block_mask": masks[TWO] / masks[FINE],
         "previous two levels / previous one 4x1 block_mask": masks[TWO_BEFORE] / masks[WIDE_BEFORE],
         "previous two levels / two levels": masks[TWO_BEFORE] / masks[TWO],
+        "PyTorch path: two levels / one 4x1 block_mask": masks[TWO_TORCH] / masks[WIDE_TORCH],
     }
     for name, ratio in ratios.items():
         print(f"  {name:<52} {ratio:6.2f}×")

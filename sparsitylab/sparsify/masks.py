@@ -124,11 +124,11 @@ def _keep_exact(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 
 def _bracket(
-    scores: torch.Tensor, n_prune: int, alive: torch.Tensor | None
+    scores: torch.Tensor, n_prune: int, alive: torch.Tensor | None, one_sided: float = ONE_SIDED
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Scores ``lo ≤ hi`` that very likely enclose the cut (the n_prune-th and next smallest score),
     read from a fixed-seed sample of ``SAMPLE`` scores; None for a side left open (a side holding
-    at most ``ONE_SIDED`` of the scores).
+    at most ``one_sided`` of the scores).
 
     The cut's rank in the sample is binomial, so ranks ±``MARGIN_SIGMAS`` standard deviations around
     its expectation miss it with probability below 1e-6; a miss costs time, not exactness.
@@ -142,8 +142,8 @@ def _bracket(
     p = n_prune / n
     centre, margin = p * SAMPLE, MARGIN_SIGMAS * math.sqrt(SAMPLE * p * (1 - p)) + 2
     lo_rank, hi_rank = math.floor(centre - margin), math.ceil(centre + margin)
-    lo = sample.kthvalue(lo_rank).values if lo_rank >= 1 and p > ONE_SIDED else None
-    hi = sample.kthvalue(hi_rank).values if hi_rank <= SAMPLE and p < 1 - ONE_SIDED else None
+    lo = sample.kthvalue(lo_rank).values if lo_rank >= 1 and p > one_sided else None
+    hi = sample.kthvalue(hi_rank).values if hi_rank <= SAMPLE and p < 1 - one_sided else None
     return lo, hi
 
 
@@ -155,13 +155,24 @@ def _keep_bracketed(
     band's flat order); None when the band does not hold the cut.
 
     Two comparisons and the band's ``nonzero`` (one of each when a side is open) instead of a
-    selection over all scores; entries not ``alive`` score 0, below any ``lo > 0``.
+    selection over all scores, or one compiled pass (:func:`.native.band_select`) where it runs;
+    entries not ``alive`` score 0, below any ``lo > 0``.
     """
-    lo, hi = _bracket(scores, n_prune, alive)
+    # the compiled pass tests both sides at no extra cost: there a narrow two-sided band is cheaper
+    # to rank than a one-sided one holding the whole small side
+    lo, hi = _bracket(scores, n_prune, alive, 0.0 if native.available() else ONE_SIDED)
     if lo is None and hi is None:
         return None  # a sample too small to bracket anything
     if alive is not None and (lo is None or lo <= 0):
         return None  # the cut may fall among the zeroed entries: rank them all
+    fused = native.band_select(scores, alive, lo, hi)  # the same three sets in one compiled pass
+    if fused is not None:
+        keep, band_index, kept_above = fused
+        take = scores.numel() - n_prune - kept_above
+        if not 0 <= take <= band_index.numel():
+            return None  # the cut lies outside the band
+        ranked = _keep_exact(scores.index_select(0, band_index), band_index.numel() - take)
+        return keep.index_fill_(0, band_index[ranked], True)
     above = None if hi is None else scores > hi  # kept whatever the band holds
     if lo is None:
         band = ~above

@@ -20,6 +20,8 @@ def test_tiny_run_writes_irf_json(tmp_path, monkeypatch):
         bench.FINE,
         bench.TWO_BEFORE,
         bench.WIDE_BEFORE,
+        bench.TWO_TORCH,
+        bench.WIDE_TORCH,
     }
     # the keys the chapter reads
     assert {

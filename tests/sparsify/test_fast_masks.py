@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsitylab.gemm import from_gemm_view, gemm_view
-from sparsitylab.sparsify import masks
+from sparsitylab.sparsify import masks, native
 from sparsitylab.sparsify.hierarchical import hierarchical_masks
 from sparsitylab.sparsify.masks import mask_from_scores, pruned_count, topk_mask
 
@@ -30,15 +30,21 @@ tied = st.integers(-3, 3).map(float)  # many exact ties, zeros included
 spread = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 special = st.sampled_from([0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), 1e-45, 2.5])
 FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+BAND_SELECT = native.band_select
+
+
+PATHS = pytest.mark.parametrize("path", ["native", "torch"])  # the compiled band pass, or PyTorch
 
 
 @contextmanager
-def sampled(sample: int = 64, sigmas: float = 5.0):
-    """Every input takes the bracketed path, with a ``sample``-score sample."""
+def sampled(sample: int = 64, sigmas: float = 5.0, path: str = "native"):
+    """Every input takes the bracketed path, with a ``sample``-score sample; ``path`` "torch"
+    switches the compiled band pass off (:mod:`sparsitylab.sparsify.native`)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(masks, "SAMPLED_MIN", 1)
         patch.setattr(masks, "SAMPLE", sample)
         patch.setattr(masks, "MARGIN_SIGMAS", sigmas)
+        patch.setenv("SPARSITYLAB_NATIVE", "1" if path == "native" else "0")
         yield
 
 
@@ -57,6 +63,7 @@ def reference_keep(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 # --- the bracketed top-k ---------------------------------------------------------------------
 
 
+@PATHS
 @PROPERTY
 @given(
     flat_arrays(st.one_of(tied, spread, special)),
@@ -65,37 +72,40 @@ def reference_keep(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
     st.sampled_from([0.0, 5.0]),
     st.sampled_from(FLOATS + [torch.int64, torch.int16]),
 )
-def test_bracketed_keep_matches_the_stable_sort(values, s, sample, sigmas, dtype):
+def test_bracketed_keep_matches_the_stable_sort(path, values, s, sample, sigmas, dtype):
     if not dtype.is_floating_point:
         values = values.clamp(-100, 100).nan_to_num(0.0)
     scores = values.to(dtype)
     n_prune = pruned_count(scores.numel(), s)
-    with sampled(sample, sigmas):
+    with sampled(sample, sigmas, path):
         keep = mask_from_scores(scores, s)
     assert int(keep.sum()) == scores.numel() - n_prune
     assert torch.equal(keep, reference_keep(scores.double(), n_prune))
 
 
+@PATHS
 @PROPERTY
 @given(flat_arrays(st.one_of(tied, spread)), sparsities, st.sampled_from(FLOATS))
-def test_bracketed_topk_mask_matches_the_stable_sort(w, s, dtype):
+def test_bracketed_topk_mask_matches_the_stable_sort(path, w, s, dtype):
     w = w.to(dtype)
-    with sampled():
+    with sampled(path=path):
         keep = topk_mask(w, s)
     assert torch.equal(keep, reference_keep(w.abs().double(), pruned_count(w.numel(), s)))
 
 
+@PATHS
 @pytest.mark.parametrize("value", [0.0, 1.0, float("inf")])
 @pytest.mark.parametrize("n", [1, 2, 37, 300])
-def test_bracketed_all_equal_scores_keep_the_first(value, n):
+def test_bracketed_all_equal_scores_keep_the_first(path, value, n):
     scores = torch.full((n,), value)
     for s in (0.0, 0.3, 0.5, 0.97):
-        with sampled():
+        with sampled(path=path):
             keep = mask_from_scores(scores, s)
         n_keep = n - pruned_count(n, s)
         assert keep[:n_keep].all() and not keep[n_keep:].any()
 
 
+@PATHS
 @PROPERTY
 @given(
     flat_arrays(st.one_of(tied, spread).map(abs)),
@@ -104,18 +114,31 @@ def test_bracketed_all_equal_scores_keep_the_first(value, n):
     st.sampled_from([4, 64]),
     st.sampled_from([0.0, 5.0]),
 )
-def test_alive_flags_score_zero_and_are_never_kept(scores, data, s, sample, sigmas):
+def test_alive_flags_score_zero_and_are_never_kept(path, scores, data, s, sample, sigmas):
     alive = torch.tensor(
         data.draw(st.lists(st.booleans(), min_size=scores.numel(), max_size=scores.numel()))
     )
     n_prune = pruned_count(scores.numel(), s)
-    with sampled(sample, sigmas):
+    with sampled(sample, sigmas, path):
         keep = masks._keep_flat(scores, n_prune, alive)
     remainder = torch.where(alive, scores, torch.zeros((), dtype=scores.dtype))
     assert torch.equal(keep, reference_keep(remainder, n_prune) & alive)
 
 
-def test_large_inputs_take_the_bracket_and_leave_the_rng_alone():
+def test_the_compiled_band_pass_is_taken_where_it_can_run():
+    """Else every "native" case here would test the PyTorch path twice."""
+    if not native.available():
+        pytest.skip("no C compiler here")
+    calls = []
+    with sampled(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "band_select", lambda *a: calls.append(1) or BAND_SELECT(*a))
+        mask_from_scores(torch.arange(50.0), 0.5)
+    assert calls
+
+
+@PATHS
+def test_large_inputs_take_the_bracket_and_leave_the_rng_alone(path, monkeypatch):
+    monkeypatch.setenv("SPARSITYLAB_NATIVE", "1" if path == "native" else "0")
     torch.manual_seed(1)
     scores = torch.randn(masks.SAMPLED_MIN + 5).abs()
     state = torch.get_rng_state()
@@ -166,17 +189,20 @@ def tiled_weights(draw):
     return torch.from_numpy(w), levels
 
 
+@PATHS
 @PROPERTY
 @given(tiled_weights(), st.sampled_from([4, 64]), st.sampled_from([0.0, 5.0]))
-def test_hierarchical_masks_match_the_written_out_remainder(case, sample, sigmas):
+def test_hierarchical_masks_match_the_written_out_remainder(path, case, sample, sigmas):
     w, levels = case
-    with sampled(sample, sigmas):
+    with sampled(sample, sigmas, path):
         got = hierarchical_masks(w, levels)
     for mine, theirs in zip(got, written_out_levels(w, levels), strict=True):
         assert torch.equal(mine, theirs)
 
 
-def test_hierarchical_masks_at_size_match_the_written_out_remainder():
+@PATHS
+def test_hierarchical_masks_at_size_match_the_written_out_remainder(path, monkeypatch):
+    monkeypatch.setenv("SPARSITYLAB_NATIVE", "1" if path == "native" else "0")
     torch.manual_seed(0)
     w = torch.randn(512, 1024)
     w[:, :64] = 0.0  # a zero stripe: ties at 0 in the fine level
