@@ -224,9 +224,10 @@ class LayerProblem:
 
 
 def soft_threshold(w: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    """prox of t‖·‖₁: sign(w)·max(|w| − t, 0), with exact zeros. A scalar t takes torch's fused
-    ``softshrink`` (the same values, one pass instead of five); a tensor t the formula."""
-    if isinstance(t, (int, float)):
+    """prox of t‖·‖₁: sign(w)·max(|w| − t, 0), with exact zeros. A scalar t that w's dtype can
+    hold takes torch's fused ``softshrink`` (the same values, one pass instead of five; it refuses a
+    larger t, which a penalty search can reach); a tensor t, or a larger one, the formula."""
+    if isinstance(t, (int, float)) and 0 <= t <= torch.finfo(w.dtype).max:
         return torch.nn.functional.softshrink(w, t)
     return torch.sign(w) * (w.abs() - t).clamp_min(0.0)
 

@@ -227,6 +227,18 @@ def test_soft_threshold_exact_zeros_and_shrinkage():
     assert (out[1:5] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t", [0.0, 1e-3, 0.7, 3.0, 1e30, 6.3e43, 1e300])
+def test_soft_threshold_fused_path_equals_the_formula_at_any_scalar(dtype, t):
+    """softshrink (the fused path) refuses thresholds beyond the dtype's range, which a penalty
+    search reaches; the formula takes over there and prunes everything."""
+    torch.manual_seed(0)
+    w = torch.cat([torch.randn(200, dtype=dtype), torch.tensor([0.0, -0.0, 1e-38], dtype=dtype)])
+    expected = torch.sign(w) * (w.abs() - t).clamp_min(0.0)
+    assert torch.equal(soft_threshold(w, t), expected)
+    assert torch.equal(soft_threshold(w, torch.tensor(t, dtype=dtype)), expected)
+
+
 def test_spectral_norm_bounds_the_true_norm_on_random_matrices():
     torch.manual_seed(0)
     for k, d in [(5, 3), (40, 7), (13, 30), (64, 64)]:
