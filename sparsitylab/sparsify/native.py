@@ -2,9 +2,11 @@
 through ctypes.
 
 - **N:M.** PyTorch's tensor operations rank a group's m entries with m(m−1)/2 comparisons, each one
-  pass over the weight; the C loop reads every group once and ranks it in registers. For the 2:4
-  mask of a 4096×4096 weight on one thread: ~64 ms → ~17 ms (``sparsitylab bench nm`` records
-  both paths side by side).
+  pass over the weight; the C loop reads every group once and ranks it in registers (2:4 in
+  float32: four groups at a time in vector registers). ``sparsitylab bench nm`` records both paths
+  side by side. For STE / SR-STE training (:mod:`sparsitylab.reparam.nm`) the same pass also writes
+  the forward's W ⊙ E (:func:`masked_product`), and SR-STE's gradient G + λ_W (W − W ⊙ E) is one
+  pass (:func:`sr_ste_gradient`) instead of three PyTorch operations.
 - **The band of a bracketed top-k.** :func:`sparsitylab.sparsify.masks._keep_bracketed` keeps the
   scores above a bracket, lists those inside it and prunes the rest: in PyTorch two comparisons,
   two ANDs and a ``nonzero``, each a pass over all scores (and a fresh allocation, whose first
@@ -38,6 +40,10 @@ FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99")  # -O3 vectorises the m = 4 loop
 MAX_M = 16  # nm_select.c's register arrays
 SOURCES = ("nm_select.c", "band_select.c")
 _FUNCTIONS = {torch.float32: "nm_select_f32", torch.float64: "nm_select_f64"}
+_REFINES = {
+    torch.float32: ("nm_refine_f32", ctypes.c_float),
+    torch.float64: ("nm_refine_f64", ctypes.c_double),
+}
 _BANDS = {
     torch.float32: ("band_select_f32", ctypes.c_float),
     torch.float64: ("band_select_f64", ctypes.c_double),
@@ -99,7 +105,10 @@ def _library() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(library))
     pointer, int64 = ctypes.c_void_p, ctypes.c_int64
     for name in _FUNCTIONS.values():
-        getattr(lib, name).argtypes = [pointer, int64, ctypes.c_int, ctypes.c_int, pointer]
+        getattr(lib, name).argtypes = [pointer, int64, ctypes.c_int, ctypes.c_int, pointer, pointer]
+        getattr(lib, name).restype = ctypes.c_int
+    for name, scalar in _REFINES.values():
+        getattr(lib, name).argtypes = [pointer, pointer, pointer, int64, scalar, pointer]
         getattr(lib, name).restype = None
     for name, scalar in _BANDS.values():
         getattr(lib, name).argtypes = [
@@ -121,25 +130,78 @@ def available() -> bool:
     return enabled() and _library() is not None
 
 
-def top_n_per_group(groups: torch.Tensor, n: int) -> torch.Tensor | None:
-    """The keep-mask of :func:`sparsitylab.sparsify.masks.top_n_per_group` ((G, m) groups, the n
-    largest |values| of every row, ties keeping the earlier position) from the compiled loop, or
-    None when it cannot run here: no compiler, not enabled, not a CPU float32/float64 tensor, or
-    m > 16. The caller checks the arguments."""
+def _selection(groups: torch.Tensor) -> tuple[ctypes.CDLL, str] | None:
+    """The library and the N:M function for ``groups``, or None where the compiled loop cannot run:
+    no compiler, not enabled, not a CPU float32/float64 tensor, or more than 16 columns."""
     function = _FUNCTIONS.get(groups.dtype)
     if function is None or groups.device.type != "cpu" or groups.shape[1] > MAX_M:
         return None
     if not enabled():
         return None
     library = _library()
-    if library is None:
+    return None if library is None else (library, function)
+
+
+def top_n_per_group(groups: torch.Tensor, n: int) -> torch.Tensor | None:
+    """The keep-mask of :func:`sparsitylab.sparsify.masks.top_n_per_group` ((G, m) groups, the n
+    largest |values| of every row, ties keeping the earlier position) from the compiled loop, or
+    None when it cannot run here (see :func:`_selection`). The caller checks the arguments."""
+    selection = _selection(groups)
+    if selection is None:
         return None
+    library, function = selection
     rows = groups.detach().contiguous()
     keep = torch.empty(rows.shape, dtype=torch.bool)
     count, m = rows.shape
     if count:
-        getattr(library, function)(rows.data_ptr(), count, m, n, keep.data_ptr())
+        getattr(library, function)(rows.data_ptr(), count, m, n, keep.data_ptr(), None)
     return keep
+
+
+def masked_product(groups: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
+    """(keep, groups ⊙ keep, whether ``groups`` holds a NaN) in one pass, the keep-mask as
+    :func:`top_n_per_group`'s and the product as PyTorch's ``groups * keep`` (bit for bit: −0.0 for
+    a pruned negative value, NaN for a pruned infinity). ``groups`` must be contiguous (no copy is
+    made: the product shares its layout). None when the loop cannot run here."""
+    selection = _selection(groups)
+    if selection is None or not groups.is_contiguous():
+        return None
+    library, function = selection
+    rows = groups.detach()
+    keep = torch.empty(rows.shape, dtype=torch.bool)
+    product = torch.empty_like(rows)
+    count, m = rows.shape
+    has_nan = count and getattr(library, function)(
+        rows.data_ptr(), count, m, n, keep.data_ptr(), product.data_ptr()
+    )
+    return keep, product, bool(has_nan)
+
+
+def sr_ste_gradient(
+    grad: torch.Tensor, w: torch.Tensor, keep: torch.Tensor, decay: float
+) -> torch.Tensor | None:
+    """SR-STE's gradient G + λ_W (W − W ⊙ E) in one pass, bit for bit PyTorch's
+    ``grad + decay * (w - w * keep)`` (λ_W rounded to the dtype first, as PyTorch does). None unless
+    all three are contiguous CPU tensors of one shape (``keep`` boolean, the others float32 or
+    float64 alike) and the loop can run here."""
+    entry = _REFINES.get(w.dtype)
+    if entry is None or not enabled() or w.device.type != "cpu" or grad.dtype != w.dtype:
+        return None
+    if keep.dtype != torch.bool or not grad.shape == w.shape == keep.shape:
+        return None
+    if not (grad.is_contiguous() and w.is_contiguous() and keep.is_contiguous()):
+        return None
+    if grad.device.type != "cpu" or keep.device.type != "cpu":
+        return None
+    library = _library()
+    if library is None:
+        return None
+    name, scalar = entry
+    out = torch.empty_like(grad)
+    getattr(library, name)(
+        grad.data_ptr(), w.data_ptr(), keep.data_ptr(), w.numel(), scalar(decay), out.data_ptr()
+    )
+    return out
 
 
 def band_select(
@@ -180,4 +242,12 @@ def band_select(
     return keep, band[:count].clone(), above.value
 
 
-__all__ = ["available", "band_select", "disabled", "enabled", "top_n_per_group"]
+__all__ = [
+    "available",
+    "band_select",
+    "disabled",
+    "enabled",
+    "masked_product",
+    "sr_ste_gradient",
+    "top_n_per_group",
+]

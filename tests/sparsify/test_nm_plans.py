@@ -84,6 +84,70 @@ def test_the_compiled_selection_reads_strided_groups():
     assert torch.equal(select(strided, 2, "native"), sorted_keep(strided, 2))
 
 
+@PROPERTY
+@given(
+    st.sampled_from([(1, 4), (2, 4), (3, 4), (2, 8), (7, 16)]),
+    st.integers(0, 30),
+    st.sampled_from([np.float32, np.float64]),
+    st.data(),
+)
+def test_the_fused_mask_and_product_equal_pytorchs_bit_for_bit(nm, count, dtype, data):
+    """STE's forward in one pass: the keep-mask of the PyTorch path and ``groups * keep`` with the
+    same bits (−0.0 for a pruned negative, NaN for a pruned infinity), and the NaN flag."""
+    if not native.available():
+        pytest.skip("no compiled selection here")
+    n, m = nm
+    special = [math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 2.0, 1e-45, -3.5]
+    values = data.draw(hnp.arrays(dtype, (count, m), elements=st.sampled_from(special)))
+    if count and data.draw(st.booleans()):
+        values[data.draw(st.integers(0, count - 1)), data.draw(st.integers(0, m - 1))] = math.nan
+    groups = torch.from_numpy(values)
+    keep, product, has_nan = native.masked_product(groups, n)
+    assert torch.equal(keep, select(groups, n, "torch", chunk=5))
+    expected = groups * keep
+    bits = torch.int32 if dtype == np.float32 else torch.int64
+    assert torch.equal(product.isnan(), expected.isnan())
+    assert torch.equal(product.nan_to_num().view(bits), expected.nan_to_num().view(bits))
+    assert has_nan == bool(groups.isnan().any())
+
+
+@PROPERTY
+@given(
+    st.integers(0, 300),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from([0.0, 2e-4, 1e-3, 0.3, 1.0, 7.25]),
+    st.data(),
+)
+def test_the_fused_sr_ste_gradient_equals_pytorchs_formula_bit_for_bit(size, dtype, decay, data):
+    if not native.available():
+        pytest.skip("no compiled selection here")
+    floats = st.floats(-1e3, 1e3, width=32)
+    w = torch.from_numpy(data.draw(hnp.arrays(dtype, size, elements=floats)))
+    grad = torch.from_numpy(data.draw(hnp.arrays(dtype, size, elements=floats)))
+    keep = torch.from_numpy(data.draw(hnp.arrays(np.bool_, size)))
+    refined = native.sr_ste_gradient(grad, w, keep, decay)
+    expected = grad + decay * (w - w * keep)
+    bits = torch.int32 if dtype == np.float32 else torch.int64
+    assert torch.equal(refined.view(bits), expected.view(bits))
+
+
+def test_the_fused_paths_decline_what_they_cannot_read():
+    """None (the caller takes the PyTorch path) for strided, half-precision or mismatched input."""
+    if not native.available():
+        pytest.skip("no compiled selection here")
+    w = torch.randn(8, 8)
+    assert native.masked_product(w.t().reshape(-1, 4)[::2], 2) is None  # strided rows
+    assert native.masked_product(w.half().reshape(-1, 4), 2) is None
+    keep = torch.ones(8, 8, dtype=torch.bool)
+    assert native.sr_ste_gradient(w.t(), w, keep, 0.1) is None
+    assert native.sr_ste_gradient(w.double(), w, keep, 0.1) is None
+    assert native.sr_ste_gradient(w, w, keep.float(), 0.1) is None
+    assert native.sr_ste_gradient(w[:4], w, keep, 0.1) is None
+    with native.disabled():
+        assert native.masked_product(w.reshape(-1, 4), 2) is None
+        assert native.sr_ste_gradient(w, w, keep, 0.1) is None
+
+
 def test_pairwise_ranks_handle_fp16_and_bf16_like_fp32():
     torch.manual_seed(0)
     groups = torch.randn(500, 4)
