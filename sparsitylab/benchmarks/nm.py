@@ -7,7 +7,11 @@
    pass of ``torch.abs`` into a preallocated buffer as the memory-traffic floor (every mask reads
    the weight once). All masks are checked against the argsort one.
 2. One training step (forward, backward, SGD step) with SR-STE and with STE against the dense step
-   on the MLP, LeNet and ConvNet-BN, on Fashion-MNIST-shaped random batches.
+   on the MLP, LeNet and ConvNet-BN, on Fashion-MNIST-shaped random batches; SR-STE also through
+   its PyTorch path (the compiled passes switched off), and a **floor**: the same layers with only
+   the two memory passes that any SR-STE must make and nothing else — forward one PyTorch op
+   W → a fresh W̃-sized tensor (``abs``), backward one op (G, W) → a fresh gradient (``G + W``), no
+   selection and no mask bytes. SR-STE cannot be cheaper than the floor on the same machine.
 
 Both tasks time their contenders round-robin (:func:`sparsitylab.timing.interleaved`), so the
 ratios are fair on a shared machine; the thread count is set by ``--threads`` (default 1).
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from .. import models, reparam
 from ..files import atomic_write_json
@@ -94,8 +100,48 @@ def mask_task(size: int, repeats: int) -> dict[str, float]:
     return {name: t.median * 1e3 for name, t in interleaved(calls, repeats, warmup=1).items()}
 
 
+class _TwoPasses(torch.autograd.Function):
+    """The floor's stand-in: forward |W| into a fresh tensor, backward G + W into a fresh one."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(w)
+        return w.abs()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (w,) = ctx.saved_tensors
+        return grad + w
+
+
+class _FloorPasses(torch.nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return _TwoPasses.apply(w)
+
+
+def floor_model(build: Callable[[], torch.nn.Module], like: torch.nn.Module) -> torch.nn.Module:
+    """``build()`` with the floor's two passes on every tensor that ``like`` holds N:M masks on."""
+    model = build()
+    modules = dict(model.named_modules())
+    for found in reparam.find(like):
+        parametrize.register_parametrization(
+            modules[found.layer_name], found.tensor, _FloorPasses(), unsafe=True
+        )
+    return model
+
+
+def torch_path(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` with the compiled passes switched off (the PyTorch path)."""
+
+    def run() -> None:
+        with native.disabled():
+            step()
+
+    return run
+
+
 def step_task(batch: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Median ms of a dense, an SR-STE and an STE training step for each model."""
+    """Median ms of a dense, an SR-STE (both paths), an STE and a floor training step per model."""
     results = {}
     for name, build in (
         ("MLP", models.mlp),
@@ -105,10 +151,12 @@ def step_task(batch: int, repeats: int) -> dict[str, dict[str, float]]:
         torch.manual_seed(0)
         dense = build()
         variants = {"dense": dense}
-        for label, decay in (("SR-STE", 2e-4), ("STE", 0.0)):
+        for label, decay in (("SR-STE", 2e-4), ("STE", 0.0), ("SR-STE, PyTorch path", 2e-4)):
             variants[label] = NMSparsity(2, 4, decay=decay).prepare(build())
         assert reparam.find(variants["SR-STE"])  # every model has N:M layers under the plan
+        variants["floor: two passes"] = floor_model(build, variants["SR-STE"])
         calls = {label: training_step(net, batch) for label, net in variants.items()}
+        calls["SR-STE, PyTorch path"] = torch_path(calls["SR-STE, PyTorch path"])
         times = interleaved(calls, repeats, warmup=2)
         results[name] = {label: t.median * 1e3 for label, t in times.items()}
     return results
@@ -140,8 +188,9 @@ def main(argv: list[str]) -> int:
         steps = step_task(args.batch, args.repeats)
         print(f"\n[2] one training step, batch {args.batch} (median ms; ratio = this / dense)")
         for model, row in steps.items():
-            cells = "   ".join(f"{k} {v:7.1f} ms ({v / row['dense']:.2f}×)" for k, v in row.items())
-            print(f"  {model:<11} {cells}")
+            print(f"  {model}")
+            for label, ms in row.items():
+                print(f"    {label:<24} {ms:8.2f} ms   {ms / row['dense']:5.2f}×")
     print(
         f"\nMedians of {args.repeats} rounds, contenders timed round-robin, wall clock, "
         f"{args.threads} thread(s); other processes on the machine add noise."
