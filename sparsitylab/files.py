@@ -5,15 +5,19 @@ and fsyncs it, and renames it over the target (``os.replace`` is atomic on POSIX
 fsyncs the folder. A process killed at any moment leaves either the old file or the new one, never
 half of one; at worst a stale ``.<name>.*.tmp`` file remains, which the next save of the same target
 removes. :func:`atomic_write_json` does the same for a JSON record (benchmark results).
+:func:`built_library` builds a shared library from C/C++ text once per content, into the temp
+directory, with the same rename (a concurrent loader never sees half a file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,3 +71,41 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object])
 
 
 __all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json"]
+
+
+def built_library(
+    folder: str,
+    sources: Sequence[tuple[str, str]],
+    command: Callable[[list[str], str], list[str]],
+    depends: Sequence[str] = (),
+) -> Path:
+    """The shared library that ``command(source paths, output path)`` builds from ``sources``
+    ((suffix, text) pairs, e.g. (".c", code)), cached in ``<temp dir>/<folder>`` under a hash of the
+    texts, the command and ``depends`` (the text of files the build reads besides the sources, such
+    as an included header); built once, then found. Raises RuntimeError with the compiler's
+    messages when the build fails (OSError when the compiler cannot be run)."""
+    place = Path(tempfile.gettempdir()) / folder
+    place.mkdir(exist_ok=True)
+    probe = command(["<source>"] * len(sources), "<library>")  # the command, without paths
+    texts = [*(text for _, text in sources), *depends, *probe]
+    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    library = place / f"{key[:16]}.so"
+    if library.exists():
+        return library
+    paths = []
+    partial = place / f"{key[:16]}.{os.getpid()}.so"
+    try:
+        for suffix, text in sources:
+            with tempfile.NamedTemporaryFile("w", suffix=suffix, dir=place, delete=False) as f:
+                f.write(text)
+            paths.append(f.name)
+        argv = command(paths, str(partial))
+        result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300)
+        if result.returncode:
+            raise RuntimeError(f"{argv[0]} failed:\n{' '.join(argv)}\n{result.stderr}")
+        os.replace(partial, library)  # atomic: concurrent loaders never see a half-written file
+    finally:
+        for name in paths:
+            Path(name).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return library

@@ -16,12 +16,8 @@ the kernel signature (CuPy does not check: a Python int would arrive as ``long l
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.resources
-import os
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import built_library
 from . import matmul
 from .formats import from_array, to_array
 
@@ -65,37 +62,16 @@ def _compile(code: str, options: tuple[str, ...]) -> Path:
         _wrapper(m.group(1), _parameters(m.group(2))) for m in _KERNEL.finditer(code)
     )
     unit = f"{code}\n// ---- generated launch wrappers ----\n{wrappers}"
-    key = hashlib.sha256("\0".join([SHIM.read_text(), unit, *options]).encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "sparsitylab-emulation"
-    folder.mkdir(exist_ok=True)
-    library = folder / f"{key}.so"
-    if library.exists():
-        return library
-    source = folder / f"{key}.{os.getpid()}.cpp"
-    source.write_text(unit)
-    partial = folder / f"{key}.{os.getpid()}.so"
-    command = [
-        "g++",
-        "-std=c++20",
-        "-O1",
-        "-shared",
-        "-fPIC",
-        "-pthread",
-        "-include",
-        str(SHIM),
-        *options,
-        "-o",
-        str(partial),
-        str(source),
-    ]
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(
-            f"g++ failed on the emulated kernel:\n{' '.join(command)}\n{result.stderr}"
+    flags = ("-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-include", str(SHIM), *options)
+    try:
+        return built_library(
+            "sparsitylab-emulation",
+            [(".cpp", unit)],
+            lambda paths, out: ["g++", *flags, "-o", out, *paths],
+            depends=[SHIM.read_text()],  # a changed shim rebuilds
         )
-    partial.replace(library)  # atomic: concurrent test workers never load a half-written file
-    source.unlink()
-    return library
+    except RuntimeError as error:
+        raise RuntimeError(f"g++ failed on the emulated kernel: {error}") from None
 
 
 class EmulatedKernel:

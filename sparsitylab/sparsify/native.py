@@ -14,7 +14,8 @@ through ctypes.
 
 The loops run on one thread. The library is compiled on first use with the system C compiler
 (``cc``, ``-O3``: no ``-march=native``, no fast-math) into a file cached in the temp directory
-under a hash of the sources, the compiler and the flags, written atomically. Where there is no
+under a hash of the sources, the compiler and the flags, written atomically
+(:func:`sparsitylab.files.built_library`). Where there is no
 compiler, the compilation fails, or ``SPARSITYLAB_NATIVE=0`` is set, the functions here return None
 and the caller takes the PyTorch path, which computes the same result (the tests compare the two).
 """
@@ -24,17 +25,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import hashlib
 import importlib.resources
 import math
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
+
+from ..files import built_library
 
 FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99")  # -O3 vectorises the m = 4 loop; no fast-math
 MAX_M = 16  # nm_select.c's register arrays
@@ -75,33 +75,16 @@ def _library() -> ctypes.CDLL | None:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    folder_in = importlib.resources.files("sparsitylab.kernels")
-    texts = [(folder_in / name).read_text() for name in SOURCES]
-    key = hashlib.sha256("\0".join([*texts, compiler, *FLAGS]).encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "sparsitylab-native"
-    library = folder / f"select-{key}.so"
-    if not library.exists():
-        folder.mkdir(exist_ok=True)
-        partial = folder / f"select-{key}.{os.getpid()}.so"
-        sources = []
-        try:
-            for text in texts:
-                with tempfile.NamedTemporaryFile("w", suffix=".c", dir=folder, delete=False) as f:
-                    f.write(text)
-                sources.append(f.name)
-            subprocess.run(
-                [compiler, *FLAGS, *sources, "-o", str(partial), "-lm"],
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-            os.replace(partial, library)  # atomic: a reader never sees a half-written file
-        except (OSError, subprocess.SubprocessError):
-            return None
-        finally:
-            for name in sources:
-                Path(name).unlink(missing_ok=True)
-            partial.unlink(missing_ok=True)
+    folder = importlib.resources.files("sparsitylab.kernels")
+    sources = [(".c", (folder / name).read_text()) for name in SOURCES]
+    try:
+        library = built_library(
+            "sparsitylab-native",
+            sources,
+            lambda paths, out: [compiler, *FLAGS, *paths, "-o", out, "-lm"],
+        )
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return None
     lib = ctypes.CDLL(str(library))
     pointer, int64 = ctypes.c_void_p, ctypes.c_int64
     for name in _FUNCTIONS.values():
