@@ -4,6 +4,7 @@ Benchmarks print ratios measured side by side in one run and may write JSON to `
 flags use the argument types below, so a bad value is one line on stderr and exit code 2 (argparse);
 :func:`announce` prints the first line every benchmark prints and :func:`record_header` starts the
 JSON record every benchmark writes (which benchmark, when, where, on how many threads, which torch).
+:func:`torch_path` wraps a contender so that it runs with the compiled CPU passes switched off.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from .._checks import check_int, check_real, check_sparsity
+from ..sparsify import native
 from ..timing import cpu_name
 
 
@@ -44,6 +46,17 @@ positive_real = _argument_type(float, _positive, "positive number")
 sparsity_value = _argument_type(float, check_sparsity, "sparsity in [0, 1)")
 
 
+def torch_path(call: Callable[[], Any]) -> Callable[[], Any]:
+    """``call`` with the compiled passes switched off (:mod:`sparsitylab.sparsify.native`): the
+    PyTorch path of the same computation, to time beside the compiled one."""
+
+    def run() -> Any:
+        with native.disabled():
+            return call()
+
+    return run
+
+
 def announce(name: str) -> str:
     """Print ``sparsitylab bench NAME — torch …, <cpu>`` and return the CPU's description (call it
     inside the benchmark's thread setting, which the description includes)."""
@@ -69,4 +82,5 @@ __all__ = [
     "positive_real",
     "record_header",
     "sparsity_value",
+    "torch_path",
 ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ..sparsify import native
 from ..sparsify.hierarchical import hierarchical_masks, parse_config
 from ..sparsify.masks import _keep_exact, block_mask, pruned_count
 from ..timing import interleaved, threads
-from . import announce, positive_int
+from . import announce, positive_int, torch_path
 
 BLOCKS = [(1, 1), (4, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99]
@@ -45,16 +44,6 @@ TWO_BEFORE = "previous hierarchical_masks (remainder written out, kthvalue over 
 WIDE_BEFORE = "previous block_mask 4x1/60 (kthvalue over all blocks)"
 TWO_TORCH = "hierarchical_masks 4x1/63 + 1x1/97, PyTorch path (no compiled band pass)"
 WIDE_TORCH = "block_mask 4x1/60, PyTorch path (no compiled band pass)"
-
-
-def torch_path(mask: Callable[[], object]) -> Callable[[], object]:
-    """``mask`` with the compiled band pass switched off (:mod:`sparsitylab.sparsify.native`)."""
-
-    def call():
-        with native.disabled():
-            return mask()
-
-    return call
 
 
 def previous_block_keep(magnitudes: torch.Tensor, block: tuple[int, int], sparsity: float):

@@ -34,7 +34,7 @@ from ..methods.nm import NMSparsity
 from ..sparsify import native
 from ..sparsify.masks import nm_mask
 from ..timing import interleaved, threads
-from . import announce, positive_int, record_header
+from . import announce, positive_int, record_header, torch_path
 
 
 def argsort_nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -73,8 +73,7 @@ def training_step(
 
 def torch_path_nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """The library's nm_mask with the compiled loop switched off: its PyTorch pairwise ranks."""
-    with native.disabled():
-        return nm_mask(w, n, m)
+    return torch_path(lambda: nm_mask(w, n, m))()
 
 
 def mask_task(size: int, repeats: int) -> dict[str, float]:
@@ -128,16 +127,6 @@ def floor_model(build: Callable[[], torch.nn.Module], like: torch.nn.Module) -> 
             modules[found.layer_name], found.tensor, _FloorPasses(), unsafe=True
         )
     return model
-
-
-def torch_path(step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` with the compiled passes switched off (the PyTorch path)."""
-
-    def run() -> None:
-        with native.disabled():
-            step()
-
-    return run
 
 
 def step_task(batch: int, repeats: int) -> dict[str, dict[str, float]]:
