@@ -70,9 +70,6 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object])
     return path
 
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json"]
-
-
 def built_library(
     folder: str,
     sources: Sequence[tuple[str, str]],
@@ -109,3 +106,6 @@ def built_library(
             Path(name).unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     return library
+
+
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_json", "built_library"]

@@ -71,7 +71,7 @@ def _compile(code: str, options: tuple[str, ...]) -> Path:
             depends=[SHIM.read_text()],  # a changed shim rebuilds
         )
     except RuntimeError as error:
-        raise RuntimeError(f"g++ failed on the emulated kernel: {error}") from None
+        raise RuntimeError(f"compiling the emulated kernel: {error}") from None
 
 
 class EmulatedKernel:

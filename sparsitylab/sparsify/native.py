@@ -168,13 +168,11 @@ def sr_ste_gradient(
     all three are contiguous CPU tensors of one shape (``keep`` boolean, the others float32 or
     float64 alike) and the loop can run here."""
     entry = _REFINES.get(w.dtype)
-    if entry is None or not enabled() or w.device.type != "cpu" or grad.dtype != w.dtype:
+    if entry is None or not enabled() or grad.dtype != w.dtype or keep.dtype != torch.bool:
         return None
-    if keep.dtype != torch.bool or not grad.shape == w.shape == keep.shape:
+    if not grad.shape == w.shape == keep.shape:
         return None
-    if not (grad.is_contiguous() and w.is_contiguous() and keep.is_contiguous()):
-        return None
-    if grad.device.type != "cpu" or keep.device.type != "cpu":
+    if any(t.device.type != "cpu" or not t.is_contiguous() for t in (grad, w, keep)):
         return None
     library = _library()
     if library is None:
